@@ -1,0 +1,27 @@
+"""gdaload: on-the-fly generative data augmentation for PyTorch training loops."""
+
+from gdaload.data import CLASS_POLICIES, GenerativeDataset, GenerativeLoader
+from gdaload.generators import (
+    SAMPLERS,
+    ClassConditionalPipeline,
+    DiffusionGenerator,
+    GeneratedOutputError,
+    Generator,
+    ModelNotAvailableError,
+)
+from gdaload.seeding import SeedPlan
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CLASS_POLICIES",
+    "SAMPLERS",
+    "ClassConditionalPipeline",
+    "DiffusionGenerator",
+    "GeneratedOutputError",
+    "GenerativeDataset",
+    "GenerativeLoader",
+    "Generator",
+    "ModelNotAvailableError",
+    "SeedPlan",
+]

@@ -1,0 +1,175 @@
+"""``GenerativeDataset``: a map-style dataset of real samples followed by synthetic ones."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, get_worker_info
+
+from gdaload.data.policies import (
+    CLASS_POLICIES,
+    check_ratio,
+    dataset_labels,
+    plan_labels,
+    real_class_counts,
+)
+from gdaload.generators.base import Generator, check_generated
+from gdaload.seeding import SeedPlan
+
+__all__ = ["GenerativeDataset"]
+
+
+class GenerativeDataset(Dataset):
+    """Real samples at indices ``0..m_S-1``, synthetic samples after them.
+
+    ``len = m_S + round(ratio * m_S)``. Synthetic sample ``j`` of epoch ``e`` has the
+    label given by the class policy and the seed ``SeedPlan(seed).sample_seed(e, j)``, so
+    it is the same whatever the batch size, worker or shuffling. Call :meth:`set_epoch`
+    each epoch for fresh synthetic samples (non-persistent DataLoader workers pick the new
+    epoch up when the next epoch's iterator is created).
+
+    Batched fetching (``__getitems__``) makes a DataLoader ask the generator for all
+    synthetic samples of a batch in one call.
+
+    Args:
+        real: Map-style dataset of ``(input, label)`` pairs.
+        generator: Any :class:`~gdaload.Generator`. With a CUDA generator, use
+            ``num_workers=0`` or :class:`~gdaload.GenerativeLoader`.
+        ratio: Synthetic samples per real sample, m_G/m_S (finite, >= 0).
+        seed: Base seed of the seed plan.
+        class_policy: ``match``, ``uniform`` or ``balance`` (see
+            :mod:`gdaload.data.policies`).
+        labels: Labels of ``real``; read from the dataset when omitted.
+        synthetic_transform: Applied to each generated ``(C, H, W)`` image in [0, 1], e.g.
+            the normalisation the real samples get.
+        return_mask: Return ``(input, label, is_synthetic)`` triples.
+
+    Example:
+        >>> ds = GenerativeDataset(real, generator, ratio=0.5, seed=0)  # doctest: +SKIP
+        >>> loader = DataLoader(ds, batch_size=64, shuffle=True, num_workers=2)  # doctest: +SKIP
+        >>> for epoch in range(10):  # doctest: +SKIP
+        ...     ds.set_epoch(epoch)
+        ...     for x, y in loader: ...
+    """
+
+    def __init__(
+        self,
+        real: Dataset,
+        generator: Generator,
+        ratio: float = 1.0,
+        seed: int = 0,
+        *,
+        class_policy: str = "match",
+        labels: Sequence[int] | None = None,
+        synthetic_transform: Callable[[torch.Tensor], Any] | None = None,
+        return_mask: bool = False,
+    ) -> None:
+        if not isinstance(generator, Generator):
+            raise TypeError(f"generator must be a gdaload.Generator, got {type(generator).__name__}")
+        if class_policy not in CLASS_POLICIES:
+            raise ValueError(f"unknown class_policy {class_policy!r}; valid ones are {list(CLASS_POLICIES)}")
+        self.real, self.generator = real, generator
+        self.ratio = check_ratio(ratio)
+        self.plan = SeedPlan(seed)
+        self.class_policy = class_policy
+        self.synthetic_transform = synthetic_transform
+        self.return_mask = return_mask
+        real_labels = np.asarray(labels, dtype=np.int64) if labels is not None else dataset_labels(real)
+        self.num_real = len(real)
+        if len(real_labels) != self.num_real:
+            raise ValueError(f"got {len(real_labels)} labels for {self.num_real} real samples")
+        self.class_counts = real_class_counts(real_labels, generator.num_classes)
+        self.num_synthetic = math.floor(self.ratio * self.num_real + 0.5)
+        self.epoch = 0
+        self._shape_checked = False
+        self._labels_epoch, self._labels = -1, np.empty(0, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return self.num_real + self.num_synthetic
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the synthetic samples of ``epoch`` (fresh ones for each epoch)."""
+        if epoch < 0:
+            raise ValueError(f"epoch must be >= 0, got {epoch}")
+        self.epoch = int(epoch)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "seed": self.plan.seed}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.plan = SeedPlan(state["seed"])
+        self.set_epoch(state["epoch"])
+
+    def synthetic_labels(self) -> np.ndarray:
+        """Labels of this epoch's synthetic samples, in index order."""
+        if self._labels_epoch != self.epoch:
+            self._labels = plan_labels(self.class_policy, self.class_counts, self.num_synthetic,
+                                       self.plan.label_rng(self.epoch))
+            self._labels_epoch = self.epoch
+        return self._labels
+
+    def is_synthetic(self, index: int) -> bool:
+        return index >= self.num_real
+
+    def __getitem__(self, index: int) -> Any:
+        return self.__getitems__([index])[0]
+
+    def __getitems__(self, indices: Sequence[int]) -> list[Any]:
+        n = len(self)
+        indices = [int(i) + n if int(i) < 0 else int(i) for i in indices]
+        bad = [i for i in indices if not 0 <= i < n]
+        if bad:
+            raise IndexError(f"indices {bad[:5]} out of range for GenerativeDataset of length {n}")
+        synthetic = [i for i in indices if i >= self.num_real]
+        generated = dict(zip(synthetic, self._generate(synthetic))) if synthetic else {}
+        out = []
+        for i in indices:
+            item = generated[i] if i in generated else self.real[i]
+            out.append((*item, i in generated) if self.return_mask else item)
+        return out
+
+    def _generate(self, indices: list[int]) -> list[tuple[Any, int]]:
+        if get_worker_info() is not None and self.generator.device.type == "cuda":
+            raise RuntimeError(
+                "a CUDA generator cannot run inside DataLoader worker processes (forked "
+                "workers cannot use CUDA, and each would load its own copy of the model). "
+                "Use num_workers=0, or wrap the real DataLoader with "
+                "gdaload.GenerativeLoader(loader, generator, ratio=...), which generates in "
+                "the main process."
+            )
+        js = [i - self.num_real for i in indices]
+        labels = torch.as_tensor(self.synthetic_labels()[js])
+        seeds = [self.plan.sample_seed(self.epoch, j) for j in js]
+        images = self.generator.generate(labels, seeds)
+        check_generated(images, len(js), self.generator.image_shape,
+                        source=type(self.generator).__name__)
+        images = images.detach().cpu()
+        items = []
+        for image, label in zip(images, labels.tolist()):
+            items.append((self.synthetic_transform(image) if self.synthetic_transform else image, label))
+        if not self._shape_checked:
+            self._check_like_real(items[0][0])
+        return items
+
+    def _check_like_real(self, synthetic: Any) -> None:
+        """Fail at the first synthetic sample, not deep inside collate, when real and
+        synthetic inputs cannot be batched together."""
+        self._shape_checked = True
+        real = self.real[0][0] if self.num_real else None
+        if isinstance(real, torch.Tensor) and isinstance(synthetic, torch.Tensor):
+            if real.shape != synthetic.shape or real.dtype != synthetic.dtype:
+                raise ValueError(
+                    f"synthetic inputs are {synthetic.dtype} of shape {tuple(synthetic.shape)} but "
+                    f"real inputs are {real.dtype} of shape {tuple(real.shape)}; pass "
+                    "synthetic_transform= (e.g. v2.Resize, v2.Grayscale, v2.Normalize, "
+                    "v2.ToDtype) so synthetic samples match the real ones"
+                )
+
+    def __repr__(self) -> str:
+        return (f"GenerativeDataset(real={self.num_real}, synthetic={self.num_synthetic}, "
+                f"ratio={self.ratio}, policy={self.class_policy}, epoch={self.epoch}, "
+                f"generator={self.generator!r})")

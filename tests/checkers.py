@@ -1,0 +1,65 @@
+"""Checkers shared by the tests, and a cheap CPU generator that honours the contract."""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+from gdaload.generators.base import Generator, as_labels, as_seeds
+
+
+class SeedImageGenerator(Generator):
+    """Images that are a pure function of (label, seed): cheap enough for data tests.
+
+    Pixel (0, 0, 0) encodes the label and the rest is noise from the seed, so tests can
+    read back which label a generated sample was made for.
+    """
+
+    def __init__(self, num_classes: int = 3, image_shape: tuple[int, int, int] = (1, 4, 4)) -> None:
+        self.num_classes, self.image_shape = num_classes, image_shape
+
+    def generate(self, labels: Any, seeds: Sequence[int]) -> torch.Tensor:
+        labels = as_labels(labels, self.num_classes)
+        seeds = as_seeds(seeds, len(labels))
+        out = torch.stack([torch.rand(self.image_shape, generator=torch.Generator().manual_seed(s))
+                           for s in seeds]) if seeds else torch.empty(0, *self.image_shape)
+        if len(labels):
+            out[:, 0, 0, 0] = labels.float() / max(self.num_classes - 1, 1)
+        return out
+
+    def label_of(self, image: torch.Tensor) -> int:
+        return round(float(image[0, 0, 0]) * max(self.num_classes - 1, 1))
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return {"kind": "seed-image", "classes": self.num_classes, "shape": list(self.image_shape)}
+
+
+def assert_pickle_round_trip(obj: Any, check: Callable[[Any, Any], None] | None = None) -> Any:
+    """Pickle ``obj`` (as DataLoader workers do) and run ``check(original, copy)``."""
+    copy = pickle.loads(pickle.dumps(obj))
+    assert type(copy) is type(obj)
+    if check is not None:
+        check(obj, copy)
+    return copy
+
+
+def assert_same_per_sample(make: Callable[[list[int], list[int]], torch.Tensor],
+                           labels: list[int], seeds: list[int], atol: float = 1e-4) -> None:
+    """Determinism checker: each sample equals the one made alone, whatever the batch."""
+    batch = make(labels, seeds)
+    for i in (0, len(labels) - 1):
+        alone = make([labels[i]], [seeds[i]])
+        torch.testing.assert_close(batch[i : i + 1], alone, atol=atol, rtol=0)
+    torch.testing.assert_close(make(labels[::-1], seeds[::-1]), batch.flip(0), atol=atol, rtol=0)
+
+
+def assert_image_batch(images: torch.Tensor, n: int, shape: Sequence[int]) -> None:
+    """Generator output contract: (n, *shape) float in [0, 1], finite."""
+    assert images.shape == (n, *shape)
+    assert images.dtype.is_floating_point
+    assert torch.isfinite(images).all()
+    assert images.min() >= 0 and images.max() <= 1
