@@ -17,7 +17,19 @@ from typing import Any
 
 import torch
 
-__all__ = ["Generator", "GeneratedOutputError", "as_labels", "as_seeds", "check_generated"]
+__all__ = [
+    "GeneratedOutputError",
+    "Generator",
+    "as_labels",
+    "as_seeds",
+    "check_generated",
+    "check_source",
+    "sample_strengths",
+]
+
+#: Strength of image-conditioned generation: one value, or a ``(min, max)`` range from
+#: which each sample draws its own value with its seed.
+StrengthLike = float | tuple[float, float]
 
 #: Seeds are drawn below this bound so that they fit a ``torch.Generator`` (uint64) and
 #: stay exact when stored as JSON numbers.
@@ -61,6 +73,9 @@ class Generator(abc.ABC):
     num_classes: int
     #: ``(C, H, W)`` of one generated image.
     image_shape: tuple[int, int, int]
+    #: Whether :meth:`generate` accepts ``source=`` images and ``strength=`` (image-
+    #: conditioned generation: SDEdit-style variations of a real image).
+    supports_source: bool = False
 
     @property
     def device(self) -> torch.device:
@@ -70,6 +85,10 @@ class Generator(abc.ABC):
     @abc.abstractmethod
     def generate(self, labels: torch.Tensor | Sequence[int], seeds: Sequence[int]) -> torch.Tensor:
         """Generate one image per ``(label, seed)`` pair.
+
+        Generators with :attr:`supports_source` also take keyword arguments
+        ``source`` (``(B, C, H, W)`` images in [0, 1], checked with :func:`check_source`)
+        and ``strength`` (see :func:`sample_strengths`): 0 returns the source, 1 ignores it.
 
         Args:
             labels: Integer class labels, shape ``(B,)``.
@@ -184,3 +203,60 @@ def check_generated(
                 "map [-1, 1] outputs with (x + 1) / 2 and clamp"
             )
     return images
+
+
+def check_source(source: Any, image_shape: Sequence[int], n: int) -> torch.Tensor:
+    """Validate source images for image-conditioned generation.
+
+    Returns:
+        ``source`` as a float tensor in [0, 1] (uint8 images are scaled).
+
+    Raises:
+        ValueError: On a wrong count, rank, channel count (grayscale vs RGB) or size; the
+            message names the expected shape and the transform that fixes it.
+    """
+    if not isinstance(source, torch.Tensor):
+        raise ValueError(f"source must be a tensor (B, C, H, W), got {type(source).__name__}; "
+                         "convert PIL images with v2.functional.to_image")
+    if source.dim() != 4 or source.shape[0] != n:
+        raise ValueError(f"source must have shape ({n}, C, H, W), one image per label; got "
+                         f"{tuple(source.shape)}")
+    channels, height, width = image_shape
+    if source.shape[1] != channels:
+        fix = "v2.Grayscale(num_output_channels=1)" if channels == 1 else "v2.RGB()"
+        raise ValueError(
+            f"source images have {source.shape[1]} channels but the generator makes "
+            f"{channels}-channel images ({'grayscale' if channels == 1 else 'RGB'}); add {fix}"
+        )
+    if tuple(source.shape[2:]) != (height, width):
+        raise ValueError(
+            f"source images are {source.shape[2]}x{source.shape[3]} but the generator takes "
+            f"{height}x{width}; resize them first, e.g. v2.Resize(({height}, {width}))"
+        )
+    if source.dtype == torch.uint8:
+        return source.float() / 255
+    if not source.dtype.is_floating_point:
+        raise ValueError(f"source must be float in [0, 1] or uint8, got {source.dtype}")
+    return source
+
+
+def sample_strengths(strength: StrengthLike, seeds: Sequence[int]) -> list[float]:
+    """Per-sample strengths: the value itself, or a draw from ``(min, max)`` keyed by the
+    sample's seed (so the strength, like the image, depends only on the seed).
+
+    Raises:
+        ValueError: If a strength lies outside [0, 1] or a range has min > max.
+    """
+    from gdaload.seeding import derive_rng
+
+    if isinstance(strength, (tuple, list)):
+        if len(strength) != 2:
+            raise ValueError(f"strength range must be (min, max), got {strength!r}")
+        lo, hi = (float(v) for v in strength)
+        if not (0 <= lo <= hi <= 1):
+            raise ValueError(f"strength range must satisfy 0 <= min <= max <= 1, got {strength!r}")
+        return [lo + (hi - lo) * float(derive_rng(s, 2).random()) for s in seeds]
+    value = float(strength)
+    if not 0 <= value <= 1:
+        raise ValueError(f"strength must be in [0, 1] (0 keeps the source, 1 ignores it), got {strength!r}")
+    return [value] * len(seeds)

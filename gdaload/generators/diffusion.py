@@ -11,6 +11,7 @@ Two modes:
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import logging
 import os
@@ -24,7 +25,14 @@ import torch
 from diffusers import DiffusionPipeline
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
-from gdaload.generators.base import Generator, as_labels, as_seeds
+from gdaload.generators.base import (
+    Generator,
+    StrengthLike,
+    as_labels,
+    as_seeds,
+    check_source,
+    sample_strengths,
+)
 from gdaload.generators.pipeline import GDALOAD_META, ClassConditionalPipeline
 from gdaload.generators.samplers import SAMPLERS, make_scheduler
 from gdaload.seeding import derive_rng
@@ -122,6 +130,8 @@ class DiffusionGenerator(Generator):
         (torch.Size([2, 1, 8, 8]), tensor(True), tensor(True))
     """
 
+    supports_source = True
+
     def __init__(
         self,
         pipeline: DiffusionPipeline,
@@ -157,6 +167,7 @@ class DiffusionGenerator(Generator):
         self.model_id = model_id or getattr(pipeline, "name_or_path", None) or type(pipeline).__name__
         self.pipeline.scheduler = make_scheduler(sampler, pipeline.scheduler)
         self._fingerprint: str | None = None
+        self._img2img: DiffusionPipeline | None = None
         self._prompt_cache: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor | None]] = {}
 
         if isinstance(pipeline, ClassConditionalPipeline):
@@ -286,30 +297,144 @@ class DiffusionGenerator(Generator):
             self._fingerprint = digest.hexdigest()[:16]
         return self._fingerprint
 
-    def generate(self, labels: torch.Tensor | Sequence[int], seeds: Sequence[int]) -> torch.Tensor:
-        """Generate one image per ``(label, seed)``; float32 ``(B, C, H, W)`` in [0, 1] on
-        :attr:`device`. A sample depends only on the model, the config, its label and its
-        seed (initial noise comes from a CPU ``torch.Generator`` seeded per sample)."""
+    def generate(
+        self,
+        labels: torch.Tensor | Sequence[int],
+        seeds: Sequence[int],
+        *,
+        source: torch.Tensor | None = None,
+        strength: StrengthLike = 0.5,
+        latents: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Generate one image per ``(label, seed)``, from noise or from a source image.
+
+        A sample depends only on the model, the config, its label, its seed (and its
+        source): initial noise comes from a CPU ``torch.Generator`` seeded per sample.
+
+        Args:
+            labels: Class labels ``(B,)``.
+            seeds: One seed per label.
+            source: Optional images ``(B, C, H, W)`` in [0, 1] (or uint8) to vary
+                (SDEdit): each is noised to its strength and denoised towards its label.
+            strength: With ``source``: a float in [0, 1] or a ``(min, max)`` range drawn
+                per sample from its seed. 0 returns the source (up to the VAE round trip
+                of latent models), 1 ignores it.
+            latents: Optional starting noise ``(B, ...)``, e.g. from :meth:`invert`.
+
+        Returns:
+            float32 ``(B, C, H, W)`` in [0, 1] on :attr:`device`.
+        """
         labels = as_labels(labels, self.num_classes)
         seeds = as_seeds(seeds, len(labels))
-        chunks = [
-            self._generate_chunk(labels[i : i + self.max_batch_size], seeds[i : i + self.max_batch_size])
-            for i in range(0, len(labels), self.max_batch_size)
-        ]
-        if not chunks:
+        if len(labels) == 0:
             return torch.empty(0, *self.image_shape, device=self.device)
-        return torch.cat(chunks).float().clamp_(0, 1)
+        if source is not None and latents is not None:
+            raise ValueError("pass either source= (image-to-image) or latents= (e.g. inverted "
+                             "noise), not both")
+        if source is None:
+            per_sample = [1.0] * len(labels)
+            encoded = None
+        else:
+            encoded = self.encode(check_source(source, self.image_shape, len(labels)))
+            per_sample = sample_strengths(strength, seeds)
+        # Samples whose strength skips the same number of sampler steps run together.
+        skipped = [min(int(self.steps * s), self.steps) for s in per_sample]
+        out = torch.empty(len(labels), *self.image_shape, device=self.device)
+        for k in sorted(set(skipped)):
+            group = [i for i, v in enumerate(skipped) if v == k]
+            for start in range(0, len(group), self.max_batch_size):
+                idx = group[start : start + self.max_batch_size]
+                out[idx] = self._generate_chunk(
+                    labels[idx], [seeds[i] for i in idx], k / self.steps,
+                    None if encoded is None else encoded[idx],
+                    None if latents is None else latents[idx],
+                ).float()
+        return out.clamp_(0, 1)
 
-    def _generate_chunk(self, labels: torch.Tensor, seeds: list[int]) -> torch.Tensor:
-        gens = [torch.Generator().manual_seed(s) for s in seeds]
-        common = dict(num_inference_steps=self.steps, guidance_scale=self.guidance_scale,
-                      generator=gens, output_type="pt")
+    @torch.inference_mode()
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """Images in [0, 1] -> the denoiser's space (scaled VAE latents for latent models)."""
         if self.mode == "class":
-            return self.pipeline(labels, **common).images
+            return self.pipeline.encode_images(images)
+        vae = self.pipeline.vae
+        x = images.to(self.device, vae.dtype) * 2 - 1
+        return vae.encode(x).latent_dist.mode() * vae.config.scaling_factor
+
+    def _generate_chunk(self, labels: torch.Tensor, seeds: list[int], strength: float,
+                        encoded: torch.Tensor | None, latents: torch.Tensor | None) -> torch.Tensor:
+        gens = [torch.Generator().manual_seed(s) for s in seeds]
+        common: dict[str, Any] = dict(num_inference_steps=self.steps, guidance_scale=self.guidance_scale,
+                                      generator=gens, output_type="pt")
+        if self.mode == "class":
+            return self.pipeline(labels, latents=latents, image_latents=encoded, strength=strength,
+                                 **common).images
         positive, negative = self._prompt_embeddings(labels.tolist(), seeds)
+        common.update(prompt_embeds=positive, negative_prompt_embeds=negative)
+        if encoded is not None and strength < 1:
+            if strength == 0:  # diffusers' img2img needs at least one step
+                with torch.inference_mode():
+                    vae = self.pipeline.vae
+                    return (vae.decode(encoded / vae.config.scaling_factor).sample / 2 + 0.5).clamp(0, 1)
+            # 4-channel inputs are taken as latents by the img2img pipeline.
+            return self._img2img_pipeline()(image=encoded, strength=strength, **common).images
         _, height, width = self.image_shape
-        return self.pipeline(prompt_embeds=positive, negative_prompt_embeds=negative,
-                             height=height, width=width, **common).images
+        return self.pipeline(height=height, width=width, latents=latents, **common).images
+
+    def _img2img_pipeline(self) -> DiffusionPipeline:
+        """The image-to-image variant of the text pipeline, sharing its modules."""
+        if self._img2img is None:
+            from diffusers import AutoPipelineForImage2Image
+
+            self._img2img = AutoPipelineForImage2Image.from_pipe(self.pipeline)
+            self._img2img.set_progress_bar_config(disable=True)
+        self._img2img.scheduler = self.pipeline.scheduler
+        return self._img2img
+
+    @torch.inference_mode()
+    def invert(self, source: torch.Tensor, labels: torch.Tensor | Sequence[int],
+               guidance_scale: float = 1.0) -> torch.Tensor:
+        """Deterministic DDIM inversion: the noise that DDIM maps back to ``source``.
+
+        Regenerate from it with ``generate(labels, seeds, latents=noise)`` using the
+        ``ddim`` sampler, with the same label to reconstruct the source or with another
+        label, prompt or guidance scale for a controlled change.
+
+        Args:
+            source: Images ``(B, C, H, W)`` in [0, 1].
+            labels: The class each source is conditioned on during inversion.
+            guidance_scale: Guidance during inversion; 1 (none) inverts most faithfully.
+
+        Returns:
+            Noise latents ``(B, ...)`` on :attr:`device`.
+        """
+        from diffusers import DDIMInverseScheduler
+
+        labels = as_labels(labels, self.num_classes)
+        x = self.encode(check_source(source, self.image_shape, len(labels)))
+        # Pass only DDIM's own settings: the sampler's extras (e.g. algorithm_type) do not apply.
+        accepted = inspect.signature(DDIMInverseScheduler.__init__).parameters
+        config = {k: v for k, v in self.pipeline.scheduler.config.items() if k in accepted}
+        # The inverse scheduler knows no "linspace" spacing; "trailing" is its closest match.
+        if config.get("timestep_spacing") not in ("leading", "trailing"):
+            config["timestep_spacing"] = "trailing"
+        inverse = DDIMInverseScheduler.from_config(config)
+        inverse.set_timesteps(self.steps, device=self.device)
+        if self.mode == "class":
+            def eps(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+                return self.pipeline.eps(x, t, labels.to(self.device), guidance_scale)
+        else:
+            positive, negative = self._prompt_embeddings(labels.tolist(), [0] * len(labels))
+
+            def eps(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+                unet = self.pipeline.unet
+                if guidance_scale == 1.0:
+                    return unet(x, t, encoder_hidden_states=positive).sample
+                e_u, e_c = unet(torch.cat([x, x]), t,
+                                encoder_hidden_states=torch.cat([negative, positive])).sample.chunk(2)
+                return e_u + guidance_scale * (e_c - e_u)
+        for t in inverse.timesteps:
+            x = inverse.step(eps(x, t), t, x).prev_sample
+        return x
 
     def _prompt_embeddings(
         self, labels: list[int], seeds: list[int]

@@ -102,6 +102,30 @@ class ClassConditionalPipeline(DiffusionPipeline):
         # DiT with learned sigma predicts (eps, variance); the sampler needs eps only.
         return out[:, : x.shape[1]] if out.shape[1] == 2 * x.shape[1] else out
 
+    def encode_images(self, images: torch.Tensor) -> torch.Tensor:
+        """Images in [0, 1] -> the denoiser's space: [-1, 1] pixels, or scaled VAE latents
+        (the posterior's mode, so the encoding is deterministic and cacheable)."""
+        x = images.to(device=self._execution_device, dtype=self.unet.dtype) * 2 - 1
+        if self.vae is None:
+            return x
+        return self.vae.encode(x).latent_dist.mode() * self.vae.config.scaling_factor
+
+    def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        """The denoiser's space -> float images in [0, 1]."""
+        x = latents
+        if self.vae is not None:
+            x = self.vae.decode(x / self.vae.config.scaling_factor).sample
+        return (x.float() / 2 + 0.5).clamp(0, 1)
+
+    def eps(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor,
+            guidance_scale: float) -> torch.Tensor:
+        """Noise prediction with classifier-free guidance through the null class."""
+        if guidance_scale == 1.0:
+            return self._denoise(x, t, labels)
+        null = torch.full_like(labels, self.num_classes)
+        eps_c, eps_u = self._denoise(torch.cat([x, x]), t, torch.cat([labels, null])).chunk(2)
+        return eps_u + guidance_scale * (eps_c - eps_u)
+
     @torch.inference_mode()
     def __call__(
         self,
@@ -111,46 +135,59 @@ class ClassConditionalPipeline(DiffusionPipeline):
         num_inference_steps: int = 50,
         generator: torch.Generator | list[torch.Generator] | None = None,
         latents: torch.Tensor | None = None,
+        image: torch.Tensor | None = None,
+        image_latents: torch.Tensor | None = None,
+        strength: float = 1.0,
         output_type: str = "pt",
         return_dict: bool = True,
     ) -> ImagePipelineOutput | tuple:
-        """Generate one image per class label.
+        """Generate one image per class label, from noise or from a source image.
 
         Args:
             class_labels: Labels in ``0..num_classes-1``.
             guidance_scale: Classifier-free guidance scale; 1 disables guidance.
-            num_inference_steps: Sampler steps.
+            num_inference_steps: Sampler steps (of the full schedule; ``strength`` runs
+                the last ``int(num_inference_steps * strength)`` of them).
             generator: One ``torch.Generator`` per image (recommended: the image then does
                 not depend on the rest of the batch) or a single one.
-            latents: Optional starting noise instead of drawing it.
+            latents: Optional starting noise instead of drawing it (e.g. from
+                :meth:`gdaload.DiffusionGenerator.invert`).
+            image: Source images ``(B, C, H, W)`` in [0, 1] for image-to-image (SDEdit).
+            image_latents: The same sources already passed through :meth:`encode_images`.
+            strength: How far the source is noised: 0 returns it (up to the VAE round
+                trip), 1 ignores it.
             output_type: ``"pt"`` (tensor in [0, 1]), ``"np"`` or ``"pil"``.
             return_dict: Return an ``ImagePipelineOutput`` instead of a tuple.
         """
         device = self._execution_device
         labels = torch.as_tensor(class_labels, dtype=torch.long, device=device).reshape(-1)
         dtype = self.unet.dtype
-        if latents is None:
-            latents = randn_tensor(self._latent_shape(len(labels)), generator=generator,
-                                   device=device, dtype=dtype)
-        x = latents.to(device=device, dtype=dtype)
+        if not 0 <= strength <= 1:
+            raise ValueError(f"strength must be in [0, 1], got {strength}")
+        if image is not None and image_latents is None:
+            image_latents = self.encode_images(image)
+        noise = randn_tensor(self._latent_shape(len(labels)), generator=generator,
+                             device=device, dtype=dtype) if latents is None else latents.to(device, dtype)
         self.scheduler.set_timesteps(num_inference_steps, device=device)
-        x = x * self.scheduler.init_noise_sigma
-        guided = guidance_scale != 1.0
-        if guided:
-            null = torch.full_like(labels, self.num_classes)
-            cond = torch.cat([labels, null])
+        timesteps = self.scheduler.timesteps
+        if image_latents is None or strength == 1:
+            x = noise * self.scheduler.init_noise_sigma
+        else:
+            # SDEdit as in diffusers' img2img pipelines: skip the first steps of the schedule
+            # and start from the source noised to the first remaining timestep.
+            t_start = num_inference_steps - min(int(num_inference_steps * strength), num_inference_steps)
+            timesteps = timesteps[t_start * self.scheduler.order :]
+            if hasattr(self.scheduler, "set_begin_index"):
+                self.scheduler.set_begin_index(t_start * self.scheduler.order)
+            x = image_latents.to(device, dtype)
+            if len(timesteps):
+                x = self.scheduler.add_noise(x, noise, timesteps[:1].repeat(len(x)))
         step_kwargs = self._step_kwargs(generator)
-        for t in self.progress_bar(self.scheduler.timesteps):
-            inp = torch.cat([x, x]) if guided else x
-            inp = self.scheduler.scale_model_input(inp, t)
-            eps = self._denoise(inp, t, cond if guided else labels)
-            if guided:
-                eps_c, eps_u = eps.chunk(2)
-                eps = eps_u + guidance_scale * (eps_c - eps_u)
+        for t in self.progress_bar(timesteps):
+            inp = self.scheduler.scale_model_input(x, t)
+            eps = self.eps(inp, t, labels, guidance_scale)
             x = self.scheduler.step(eps, t, x, **step_kwargs).prev_sample
-        if self.vae is not None:
-            x = self.vae.decode(x / self.vae.config.scaling_factor).sample
-        images = (x.float() / 2 + 0.5).clamp(0, 1)
+        images = self.decode_latents(x)
         if output_type == "np":
             images = images.permute(0, 2, 3, 1).cpu().numpy()
         elif output_type == "pil":
