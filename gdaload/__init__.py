@@ -10,6 +10,7 @@ from gdaload.generators import (
     ModelNotAvailableError,
 )
 from gdaload.seeding import SeedPlan
+from gdaload.transforms import GenerativeAugment, GenMix
 
 __version__ = "0.1.0"
 
@@ -18,7 +19,9 @@ __all__ = [
     "SAMPLERS",
     "ClassConditionalPipeline",
     "DiffusionGenerator",
+    "GenMix",
     "GeneratedOutputError",
+    "GenerativeAugment",
     "GenerativeDataset",
     "GenerativeLoader",
     "Generator",

@@ -63,3 +63,37 @@ def assert_image_batch(images: torch.Tensor, n: int, shape: Sequence[int]) -> No
     assert images.dtype.is_floating_point
     assert torch.isfinite(images).all()
     assert images.min() >= 0 and images.max() <= 1
+
+
+from gdaload.generators.base import check_source, sample_strengths  # noqa: E402
+
+
+class SourceBlendGenerator(SeedImageGenerator):
+    """Image-conditioned double: ``(1 - s) * source + s * noise(label, seed)``, with ``s``
+    from ``sample_strengths``, so strength 0 returns the source and 1 ignores it.
+
+    Every call is recorded in :attr:`calls` (labels, seeds, strength, batch size), so tests
+    can check what a consumer asked for.
+    """
+
+    supports_source = True
+
+    def __init__(self, num_classes: int = 3, image_shape: tuple[int, int, int] = (1, 4, 4)) -> None:
+        super().__init__(num_classes, image_shape)
+        self.calls: list[dict[str, Any]] = []
+
+    def generate(self, labels: Any, seeds: Sequence[int], source: torch.Tensor | None = None,
+                 strength: Any = 1.0) -> torch.Tensor:
+        labels = as_labels(labels, self.num_classes)
+        seeds = as_seeds(seeds, len(labels))
+        self.calls.append({"labels": labels.tolist(), "seeds": list(seeds), "strength": strength,
+                           "n": len(labels)})
+        noise = super().generate(labels, seeds)
+        if source is None:
+            return noise
+        source = check_source(source, self.image_shape, len(labels)).to(self.device)
+        s = torch.tensor(sample_strengths(strength, seeds)).view(-1, 1, 1, 1)
+        return (1 - s) * source + s * noise
+
+    def __repr__(self) -> str:
+        return f"SourceBlendGenerator(classes={self.num_classes}, image_shape={self.image_shape})"

@@ -237,6 +237,11 @@ class DiffusionGenerator(Generator):
                 f"{path} has no model_index.json; save the model with "
                 "pipeline.save_pretrained(folder) or gdaload train-generator"
             )
+        if not path.exists() and (path.is_absolute() or name.startswith(".") or name.count("/") > 1):
+            raise ModelNotAvailableError(
+                f"model folder {name} does not exist; pass the folder written by "
+                "save_pretrained or `gdaload train-generator --output FOLDER`"
+            )
         if not path.exists():
             if local_files_only is None:
                 local_files_only = not _hub_reachable()

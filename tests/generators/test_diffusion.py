@@ -102,6 +102,8 @@ def test_missing_weights_offline_fail_fast_with_fix(monkeypatch: pytest.MonkeyPa
 def test_folder_without_model_index_is_explained(tmp_path: Path) -> None:
     with pytest.raises(ModelNotAvailableError, match="no model_index.json"):
         DiffusionGenerator.from_pretrained(tmp_path)
+    with pytest.raises(ModelNotAvailableError, match="does not exist"):
+        DiffusionGenerator.from_pretrained(tmp_path / "missing")
 
 
 def test_generator_pickles_for_worker_processes(class_generator: DiffusionGenerator) -> None:

@@ -1,0 +1,69 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+from torch.utils.data import TensorDataset
+
+from gdaload import DiffusionGenerator
+from gdaload.generators.training import train_generator
+
+
+def tiny_data(n: int = 24) -> TensorDataset:
+    g = torch.Generator().manual_seed(0)
+    return TensorDataset(torch.rand(n, 1, 8, 8, generator=g), torch.arange(n) % 3)
+
+
+def weights(folder: Path) -> dict[str, torch.Tensor]:
+    return load_file(folder / "unet" / "diffusion_pytorch_model.safetensors")
+
+
+def train(data, out: Path, steps: int, **kwargs) -> Path:
+    return train_generator(data, out, widths=(16, 16), steps=steps, batch_size=8, seed=0,
+                           progress=False, cpu=True, **kwargs)
+
+
+def test_trains_saves_and_loads_with_class_names(tmp_path: Path) -> None:
+    out = train(tiny_data(), tmp_path / "gen", steps=3, class_names=["a", "b", "c"])
+    gen = DiffusionGenerator.from_pretrained(out, steps=2, device="cpu")
+    assert gen.num_classes == 3 and gen.class_names == ["a", "b", "c"]
+    images = gen.generate([0, 2], [0, 1])
+    assert images.shape == (2, 1, 8, 8) and torch.isfinite(images).all()
+
+
+def test_resume_continues_exactly(tmp_path: Path) -> None:
+    straight = train(tiny_data(), tmp_path / "straight", steps=4, checkpoint_every=2)
+    train(tiny_data(), tmp_path / "resumed", steps=2, checkpoint_every=2)
+    assert (tmp_path / "resumed" / "checkpoints" / "step-2" / "state.json").is_file()
+    resumed = train(tiny_data(), tmp_path / "resumed", steps=4, checkpoint_every=2)
+    a, b = weights(straight), weights(resumed)
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key])
+
+
+def test_image_folder_input(tmp_path: Path) -> None:
+    for name in ("cat", "dog"):
+        (tmp_path / "data" / name).mkdir(parents=True)
+        for i in range(4):
+            pixels = np.random.default_rng(i).integers(0, 255, (12, 12, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "data" / name / f"{i}.png")
+    out = train_generator(tmp_path / "data", tmp_path / "gen", image_size=8, channels=3,
+                          widths=(16, 16), steps=2, batch_size=4, progress=False, cpu=True)
+    gen = DiffusionGenerator.from_pretrained(out, steps=1, device="cpu")
+    assert gen.class_names == ["cat", "dog"] and gen.image_shape == (3, 8, 8)
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [({"steps": 0}, "steps must be >= 1"),
+                                               ({"label_dropout": 1.0}, "label_dropout")])
+def test_bad_settings(tmp_path: Path, kwargs, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        train_generator(tiny_data(), tmp_path, **kwargs)
+
+
+def test_non_image_data_is_explained(tmp_path: Path) -> None:
+    data = TensorDataset(torch.zeros(4, 64), torch.zeros(4, dtype=torch.long))
+    with pytest.raises(ValueError, match="float tensors \\(C, H, W\\)"):
+        train_generator(data, tmp_path, steps=1)
