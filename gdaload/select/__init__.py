@@ -18,7 +18,6 @@ from .base import (
     SelectedGenerator,
     SelectionStage,
     describe,
-    extract_features,
 )
 from .clip import ClipFilter
 from .cluster import ClusterSelect
@@ -35,5 +34,4 @@ __all__ = [
     "SelectionStage",
     "TopK",
     "describe",
-    "extract_features",
 ]

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from ..generators.base import Generator, as_labels, as_seeds, check_generated
+from ..metrics.features import as_feature_matrix
 from ..seeding import derive_seed
 
 __all__ = [
@@ -35,7 +36,6 @@ __all__ = [
     "SelectedGenerator",
     "SelectionStage",
     "describe",
-    "extract_features",
 ]
 
 StageT = TypeVar("StageT", bound="SelectionStage")
@@ -70,54 +70,28 @@ def eval_mode(module: object) -> Iterator[None]:
             m.training = training
 
 
-def extract_features(
+def batch_features(
     extractor: Callable[[torch.Tensor], torch.Tensor],
     images: torch.Tensor,
     name: str = "feature extractor",
 ) -> torch.Tensor:
-    """Run ``extractor`` on ``images`` and return finite ``(N, D)`` float32 features.
-
-    The extractor runs in eval mode under ``torch.inference_mode()``. Outputs of shape
-    ``(N, D, ...)`` are flattened per sample.
-
-    Args:
-        extractor: Module or callable mapping ``(N, C, H, W)`` images to ``(N, ...)`` features.
-        images: Batch of images.
-        name: Name used in error messages.
-
-    Returns:
-        ``(N, D)`` float32 features on the extractor's output device.
+    """Run ``extractor`` on one batch in eval mode and return finite ``(N, D)`` float32
+    features on the extractor's output device (``(N, D, ...)`` outputs are flattened).
 
     Raises:
         ValueError: If the output is not a tensor with one row per image and at least two
-            dimensions, or holds NaN/Inf (the message names the sample indices).
-
-    Example:
-        >>> extract_features(nn.Flatten(), torch.zeros(2, 1, 2, 2)).shape
-        torch.Size([2, 4])
+            dimensions, or holds NaN/Inf (the message names the first bad sample).
     """
     with torch.inference_mode(), eval_mode(extractor):
         out = extractor(images)
-    if not isinstance(out, torch.Tensor):
+    if not isinstance(out, torch.Tensor) or out.dim() < 2 or out.shape[0] != images.shape[0]:
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise ValueError(
-            f"{name} must return a torch.Tensor, got {type(out).__name__}; wrap models that "
-            "return tuples or dicts so that they return the feature tensor"
+            f"{name} returned {got} for {images.shape[0]} images; it must return a tensor of "
+            "(N, D) or (N, D, ...) features, one row per image (wrap models that return tuples, "
+            "add a batch dimension or remove a final squeeze)"
         )
-    if out.dim() < 2 or out.shape[0] != images.shape[0]:
-        raise ValueError(
-            f"{name} returned shape {tuple(out.shape)} for {images.shape[0]} images; it must "
-            "return (N, D) or (N, D, ...) features, one row per image (add a batch dimension "
-            "or remove a final squeeze)"
-        )
-    feats = out.flatten(1).float()
-    finite = torch.isfinite(feats).all(dim=1)
-    if not bool(finite.all()):
-        bad = (~finite).nonzero().flatten().tolist()
-        raise ValueError(
-            f"{name} returned NaN or Inf features for samples {bad[:10]}; check its weights, "
-            "its input normalisation and its dtype (fp16 overflow)"
-        )
-    return feats
+    return as_feature_matrix(out.flatten(1), name, torch.float32)
 
 
 _DIGESTS: weakref.WeakKeyDictionary[nn.Module, tuple[tuple, str]] = weakref.WeakKeyDictionary()
@@ -375,7 +349,7 @@ class FeatureStage(SelectionStage):
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """``(N, D)`` features of ``images``, checked against the fitted dimension."""
-        feats = extract_features(
+        feats = batch_features(
             self.feature_extractor, images, f"{type(self).__name__} feature extractor"
         )
         if self.feature_dim is not None and feats.shape[1] != self.feature_dim:
@@ -398,7 +372,7 @@ class FeatureStage(SelectionStage):
             if real.dim() in (2, 4) and real.shape[0] == 0:
                 raise ValueError(f"{name}.fit got no real samples")
             if real.dim() == 2:
-                feats = extract_features(nn.Identity(), real, f"{name}.fit features")
+                feats = batch_features(nn.Identity(), real, f"{name}.fit features")
             elif real.dim() == 4:
                 feats = torch.cat(
                     [
@@ -443,7 +417,7 @@ class FeatureStage(SelectionStage):
                 f"{type(self).__name__}.fit expects (N, C, H, W) image batches, got shape "
                 f"{tuple(images.shape)}"
             )
-        return extract_features(
+        return batch_features(
             self.feature_extractor,
             images.to(self.device),
             f"{type(self).__name__} feature extractor",

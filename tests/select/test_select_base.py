@@ -8,12 +8,12 @@ from torch import nn
 
 from gdaload.generators.base import check_generated
 from gdaload.seeding import derive_seed
+from gdaload.select.base import batch_features
 from gdaload.select import (
     EmptySelectionError,
     RealismScore,
     SelectedGenerator,
     SelectionStage,
-    extract_features,
 )
 
 
@@ -243,12 +243,12 @@ def test_feature_extractor_errors_name_the_problem():
             out[[1, 3], 0] = float("inf")
             return out
 
-    with pytest.raises(ValueError, match=r"NaN or Inf features for samples \[1, 3\]"):
-        extract_features(NaNAt(), torch.zeros(4, 1, 2, 2))
-    with pytest.raises(ValueError, match=r"returned shape \(4,\) for 4 images"):
-        extract_features(lambda x: x.mean(dim=(1, 2, 3)), torch.zeros(4, 1, 2, 2))
-    with pytest.raises(ValueError, match="must return a torch.Tensor"):
-        extract_features(lambda x: (x,), torch.zeros(4, 1, 2, 2))
+    with pytest.raises(ValueError, match=r"non-finite values \(NaN or inf\), first at sample 1"):
+        batch_features(NaNAt(), torch.zeros(4, 1, 2, 2))
+    with pytest.raises(ValueError, match=r"returned \(4,\) for 4 images"):
+        batch_features(lambda x: x.mean(dim=(1, 2, 3)), torch.zeros(4, 1, 2, 2))
+    with pytest.raises(ValueError, match="returned tuple for 4 images"):
+        batch_features(lambda x: (x,), torch.zeros(4, 1, 2, 2))
 
 
 def test_stage_needing_real_data_fails_before_fit(gen):
