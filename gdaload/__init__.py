@@ -1,6 +1,7 @@
 """gdaload: on-the-fly generative data augmentation for PyTorch training loops."""
 
 from gdaload.data import CLASS_POLICIES, GenerativeDataset, GenerativeLoader
+from gdaload.engine import LatentCache, SampleStore
 from gdaload.generators import (
     SAMPLERS,
     ClassConditionalPipeline,
@@ -25,6 +26,8 @@ __all__ = [
     "GenerativeDataset",
     "GenerativeLoader",
     "Generator",
+    "LatentCache",
     "ModelNotAvailableError",
+    "SampleStore",
     "SeedPlan",
 ]

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+import os
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, get_worker_info
+from tqdm.auto import tqdm
 
 from gdaload.data.policies import (
     CLASS_POLICIES,
@@ -17,7 +19,10 @@ from gdaload.data.policies import (
     plan_labels,
     real_class_counts,
 )
-from gdaload.generators.base import Generator, check_generated
+from gdaload.engine.base import EngineStats, make_samples
+from gdaload.engine.seeds import plan_seeds
+from gdaload.engine.store import SampleStore
+from gdaload.generators.base import Generator
 from gdaload.seeding import SeedPlan
 
 __all__ = ["GenerativeDataset"]
@@ -35,6 +40,12 @@ class GenerativeDataset(Dataset):
     Batched fetching (``__getitems__``) makes a DataLoader ask the generator for all
     synthetic samples of a batch in one call.
 
+    With ``store=``, generated samples are kept on disk and read back by later epochs,
+    runs and DataLoader workers. :meth:`fill_store` generates an epoch's samples into the
+    store up front, in the main process (e.g. on the GPU), so that workers only read
+    files: the dataset's counterpart of :class:`~gdaload.GenerativeLoader`'s background
+    engine, whose in-order pool does not fit a dataset's random access.
+
     Args:
         real: Map-style dataset of ``(input, label)`` pairs.
         generator: Any :class:`~gdaload.Generator`. With a CUDA generator, use
@@ -47,6 +58,7 @@ class GenerativeDataset(Dataset):
         synthetic_transform: Applied to each generated ``(C, H, W)`` image in [0, 1], e.g.
             the normalisation the real samples get.
         return_mask: Return ``(input, label, is_synthetic)`` triples.
+        store: A :class:`~gdaload.engine.SampleStore` or a folder for one.
 
     Example:
         >>> ds = GenerativeDataset(real, generator, ratio=0.5, seed=0)  # doctest: +SKIP
@@ -67,6 +79,7 @@ class GenerativeDataset(Dataset):
         labels: Sequence[int] | None = None,
         synthetic_transform: Callable[[torch.Tensor], Any] | None = None,
         return_mask: bool = False,
+        store: str | os.PathLike | SampleStore | None = None,
     ) -> None:
         if not isinstance(generator, Generator):
             raise TypeError(f"generator must be a gdaload.Generator, got {type(generator).__name__}")
@@ -87,6 +100,19 @@ class GenerativeDataset(Dataset):
         self.epoch = 0
         self._shape_checked = False
         self._labels_epoch, self._labels = -1, np.empty(0, dtype=np.int64)
+        if isinstance(store, (str, os.PathLike)):
+            store = SampleStore.for_generator(store, generator)
+        elif store is not None and not isinstance(store, SampleStore):
+            raise TypeError(f"store must be a folder path or a SampleStore, got "
+                            f"{type(store).__name__}")
+        if store is not None and store.config_hash != generator.config_hash():
+            raise ValueError(
+                f"the store holds samples of generator config {store.config_hash}, but this "
+                f"generator's config is {generator.config_hash()}; open one with "
+                "SampleStore.for_generator(folder, generator) or pass the folder"
+            )
+        self.store = store
+        self._engine_stats = EngineStats()
 
     def __len__(self) -> int:
         return self.num_real + self.num_synthetic
@@ -133,27 +159,68 @@ class GenerativeDataset(Dataset):
         return out
 
     def _generate(self, indices: list[int]) -> list[tuple[Any, int]]:
-        if get_worker_info() is not None and self.generator.device.type == "cuda":
+        js = [i - self.num_real for i in indices]
+        labels = torch.as_tensor(self.synthetic_labels()[js])
+        seeds = plan_seeds(self.plan, self.epoch, js)
+        found = self.store.get(labels, seeds) if self.store is not None else [None] * len(js)
+        if (get_worker_info() is not None and self.generator.device.type == "cuda"
+                and any(image is None for image in found)):
             raise RuntimeError(
                 "a CUDA generator cannot run inside DataLoader worker processes (forked "
                 "workers cannot use CUDA, and each would load its own copy of the model). "
-                "Use num_workers=0, or wrap the real DataLoader with "
+                "Use num_workers=0, fill a store first (GenerativeDataset(..., store=folder)"
+                ".fill_store()), or wrap the real DataLoader with "
                 "gdaload.GenerativeLoader(loader, generator, ratio=...), which generates in "
                 "the main process."
             )
-        js = [i - self.num_real for i in indices]
-        labels = torch.as_tensor(self.synthetic_labels()[js])
-        seeds = [self.plan.sample_seed(self.epoch, j) for j in js]
-        images = self.generator.generate(labels, seeds)
-        check_generated(images, len(js), self.generator.image_shape,
-                        source=type(self.generator).__name__)
-        images = images.detach().cpu()
+        images = make_samples(self.generator, self.store, labels, seeds, self._engine_stats,
+                              host=True, found=found)
         items = []
         for image, label in zip(images, labels.tolist()):
             items.append((self.synthetic_transform(image) if self.synthetic_transform else image, label))
         if not self._shape_checked:
             self._check_like_real(items[0][0])
         return items
+
+    def fill_store(self, epochs: int | Iterable[int] | None = None, batch_size: int = 64,
+                   progress: bool = True) -> int:
+        """Generate the synthetic samples of ``epochs`` into the store, skipping stored ones.
+
+        Run it in the main process before training (on the GPU, say) so that DataLoader
+        workers only read samples.
+
+        Args:
+            epochs: An epoch or epochs; default: the current one.
+            batch_size: Samples per ``generate`` call.
+            progress: Show a progress bar.
+
+        Returns:
+            The number of samples generated.
+        """
+        if self.store is None:
+            raise ValueError("fill_store needs a store: GenerativeDataset(..., store=folder)")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if epochs is None:
+            epochs = [self.epoch]
+        epochs = [epochs] if isinstance(epochs, int) else list(epochs)
+        current = self.epoch
+        before = self._engine_stats.generated
+        try:
+            with tqdm(total=len(epochs) * self.num_synthetic, desc="gdaload store",
+                      unit="sample", disable=None if progress else True) as bar:
+                for epoch in epochs:
+                    self.set_epoch(epoch)
+                    labels = self.synthetic_labels()
+                    for start in range(0, self.num_synthetic, batch_size):
+                        js = list(range(start, min(start + batch_size, self.num_synthetic)))
+                        make_samples(self.generator, self.store, torch.as_tensor(labels[js]),
+                                     plan_seeds(self.plan, epoch, js),
+                                     self._engine_stats)
+                        bar.update(len(js))
+        finally:
+            self.set_epoch(current)
+        return self._engine_stats.generated - before
 
     def _check_like_real(self, synthetic: Any) -> None:
         """Fail at the first synthetic sample, not deep inside collate, when real and

@@ -2,16 +2,20 @@
 
 It wraps the iterable instead of subclassing ``DataLoader``, so it also wraps loaders
 that ``accelerate.Accelerator.prepare`` returns (which are rebuilt from their constructor
-arguments and would lose a subclass's additions). Generation runs in the main process,
-so CUDA generators are safe with any number of DataLoader workers.
+arguments and would lose a subclass's additions). Generation runs in the main process
+(in the loop's thread, or in a background thread with ``engine="thread"``), so CUDA
+generators are safe with any number of DataLoader workers.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
-import time
+import os
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -24,7 +28,13 @@ from gdaload.data.policies import (
     plan_labels,
     real_class_counts,
 )
-from gdaload.generators.base import Generator, check_generated
+from gdaload.engine.base import ENGINES, Engine, EngineStats
+from gdaload.engine.pool import check_pool_settings
+from gdaload.engine.seeds import plan_seeds
+from gdaload.engine.store import SampleStore
+from gdaload.engine.sync import SyncEngine
+from gdaload.engine.threaded import ThreadEngine
+from gdaload.generators.base import Generator
 from gdaload.seeding import SeedPlan
 
 __all__ = ["GenerativeLoader"]
@@ -40,6 +50,80 @@ def _distributed_rank_world() -> tuple[int, int]:
     return 0, 1
 
 
+@functools.lru_cache(maxsize=4)
+def _label_plan(seed: int, policy: str, class_counts: tuple[int, ...] | None, ratio: float,
+                num_classes: int, epoch: int) -> np.ndarray:
+    rng = SeedPlan(seed).label_rng(epoch)
+    if class_counts is None:
+        bag = np.arange(num_classes)
+        return plan_labels("uniform", np.ones_like(bag), len(bag), rng)
+    total = math.floor(ratio * sum(class_counts) + 0.5)
+    return plan_labels(policy, np.asarray(class_counts), max(total, 1), rng)
+
+
+#: Seeds are derived in aligned chunks of this many indices: one vectorised derivation
+#: serves many small requests.
+_SEED_CHUNK = 1024
+
+
+@functools.lru_cache(maxsize=64)
+def _seed_chunk(seed: int, epoch: int, chunk: int) -> np.ndarray:
+    start = chunk * _SEED_CHUNK
+    return np.asarray(plan_seeds(SeedPlan(seed), epoch, range(start, start + _SEED_CHUNK)),
+                      dtype=np.uint64)
+
+
+@dataclass(frozen=True)
+class _SyntheticPlan:
+    """Label and seed of every synthetic position; equal plans serve equal samples.
+
+    Position ``k`` of a rank is the plan's synthetic index ``j = k * world + rank``.
+    """
+
+    seed: int
+    policy: str
+    class_counts: tuple[int, ...] | None
+    ratio: float
+    num_classes: int
+    rank: int
+    world: int
+
+    def _indices(self, positions: Sequence[int]) -> np.ndarray:
+        return np.asarray(positions, dtype=np.int64) * self.world + self.rank
+
+    def labels(self, epoch: int, positions: Sequence[int]) -> torch.Tensor:
+        plan = _label_plan(self.seed, self.policy, self.class_counts, self.ratio,
+                           self.num_classes, epoch)
+        return torch.as_tensor(plan[self._indices(positions) % len(plan)], dtype=torch.long)
+
+    def seeds(self, epoch: int, positions: Sequence[int]) -> list[int]:
+        indices = self._indices(positions)
+        chunks = indices // _SEED_CHUNK
+        out = np.empty(len(indices), dtype=np.uint64)
+        for chunk in np.unique(chunks).tolist():
+            rows = chunks == chunk
+            out[rows] = _seed_chunk(self.seed, epoch, chunk)[indices[rows] % _SEED_CHUNK]
+        return out.tolist()
+
+
+def _real_per_epoch(loader: Iterable[Any]) -> int | None:
+    """Real samples one pass over ``loader`` yields, when that can be known up front."""
+    if isinstance(loader, Sequence):
+        try:
+            return sum(len(batch[1]) for batch in loader)
+        except (TypeError, IndexError):
+            return None
+    batch_sampler = getattr(loader, "batch_sampler", None)
+    try:
+        count = len(batch_sampler.sampler)  # type: ignore[union-attr]
+    except (AttributeError, TypeError):
+        return None
+    size = getattr(batch_sampler, "batch_size", None)
+    if getattr(batch_sampler, "drop_last", False) and size:
+        count = count // size * size
+    return count
+
+
 class GenerativeLoader:
     """Yield the batches of ``loader`` with synthetic samples appended to each.
 
@@ -51,13 +135,24 @@ class GenerativeLoader:
     Under ``torch.distributed`` ranks take disjoint synthetic indices (``j * world +
     rank``) from the same plan.
 
+    With ``engine="thread"`` a background thread generates the upcoming synthetic
+    samples (in index order, on the generator's device) into a bounded pool while the
+    training loop runs, so an epoch costs about the larger of training and generation
+    time instead of their sum. With ``dry_policy="wait"`` the samples are those of the
+    default synchronous engine whatever the timing (up to the rounding of batched
+    kernels); ``"reuse"`` trades exactness for never stalling (see
+    :class:`~gdaload.engine.ThreadEngine`). Use the loader as a context manager, or call
+    :meth:`close`, to stop the thread. Generated samples are checked against the
+    generator contract in the thread; ``synthetic_transform`` runs in the loop's thread.
+
     The epoch advances by one after each full pass; :meth:`set_epoch` sets it explicitly
     (and is forwarded to the wrapped loader, e.g. for a ``DistributedSampler``).
 
     Args:
         loader: Any iterable of ``(inputs, labels)`` batches with integer labels of shape
             ``(B,)``: a ``DataLoader``, one from ``Accelerator.prepare``, a list...
-        generator: Any :class:`~gdaload.Generator`.
+        generator: Any :class:`~gdaload.Generator`; it generates on its own device
+            (e.g. a second GPU, or the training GPU on a separate CUDA stream).
         ratio: Synthetic samples per real sample, m_G/m_S (finite, >= 0).
         seed: Base seed of the seed plan.
         class_policy: ``match``, ``uniform`` or ``balance``.
@@ -66,12 +161,29 @@ class GenerativeLoader:
         synthetic_transform: Applied to the generated batch ``(N, C, H, W)`` in [0, 1]
             before merging, e.g. the normalisation the real batches get.
         return_mask: Yield ``(inputs, labels, is_synthetic)`` with a boolean mask.
+        engine: ``"sync"`` (default: generate each batch's samples when it is asked for)
+            or ``"thread"`` (generate ahead in a background thread).
+        pool_size: Thread engine: most samples held ready ahead of the loop.
+        generation_batch_size: Thread engine: samples per ``generate`` call (default
+            ``min(32, pool_size)``).
+        dry_policy: Thread engine, when the next sample is not ready: ``"wait"`` for it
+            or ``"reuse"`` an already generated one of the same class.
+        reuse_limit: Extra times one generated sample may be served under ``"reuse"``.
+        warmup: Thread engine: samples to have ready before the first batch (``True``:
+            fill the pool), with a progress bar.
+        store: A :class:`~gdaload.engine.SampleStore` or a folder for one: generated
+            samples are kept on disk and read back instead of generated again.
+        progress: Show progress bars (warm-up).
 
     Example:
         >>> loader = DataLoader(real, batch_size=64, shuffle=True, num_workers=4)  # doctest: +SKIP
-        >>> gen_loader = GenerativeLoader(loader, generator, ratio=0.5, return_mask=True)  # doctest: +SKIP
-        >>> for x, y, synthetic in gen_loader:  # doctest: +SKIP
-        ...     loss = criterion(model(x), y)
+        >>> gen_loader = GenerativeLoader(loader, generator, ratio=0.5, engine="thread",
+        ...                               store="runs/samples", return_mask=True)  # doctest: +SKIP
+        >>> with gen_loader:  # doctest: +SKIP
+        ...     for x, y, synthetic in gen_loader:
+        ...         loss = criterion(model(x), y)
+        >>> gen_loader.stats()["wait_seconds"]  # doctest: +SKIP
+        0.8
     """
 
     def __init__(
@@ -85,6 +197,14 @@ class GenerativeLoader:
         labels: Sequence[int] | None = None,
         synthetic_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
         return_mask: bool = False,
+        engine: str | None = None,
+        pool_size: int = 128,
+        generation_batch_size: int | None = None,
+        dry_policy: str = "wait",
+        reuse_limit: int = 1,
+        warmup: int | bool = 0,
+        store: str | os.PathLike | SampleStore | None = None,
+        progress: bool = True,
     ) -> None:
         if not isinstance(generator, Generator):
             raise TypeError(f"generator must be a gdaload.Generator, got {type(generator).__name__}")
@@ -98,7 +218,48 @@ class GenerativeLoader:
         self.return_mask = return_mask
         self.class_counts = self._class_counts(labels)
         self.epoch = 0
-        self._stats = {"real": 0, "synthetic": 0, "batches": 0, "generation_seconds": 0.0}
+        self._configure_engine(engine, pool_size, generation_batch_size, dry_policy, reuse_limit,
+                               warmup)
+        self.store = self._open_store(store)
+        self.progress = progress
+        self._stats = {"real": 0, "synthetic": 0, "batches": 0}
+        self._engine_stats = EngineStats()
+        self._engine: Engine | None = None
+        self._finalizer: weakref.finalize | None = None
+        self._real_seen_last: int | None = None
+        self._warmed = False
+
+    def _configure_engine(self, engine: str | None, pool_size: int, batch_size: int | None,
+                          dry_policy: str, reuse_limit: int, warmup: int | bool) -> None:
+        self.engine = "sync" if engine is None else engine
+        if self.engine not in ENGINES:
+            raise ValueError(f"unknown engine {engine!r}; valid ones are {list(ENGINES)} "
+                             "(None means 'sync')")
+        if batch_size is None:
+            batch_size = min(32, pool_size) if isinstance(pool_size, int) and pool_size > 0 else 1
+        check_pool_settings(pool_size, batch_size, dry_policy, reuse_limit)
+        self.generation_batch_size = batch_size
+        self.pool_size, self.dry_policy, self.reuse_limit = pool_size, dry_policy, reuse_limit
+        self.warmup = pool_size if warmup is True else int(warmup)
+        if self.warmup < 0:
+            raise ValueError(f"warmup must be >= 0 samples (or True to fill the pool), "
+                             f"got {warmup!r}")
+        if self.engine == "sync" and (dry_policy != "wait" or self.warmup):
+            raise ValueError("dry_policy='reuse' and warmup= need a pool of samples generated "
+                             "ahead; pass engine='thread'")
+
+    def _open_store(self, store: str | os.PathLike | SampleStore | None) -> SampleStore | None:
+        if store is None or isinstance(store, SampleStore):
+            if store is not None and store.config_hash != self.generator.config_hash():
+                raise ValueError(
+                    f"the store holds samples of generator config {store.config_hash}, but this "
+                    f"generator's config is {self.generator.config_hash()}; open one with "
+                    "SampleStore.for_generator(folder, generator) or pass the folder"
+                )
+            return store
+        if isinstance(store, (str, os.PathLike)):
+            return SampleStore.for_generator(store, self.generator)
+        raise TypeError(f"store must be a folder path or a SampleStore, got {type(store).__name__}")
 
     def _class_counts(self, labels: Sequence[int] | None) -> np.ndarray | None:
         if labels is None and getattr(self.loader, "dataset", None) is not None:
@@ -138,9 +299,18 @@ class GenerativeLoader:
         self.epoch = int(state["epoch"])
 
     def stats(self) -> dict[str, float]:
-        """Counters since construction: real and synthetic samples served, batches, and
-        seconds the training loop spent waiting for generation."""
-        return dict(self._stats)
+        """Counters since construction.
+
+        ``real``, ``synthetic`` (= ``served``) and ``batches`` served; ``generated``
+        images and ``generation_seconds`` spent generating; ``reused`` samples;
+        ``dropped`` generated samples never served; ``cache_hits`` / ``cache_misses`` of
+        the store; ``wait_seconds`` the training loop waited for synthetic samples;
+        ``warmup_seconds``; ``pool_fill`` samples ready now out of ``pool_size``.
+        """
+        out: dict[str, float] = {**self._stats, **self._engine_stats.as_dict()}
+        out["pool_fill"] = self._engine.pool_fill() if self._engine is not None else 0
+        out["pool_size"] = self.pool_size if self.engine == "thread" else 0
+        return out
 
     def __getattr__(self, name: str) -> Any:
         # Training loops read loader attributes (dataset, batch_size, sampler); pass them on.
@@ -148,28 +318,77 @@ class GenerativeLoader:
             raise AttributeError(name)
         return getattr(self.loader, name)
 
+    # ------------------------------------------------------------------ lifecycle
+    def _start_engine(self) -> Engine:
+        if self._engine is None:
+            if self.engine == "thread":
+                self._engine = ThreadEngine(
+                    self.generator, store=self.store, stats=self._engine_stats,
+                    pool_size=self.pool_size, generation_batch_size=self.generation_batch_size,
+                    dry_policy=self.dry_policy, reuse_limit=self.reuse_limit,
+                )
+                # Stops the thread if the loader is dropped without close().
+                self._finalizer = weakref.finalize(self, self._engine.close)
+            else:
+                self._engine = SyncEngine(self.generator, store=self.store,
+                                          stats=self._engine_stats)
+        return self._engine
+
+    def close(self) -> None:
+        """Stop background generation (if any); iterating again restarts it."""
+        if self._finalizer is not None:
+            self._finalizer()
+        elif self._engine is not None:
+            self._engine.close()
+        self._engine, self._finalizer = None, None
+
+    def __enter__(self) -> GenerativeLoader:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_engine"] = state["_finalizer"] = None
+        return state
+
     # ------------------------------------------------------------------ iteration
-    def _labels_for(self, epoch: int, indices: list[int]) -> torch.Tensor:
-        if self.class_counts is None:
-            bag = np.arange(self.generator.num_classes)
-            plan = plan_labels("uniform", np.ones_like(bag), len(bag), self.plan.label_rng(epoch))
-        else:
-            total = math.floor(self.ratio * int(self.class_counts.sum()) + 0.5)
-            plan = plan_labels(self.class_policy, self.class_counts, max(total, 1),
-                               self.plan.label_rng(epoch))
-        return torch.as_tensor(plan[np.asarray(indices) % len(plan)], dtype=torch.long)
+    def _source(self) -> _SyntheticPlan:
+        rank, world = _distributed_rank_world()
+        counts = None if self.class_counts is None else tuple(int(c) for c in self.class_counts)
+        return _SyntheticPlan(self.plan.seed, self.class_policy, counts, self.ratio,
+                              self.generator.num_classes, rank, world)
+
+    def _expected_synthetic(self) -> int | None:
+        real = self._real_seen_last
+        if real is None:
+            real = _real_per_epoch(self.loader)
+        return None if real is None else math.floor(self.ratio * real + 0.5)
 
     def __iter__(self) -> Iterator[Batch]:
         epoch = self.epoch
-        rank, world = _distributed_rank_world()
+        engine = self._start_engine() if self.ratio > 0 else None
+        if engine is not None:
+            total = self._expected_synthetic()
+            engine.begin_epoch(self._source(), epoch, total, total)
         real_seen = synthetic_made = 0
-        for batch in self.loader:
-            x, y = self._unpack(batch)
-            real_seen += len(y)
-            n = math.floor(self.ratio * real_seen + 0.5) - synthetic_made
-            indices = [(synthetic_made + k) * world + rank for k in range(n)]
-            synthetic_made += n
-            yield self._merge(x, y, epoch, indices)
+        try:
+            if engine is not None and self.warmup and not self._warmed:
+                engine.warm_up(self.warmup, progress=self.progress)
+                self._warmed = True
+            for batch in self.loader:
+                x, y = self._unpack(batch)
+                real_seen += len(y)
+                n = math.floor(self.ratio * real_seen + 0.5) - synthetic_made
+                positions = range(synthetic_made, synthetic_made + n)
+                synthetic_made += n
+                yield self._merge(x, y, epoch, positions, engine)
+        except BaseException:
+            # An error, Ctrl-C or a loop left early: stop the generation thread now.
+            self.close()
+            raise
+        self._real_seen_last = real_seen
         self.epoch = epoch + 1
 
     @staticmethod
@@ -191,32 +410,31 @@ class GenerativeLoader:
             )
         return x, y
 
-    def _merge(self, x: torch.Tensor, y: torch.Tensor, epoch: int, indices: list[int]) -> Batch:
-        mask = torch.zeros(len(y) + len(indices), dtype=torch.bool, device=y.device)
-        if indices:
-            labels = self._labels_for(epoch, indices)
-            seeds = [self.plan.sample_seed(epoch, j) for j in indices]
-            start = time.perf_counter()
-            images = self.generator.generate(labels, seeds)
-            check_generated(images, len(indices), self.generator.image_shape,
-                            source=type(self.generator).__name__)
+    def _merge(self, x: torch.Tensor, y: torch.Tensor, epoch: int, positions: range,
+               engine: Engine | None) -> Batch:
+        mask = torch.zeros(len(y) + len(positions), dtype=torch.bool, device=y.device)
+        if len(positions):
+            assert engine is not None
+            served = engine.take(epoch, positions)
+            images = served.images
             if self.synthetic_transform is not None:
                 images = self.synthetic_transform(images)
-            self._stats["generation_seconds"] += time.perf_counter() - start
             if tuple(images.shape[1:]) != tuple(x.shape[1:]):
                 raise ValueError(
                     f"synthetic batch has shape {tuple(images.shape[1:])} per sample but real "
                     f"inputs have {tuple(x.shape[1:])}; pass synthetic_transform= (e.g. "
                     "v2.Resize, v2.Grayscale, v2.Normalize) so they match"
                 )
-            x = torch.cat([x, images.to(device=x.device, dtype=x.dtype)])
-            y = torch.cat([y, labels.to(device=y.device, dtype=y.dtype)])
-            mask[-len(indices):] = True
+            # Served batches are fresh (pinned, when CUDA is there) tensors: the copy may
+            # run asynchronously.
+            x = torch.cat([x, images.to(device=x.device, dtype=x.dtype, non_blocking=True)])
+            y = torch.cat([y, served.labels.to(device=y.device, dtype=y.dtype)])
+            mask[-len(positions):] = True
         self._stats["real"] += int((~mask).sum())
-        self._stats["synthetic"] += len(indices)
+        self._stats["synthetic"] += len(positions)
         self._stats["batches"] += 1
         return (x, y, mask) if self.return_mask else (x, y)
 
     def __repr__(self) -> str:
         return (f"GenerativeLoader(ratio={self.ratio}, policy={self.class_policy}, "
-                f"epoch={self.epoch}, generator={self.generator!r})")
+                f"epoch={self.epoch}, engine={self.engine}, generator={self.generator!r})")

@@ -25,6 +25,7 @@ import torch
 from diffusers import DiffusionPipeline
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
+from gdaload.engine.latents import LatentCache
 from gdaload.generators.base import (
     Generator,
     StrengthLike,
@@ -121,6 +122,9 @@ class DiffusionGenerator(Generator):
         dtype: Weights' dtype (e.g. ``torch.bfloat16`` on GPU); outputs are float32.
         max_batch_size: Largest batch sent to the model at once.
         model_id: Name recorded in :attr:`config` (defaults to the folder or hub id).
+        latent_cache: Cache of VAE latents of source images (latent models); by default
+            an in-memory :class:`~gdaload.LatentCache` made on first use. Pass one with a
+            ``directory`` to keep latents across runs.
 
     Example:
         >>> gen = DiffusionGenerator.from_pretrained("path/to/model", sampler="dpm-solver++",
@@ -146,6 +150,7 @@ class DiffusionGenerator(Generator):
         dtype: torch.dtype | None = None,
         max_batch_size: int = 64,
         model_id: str | None = None,
+        latent_cache: LatentCache | None = None,
     ) -> None:
         if sampler not in SAMPLERS:
             raise ValueError(f"unknown sampler {sampler!r}; valid samplers are {sorted(SAMPLERS)}")
@@ -168,6 +173,7 @@ class DiffusionGenerator(Generator):
         self.pipeline.scheduler = make_scheduler(sampler, pipeline.scheduler)
         self._fingerprint: str | None = None
         self._img2img: DiffusionPipeline | None = None
+        self.latent_cache = latent_cache
         self._prompt_cache: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor | None]] = {}
 
         if isinstance(pipeline, ClassConditionalPipeline):
@@ -358,12 +364,22 @@ class DiffusionGenerator(Generator):
 
     @torch.inference_mode()
     def encode(self, images: torch.Tensor) -> torch.Tensor:
-        """Images in [0, 1] -> the denoiser's space (scaled VAE latents for latent models)."""
-        if self.mode == "class":
+        """Images in [0, 1] -> the denoiser's space (scaled VAE latents for latent models).
+
+        For latent models the encoding goes through :attr:`latent_cache`, so each real
+        image passes the VAE encoder once, however many epochs vary it.
+        """
+        vae = getattr(self.pipeline, "vae", None)
+        if vae is None:
             return self.pipeline.encode_images(images)
-        vae = self.pipeline.vae
-        x = images.to(self.device, vae.dtype) * 2 - 1
-        return vae.encode(x).latent_dist.mode() * vae.config.scaling_factor
+        if self.latent_cache is None:
+            self.latent_cache = LatentCache.for_module(vae, max_items=100_000)
+
+        def encode(x: torch.Tensor) -> torch.Tensor:
+            x = x.to(self.device, vae.dtype) * 2 - 1
+            return vae.encode(x).latent_dist.mode() * vae.config.scaling_factor
+
+        return self.latent_cache.get_or_encode(images, encode).to(self.device, vae.dtype)
 
     def _generate_chunk(self, labels: torch.Tensor, seeds: list[int], strength: float,
                         encoded: torch.Tensor | None, latents: torch.Tensor | None) -> torch.Tensor:

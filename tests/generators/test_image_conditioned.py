@@ -93,3 +93,12 @@ def test_bad_sources_are_explained(class_generator: DiffusionGenerator, kwargs, 
 def test_rgb_generator_rejects_grayscale(text_generator: DiffusionGenerator) -> None:
     with pytest.raises(ValueError, match="v2.RGB"):
         text_generator.generate([0], [0], source=torch.rand(1, 1, 16, 16))
+
+
+def test_vae_encodes_each_source_once(text_generator: DiffusionGenerator) -> None:
+    source = torch.rand(2, 3, 16, 16)
+    text_generator.generate([0, 1], [1, 2], source=source, strength=0.5)
+    before = text_generator.latent_cache.stats()
+    text_generator.generate([1, 0], [3, 4], source=source.flip(0), strength=0.5)
+    after = text_generator.latent_cache.stats()
+    assert after["misses"] == before["misses"] and after["hits"] == before["hits"] + 2

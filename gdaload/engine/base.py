@@ -1,0 +1,203 @@
+"""What the generation engines share.
+
+An engine serves the synthetic samples of an epoch by *position*: position ``k`` of
+epoch ``e`` is the ``k``-th synthetic sample the training loop receives in that epoch.
+A :class:`SyntheticSource` maps positions to ``(label, seed)`` pairs, and an image is a
+pure function of its pair, so what a position holds never depends on when or where it
+was generated. :func:`make_samples` is the one place that turns pairs into images:
+stored samples first, the generator for the rest.
+"""
+
+from __future__ import annotations
+
+import abc
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
+
+import torch
+
+from gdaload.engine.store import SampleStore
+from gdaload.generators.base import Generator, check_generated
+
+__all__ = ["ENGINES", "Engine", "EngineStats", "Served", "SyntheticSource", "make_samples"]
+
+#: Engine names accepted by :class:`~gdaload.GenerativeLoader`.
+ENGINES = ("sync", "thread")
+
+#: ``(epoch, index)`` of a synthetic sample in the order the training loop receives it.
+Position = tuple[int, int]
+
+
+class SyntheticSource(Protocol):
+    """The plan of synthetic samples: label and seed of every position of an epoch.
+
+    Implementations must be pure (same answer for the same arguments, from any thread)
+    and compare equal when they describe the same plan.
+    """
+
+    def labels(self, epoch: int, positions: Sequence[int]) -> torch.Tensor:
+        """Class labels (CPU ``int64``) of ``positions`` of ``epoch``."""
+
+    def seeds(self, epoch: int, positions: Sequence[int]) -> list[int]:
+        """Seeds of ``positions`` of ``epoch``."""
+
+
+@dataclass
+class EngineStats:
+    """Counters of an engine, kept across engine restarts by their owner.
+
+    Attributes:
+        generated: Images made by the generator.
+        served: Synthetic samples handed to the training loop.
+        reused: Positions served with an already generated sample (``reuse`` policy).
+        dropped: Generated images never served (epoch ended, plan changed, too late).
+        cache_hits: Samples read from the :class:`SampleStore` instead of generated.
+        cache_misses: Samples looked up in the store and not found.
+        generation_seconds: Time spent inside ``generator.generate``.
+        wait_seconds: Time the training loop was blocked waiting for samples.
+        warmup_seconds: Time spent filling the pool before the first batch.
+    """
+
+    generated: int = 0
+    served: int = 0
+    reused: int = 0
+    dropped: int = 0
+    cache_hits: int = 0
+    cache_misses: int = 0
+    generation_seconds: float = 0.0
+    wait_seconds: float = 0.0
+    warmup_seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+@dataclass
+class Served:
+    """Synthetic samples for consecutive positions.
+
+    Attributes:
+        images: ``(N, C, H, W)`` floats in [0, 1].
+        labels: ``(N,)`` CPU ``int64`` labels (the plan's, also for reused samples).
+        reused: How many of the ``N`` are reused samples.
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    reused: int = 0
+
+
+class Engine(abc.ABC):
+    """Serves synthetic samples position by position; see :mod:`gdaload.engine`.
+
+    Call :meth:`begin_epoch` before the first :meth:`take` of each epoch, and take
+    positions in order ``0, 1, 2, ...``.
+    """
+
+    def __init__(self, generator: Generator, *, store: SampleStore | None = None,
+                 stats: EngineStats | None = None) -> None:
+        self.generator = generator
+        self.store = store
+        self.stats = stats if stats is not None else EngineStats()
+        self._source: SyntheticSource | None = None
+
+    def begin_epoch(self, source: SyntheticSource, epoch: int, total: int | None,
+                    next_total: int | None = None) -> None:
+        """Start serving ``epoch``.
+
+        Args:
+            source: Plan of labels and seeds.
+            epoch: The epoch about to be served, from position 0.
+            total: Expected number of positions in ``epoch`` (``None``: unknown). Only a
+                hint for generating ahead: positions beyond it are still served.
+            next_total: Expected positions of ``epoch + 1``, so generation can run on
+                into the next epoch while this one finishes.
+        """
+        self._source = source
+
+    @abc.abstractmethod
+    def take(self, epoch: int, positions: range) -> Served:
+        """Samples of the consecutive ``positions`` of ``epoch``."""
+
+    def warm_up(self, count: int, progress: bool = True) -> None:
+        """Have ``count`` samples ready before the first batch (no-op without a pool)."""
+
+    def pool_fill(self) -> int:
+        """Samples ready and not yet served."""
+        return 0
+
+    def close(self) -> None:
+        """Stop background work; idempotent."""
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def make_samples(
+    generator: Generator,
+    store: SampleStore | None,
+    labels: torch.Tensor,
+    seeds: list[int],
+    stats: EngineStats,
+    *,
+    host: bool = False,
+    pin: bool = False,
+    found: list[torch.Tensor | None] | None = None,
+) -> torch.Tensor:
+    """Images for ``(labels, seeds)``: stored ones read back, the rest generated.
+
+    Generated images are checked against the generator contract and written to the
+    store. Without a store the batch stays on the generator's device unless ``host``.
+
+    Args:
+        host: Return a CPU tensor (``pin``: in pinned memory, for asynchronous copies to
+            the GPU).
+        found: The result of ``store.get(labels, seeds)`` when the caller looked already.
+    """
+    if found is None:
+        found = store.get(labels, seeds) if store is not None else [None] * len(seeds)
+    missing = [i for i, image in enumerate(found) if image is None]
+    if store is not None:
+        stats.cache_hits += len(found) - len(missing)
+        stats.cache_misses += len(missing)
+    generated = None
+    if missing:
+        start = time.perf_counter()
+        with torch.no_grad():
+            generated = generator.generate(labels[missing], [seeds[i] for i in missing])
+        check_generated(generated, len(missing), generator.image_shape,
+                        source=type(generator).__name__)
+        stats.generation_seconds += time.perf_counter() - start
+        stats.generated += len(missing)
+        if store is not None:
+            generated = generated.detach().to("cpu", torch.float32)
+            store.put(labels[missing], [seeds[i] for i in missing], generated)
+    if not missing:
+        images = torch.stack(found) if found else torch.empty(0, *generator.image_shape)
+    elif len(missing) == len(seeds):
+        images = generated
+    else:
+        images = torch.empty(len(seeds), *generator.image_shape)
+        hits = [i for i, image in enumerate(found) if image is not None]
+        images[hits] = torch.stack([found[i] for i in hits])
+        images[missing] = generated
+    return to_host(images, pin) if host else images
+
+
+def to_host(images: torch.Tensor, pin: bool) -> torch.Tensor:
+    """``images`` on the CPU, pinned if asked; waits for the copy to finish."""
+    images = images.detach()
+    if not pin:
+        return images.cpu()
+    if images.device.type == "cpu":
+        return images if images.is_pinned() else images.pin_memory()
+    out = torch.empty(images.shape, dtype=images.dtype, pin_memory=True)
+    out.copy_(images, non_blocking=True)
+    # The copy is queued on the current stream: wait for it before anyone reads `out`.
+    torch.cuda.current_stream(images.device).synchronize()
+    return out

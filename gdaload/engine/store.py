@@ -1,0 +1,370 @@
+"""``SampleStore``: generated samples kept on disk and reused by later epochs and runs.
+
+A sample is a pure function of (model, config, label, seed), so ``(config hash, label,
+seed)`` is a complete key: whatever produced a sample before, reading it back gives the
+same image. Each generator config gets its own folder, named by its
+:meth:`~gdaload.Generator.config_hash`, and every shard also records the hash in its
+metadata, so samples of one config are never served for another.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+import uuid
+import warnings
+from collections import OrderedDict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+
+from gdaload.engine.shards import SHARD_SUFFIX, CorruptShardError, read_shard, write_shard
+from gdaload.generators.base import Generator
+
+__all__ = ["SampleStore"]
+
+logger = logging.getLogger(__name__)
+
+Key = tuple[int, int]
+
+
+class SampleStore:
+    """Generated samples in checksummed safetensors shards, keyed by ``(label, seed)``.
+
+    Every :meth:`put` writes one shard atomically (temporary file + ``os.replace``). A
+    shard that is truncated, fails its checksum or belongs to another config is dropped
+    with a warning when read, and its samples count as misses, so they are generated
+    again instead of served damaged. When the folder cannot be written (permissions, full
+    disk), the store warns once and keeps samples in memory instead: no batch is lost.
+
+    Samples are stored exactly as generated (float32), so a sample read back is
+    bit-identical to the one generated.
+
+    Args:
+        directory: Root folder of the store; one subfolder per generator config.
+        config_hash: The generator's :meth:`~gdaload.Generator.config_hash`.
+        config: The generator's :attr:`~gdaload.Generator.config`; recorded beside the
+            shards so that two configs with colliding hashes are caught, not mixed.
+        max_bytes: Cap on the total size of the shards under ``directory`` (all configs);
+            the oldest shards are evicted first. ``None``: no cap.
+        memory_bytes: Cap on the samples kept in memory when the folder is not writable.
+        cache_bytes: Decoded shards kept in memory, so repeated reads skip the disk.
+
+    Example:
+        >>> store = SampleStore.for_generator("runs/samples", generator)  # doctest: +SKIP
+        >>> store.put([0, 1], [11, 12], generator.generate([0, 1], [11, 12]))  # doctest: +SKIP
+        >>> store.get([1, 2], [12, 13])  # doctest: +SKIP
+        [tensor([...]), None]
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike,
+        config_hash: str,
+        *,
+        config: dict[str, Any] | None = None,
+        max_bytes: int | None = None,
+        memory_bytes: int = 1 << 30,
+        cache_bytes: int = 256 << 20,
+    ) -> None:
+        if not isinstance(config_hash, str) or not config_hash or not config_hash.isalnum():
+            raise ValueError(f"config_hash must be a non-empty alphanumeric string such as "
+                             f"generator.config_hash(), got {config_hash!r}")
+        for name, value in (("max_bytes", max_bytes), ("memory_bytes", memory_bytes),
+                            ("cache_bytes", cache_bytes)):
+            if value is not None and int(value) < 0:
+                raise ValueError(f"{name} must be >= 0, got {value}")
+        self.root = Path(directory)
+        self.config_hash = config_hash
+        self.folder = self.root / config_hash
+        self.max_bytes = None if max_bytes is None else int(max_bytes)
+        self.memory_bytes = int(memory_bytes)
+        self.cache_bytes = int(cache_bytes)
+        self._init_state()
+        self._open(config)
+
+    @classmethod
+    def for_generator(cls, directory: str | os.PathLike, generator: Generator,
+                      **kwargs: Any) -> SampleStore:
+        """A store for ``generator``'s samples under ``directory``."""
+        return cls(directory, generator.config_hash(), config=generator.config, **kwargs)
+
+    def _init_state(self) -> None:
+        self._lock = threading.RLock()
+        self._index: dict[Key, tuple[str, int]] = {}
+        self._shards: dict[str, tuple[int, list[Key]]] = {}  # name -> (bytes, keys)
+        self._decoded: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self._decoded_bytes = 0
+        self._memory: OrderedDict[Key, torch.Tensor] = OrderedDict()
+        self._memory_used = 0
+        self._root_bytes = 0
+        self._scanned = False
+        self.hits = self.misses = 0
+
+    # ------------------------------------------------------------------ opening
+    def _open(self, config: dict[str, Any] | None) -> None:
+        self.memory_only = False
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            foreign = self._record_config(config)
+        except OSError as err:
+            self._fall_back(f"cannot write the sample store at {self.folder} ({err})")
+            return
+        if foreign:
+            self._fall_back(f"{self.folder} holds samples of another generator config whose "
+                            "hash collides with this one; they are not served")
+            return
+        self._scan()
+
+    def _record_config(self, config: dict[str, Any] | None) -> bool:
+        """Write the config beside the shards (which also proves the folder is writable);
+        return whether the folder already holds a different config."""
+        path = self.folder / "config.json"
+        blob = json.dumps(config, sort_keys=True, default=str) if config is not None else None
+        if blob is not None and path.is_file():
+            if path.read_text() != blob:
+                return True
+            blob = None  # already recorded; still probe that we can write
+        tmp = self.folder / f".config-{uuid.uuid4().hex}.tmp"
+        tmp.write_text(blob or "")
+        if blob is None:
+            tmp.unlink()
+        else:
+            os.replace(tmp, path)
+        return False
+
+    def _fall_back(self, reason: str) -> None:
+        self.memory_only = True
+        warnings.warn(f"{reason}; keeping generated samples in memory (up to "
+                      f"{self.memory_bytes / 2**20:.0f} MiB) for this run instead",
+                      RuntimeWarning, stacklevel=3)
+
+    def _scan(self) -> None:
+        """Index every shard of this config (headers and keys only, no images)."""
+        self._scanned = True
+        self._index.clear()
+        self._shards.clear()
+        self._root_bytes = sum(p.stat().st_size for p in self._all_shards())
+        for path in sorted(self.folder.glob(f"*{SHARD_SUFFIX}")):
+            try:
+                with safe_open(str(path), framework="pt") as f:
+                    meta = f.metadata() or {}
+                    labels, seeds = f.get_tensor("labels"), f.get_tensor("seeds")
+                if meta.get("config_hash") != self.config_hash:
+                    logger.warning("ignoring shard %s: written for config %s, not %s", path,
+                                   meta.get("config_hash"), self.config_hash)
+                    continue
+            except Exception as err:  # safetensors raises its own error type for bad files
+                self._drop(path.name, f"cannot read its header ({err})")
+                continue
+            self._register(path.name, path.stat().st_size, labels.tolist(), seeds.tolist())
+        logger.debug("sample store %s: %d samples in %d shards", self.folder, len(self._index),
+                     len(self._shards))
+
+    def _all_shards(self) -> list[Path]:
+        return list(self.root.glob(f"*/*{SHARD_SUFFIX}"))
+
+    def _register(self, name: str, size: int, labels: list[int], seeds: list[int]) -> None:
+        keys = list(zip(labels, seeds))
+        self._shards[name] = (size, keys)
+        for row, key in enumerate(keys):
+            self._index[key] = (name, row)
+
+    def _ensure_scanned(self) -> None:
+        if not self._scanned and not self.memory_only:
+            self._scan()
+
+    def refresh(self) -> None:
+        """Re-read the folder, picking up shards written by other processes."""
+        with self._lock:
+            if not self.memory_only:
+                self._scan()
+
+    # ------------------------------------------------------------------ reading
+    def get(self, labels: Sequence[int] | torch.Tensor,
+            seeds: Sequence[int] | torch.Tensor) -> list[torch.Tensor | None]:
+        """The stored image for each ``(label, seed)``, or ``None`` where there is none."""
+        keys = _keys(labels, seeds)
+        out: list[torch.Tensor | None] = [None] * len(keys)
+        with self._lock:
+            self._ensure_scanned()
+            by_shard: dict[str, list[tuple[int, int]]] = {}
+            for i, key in enumerate(keys):
+                if key in self._memory:
+                    out[i] = self._memory[key]
+                elif key in self._index:
+                    name, row = self._index[key]
+                    by_shard.setdefault(name, []).append((i, row))
+            for name, wanted in by_shard.items():
+                images = self._load(name)
+                if images is None:
+                    continue
+                for i, row in wanted:
+                    out[i] = images[row]  # a view: the caller's stack is the only copy
+            found = sum(image is not None for image in out)
+            self.hits += found
+            self.misses += len(keys) - found
+        return out
+
+    def _load(self, name: str) -> torch.Tensor | None:
+        if name in self._decoded:
+            self._decoded.move_to_end(name)
+            return self._decoded[name]
+        path = self.folder / name
+        try:
+            tensors, meta = read_shard(path)
+            if meta.get("config_hash") != self.config_hash:
+                raise CorruptShardError(f"it belongs to config {meta.get('config_hash')}")
+            if len(tensors["images"]) != len(self._shards[name][1]):
+                raise CorruptShardError("its image count does not match its keys")
+        except FileNotFoundError:
+            self._forget(name)  # evicted by another process
+            return None
+        except (CorruptShardError, KeyError) as err:
+            self._drop(name, str(err))
+            return None
+        self._cache(name, tensors["images"])
+        return tensors["images"]
+
+    def _cache(self, name: str, images: torch.Tensor) -> None:
+        size = images.numel() * images.element_size()
+        if size > self.cache_bytes:
+            return
+        self._decoded[name] = images
+        self._decoded_bytes += size
+        while self._decoded_bytes > self.cache_bytes:
+            _, old = self._decoded.popitem(last=False)
+            self._decoded_bytes -= old.numel() * old.element_size()
+
+    def _drop(self, name: str, reason: str) -> None:
+        """Delete a damaged shard so it is regenerated, never served."""
+        warnings.warn(f"dropping damaged sample-store shard {self.folder / name}: {reason}; "
+                      "its samples will be generated again", RuntimeWarning, stacklevel=4)
+        (self.folder / name).unlink(missing_ok=True)
+        self._forget(name)
+
+    def _forget(self, name: str) -> None:
+        size, keys = self._shards.pop(name, (0, []))
+        self._root_bytes -= size
+        for key in keys:
+            if self._index.get(key, (None,))[0] == name:
+                del self._index[key]
+        if name in self._decoded:
+            old = self._decoded.pop(name)
+            self._decoded_bytes -= old.numel() * old.element_size()
+
+    # ------------------------------------------------------------------ writing
+    def put(self, labels: Sequence[int] | torch.Tensor, seeds: Sequence[int] | torch.Tensor,
+            images: torch.Tensor) -> None:
+        """Store generated ``images`` under their ``(label, seed)``; never raises on I/O.
+
+        Samples already stored are skipped. A write failure switches the store to memory
+        with a warning.
+        """
+        keys = _keys(labels, seeds)
+        if len(keys) != len(images):
+            raise ValueError(f"got {len(images)} images for {len(keys)} (label, seed) pairs")
+        images = images.detach().to("cpu", torch.float32)
+        with self._lock:
+            self._ensure_scanned()
+            new = [i for i, key in enumerate(keys)
+                   if key not in self._index and key not in self._memory]
+            if not new:
+                return
+            keys = [keys[i] for i in new]
+            images = images[new].contiguous()
+            if not self.memory_only:
+                try:
+                    self._write(keys, images)
+                    return
+                except OSError as err:
+                    self._fall_back(f"writing to the sample store at {self.folder} failed ({err})")
+            self._remember(keys, images)
+
+    def _write(self, keys: list[Key], images: torch.Tensor) -> None:
+        name = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}{SHARD_SUFFIX}"
+        labels = torch.tensor([k[0] for k in keys], dtype=torch.int64)
+        seeds = torch.tensor([k[1] for k in keys], dtype=torch.int64)
+        size = write_shard(self.folder / name, {"images": images, "labels": labels, "seeds": seeds},
+                           {"config_hash": self.config_hash})
+        self._root_bytes += size
+        self._register(name, size, labels.tolist(), seeds.tolist())
+        self._cache(name, images)
+        if self.max_bytes is not None and self._root_bytes > self.max_bytes:
+            self._evict()
+
+    def _evict(self) -> None:
+        """Delete the oldest shards under the root until the total fits the cap."""
+        shards = []
+        for path in self._all_shards():
+            try:
+                stat = path.stat()
+            except FileNotFoundError:
+                continue
+            shards.append((stat.st_mtime_ns, path.name, path, stat.st_size))
+        total = sum(s[3] for s in shards)
+        for _, name, path, size in sorted(shards):
+            if total <= self.max_bytes:  # type: ignore[operator]
+                break
+            path.unlink(missing_ok=True)
+            total -= size
+            if path.parent == self.folder:
+                self._forget(name)
+            logger.debug("evicted shard %s (%d bytes)", path, size)
+        self._root_bytes = total
+
+    def _remember(self, keys: list[Key], images: torch.Tensor) -> None:
+        size = images[0].numel() * images.element_size() if len(images) else 0
+        for key, image in zip(keys, images.clone()):
+            self._memory[key] = image
+            self._memory_used += size
+        while self._memory and self._memory_used > self.memory_bytes:
+            self._memory.popitem(last=False)
+            self._memory_used -= size
+
+    # ------------------------------------------------------------------ bookkeeping
+    def __len__(self) -> int:
+        with self._lock:
+            self._ensure_scanned()
+            return len(self._index) + len(self._memory)
+
+    def __contains__(self, key: Key) -> bool:
+        with self._lock:
+            self._ensure_scanned()
+            return tuple(key) in self._index or tuple(key) in self._memory
+
+    def stats(self) -> dict[str, Any]:
+        """Hits, misses, stored samples and shards, bytes on disk, memory fallback."""
+        with self._lock:
+            return {"hits": self.hits, "misses": self.misses,
+                    "samples": len(self._index) + len(self._memory), "shards": len(self._shards),
+                    "bytes": sum(s for s, _ in self._shards.values()),
+                    "memory_only": self.memory_only}
+
+    def __getstate__(self) -> dict[str, Any]:
+        # DataLoader workers get the location and settings; each re-reads the index.
+        keep = ("root", "config_hash", "folder", "max_bytes", "memory_bytes", "cache_bytes",
+                "memory_only")
+        return {k: self.__dict__[k] for k in keep}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._init_state()
+
+    def __repr__(self) -> str:
+        where = "memory" if self.memory_only else str(self.folder)
+        return f"SampleStore({where}, config={self.config_hash})"
+
+
+def _keys(labels: Sequence[int] | torch.Tensor, seeds: Sequence[int] | torch.Tensor) -> list[Key]:
+    labels = labels.tolist() if isinstance(labels, torch.Tensor) else [int(v) for v in labels]
+    seeds = seeds.tolist() if isinstance(seeds, torch.Tensor) else [int(v) for v in seeds]
+    if len(labels) != len(seeds):
+        raise ValueError(f"got {len(labels)} labels but {len(seeds)} seeds")
+    return list(zip(labels, seeds))

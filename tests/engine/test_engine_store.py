@@ -1,0 +1,209 @@
+"""SampleStore: reuse across runs, damaged shards, foreign configs, caps and fallbacks."""
+
+import errno
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+import gdaload.engine.store as store_module
+from checkers import SeedImageGenerator, assert_pickle_round_trip
+from gdaload import GenerativeDataset, GenerativeLoader
+from gdaload.engine import SampleStore
+
+
+def real_loader(n: int = 12, batch_size: int = 4) -> DataLoader:
+    ds = TensorDataset(torch.zeros(n, 1, 4, 4), torch.tensor([i % 3 for i in range(n)]))
+    return DataLoader(ds, batch_size=batch_size)
+
+
+class CountingGenerator(SeedImageGenerator):
+    def __init__(self, kind: str = "seed-image") -> None:
+        super().__init__(3)
+        self.kind, self.made = kind, 0
+
+    def generate(self, labels, seeds):
+        self.made += len(seeds)
+        return super().generate(labels, seeds)
+
+    @property
+    def config(self):
+        return {**super().config, "kind": self.kind}
+
+
+def run(gen, store, engine: str = "thread", epochs: int = 1) -> torch.Tensor:
+    loader = GenerativeLoader(real_loader(), gen, ratio=1.5, seed=4, return_mask=True,
+                              engine=engine, pool_size=8, generation_batch_size=3, store=store)
+    out = []
+    with loader:
+        for _ in range(epochs):
+            out += [x[mask] for x, _, mask in loader]
+    return torch.cat(out)
+
+
+def shards(folder: Path) -> list[Path]:
+    return sorted(folder.rglob("*.safetensors"))
+
+
+@pytest.mark.parametrize("engine", ["sync", "thread"])
+def test_second_run_reads_the_store_instead_of_generating(tmp_path: Path, engine: str) -> None:
+    first_gen = CountingGenerator()
+    first = run(first_gen, tmp_path, engine)
+    assert first_gen.made >= 18 and len(shards(tmp_path)) >= 1  # the thread runs ahead
+    again = CountingGenerator()
+    loader_stats = GenerativeLoader(real_loader(), again, ratio=1.5, seed=4, store=tmp_path)
+    list(loader_stats)
+    assert again.made == 0
+    assert loader_stats.stats()["cache_hits"] == 18 and loader_stats.stats()["cache_misses"] == 0
+    assert torch.equal(run(CountingGenerator(), tmp_path, engine), first)  # bit-identical
+
+
+def test_get_put_hit_miss_and_no_temporary_files(tmp_path: Path) -> None:
+    gen = SeedImageGenerator(3)
+    store = SampleStore.for_generator(tmp_path, gen)
+    images = gen.generate([0, 1], [10, 11])
+    store.put([0, 1], [10, 11], images)
+    got = store.get([1, 0, 2], [11, 10, 10])
+    assert torch.equal(got[0], images[1]) and torch.equal(got[1], images[0]) and got[2] is None
+    assert store.stats()["hits"] == 2 and store.stats()["misses"] == 1
+    assert (1, 11) in store and len(store) == 2
+    assert not list(tmp_path.rglob("*.tmp"))
+    reopened = assert_pickle_round_trip(store)  # as DataLoader workers get it
+    assert torch.equal(reopened.get([0], [10])[0], images[0])
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip-data", "flip-header", "empty"])
+def test_damaged_shard_is_dropped_and_regenerated(tmp_path: Path, damage: str) -> None:
+    first = run(CountingGenerator(), tmp_path)
+    victim = shards(tmp_path)[0]
+    data = bytearray(victim.read_bytes())
+    if damage == "truncate":
+        data = data[: len(data) - 7]
+    elif damage == "flip-data":
+        data[-5] ^= 0xFF  # inside the last tensor's bytes: only the checksum notices
+    elif damage == "flip-header":
+        data[10] ^= 0xFF
+    else:
+        data = bytearray()
+    victim.write_bytes(bytes(data))
+    gen = CountingGenerator()
+    with pytest.warns(RuntimeWarning, match="dropping damaged"):
+        again = run(gen, tmp_path)
+    assert torch.equal(again, first)  # regenerated, never served damaged
+    assert 0 < gen.made < 18
+    assert not victim.exists() or victim.read_bytes() != bytes(data)
+
+
+def test_flipped_image_byte_fails_the_checksum(tmp_path: Path) -> None:
+    gen = SeedImageGenerator(3)
+    store = SampleStore.for_generator(tmp_path, gen, cache_bytes=0)
+    images = gen.generate([0, 1, 2], [1, 2, 3])
+    store.put([0, 1, 2], [1, 2, 3], images)
+    path = shards(tmp_path)[0]
+    data = bytearray(path.read_bytes())
+    # The images tensor's bytes come right after the header; flip one in the middle.
+    header = int.from_bytes(data[:8], "little") + 8
+    data[header + images.numel() * 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.warns(RuntimeWarning, match="fails its checksum"):
+        assert store.get([1], [2]) == [None]
+    assert not path.exists()
+
+
+def test_samples_of_another_config_are_never_served(tmp_path: Path) -> None:
+    run(CountingGenerator("a"), tmp_path)
+    other = CountingGenerator("b")
+    assert other.config_hash() != CountingGenerator("a").config_hash()
+    run(other, tmp_path, "sync")
+    assert other.made == 18  # same labels and seeds, different config: all generated
+    # A shard moved into another config's folder is ignored, not served.
+    a_store = SampleStore.for_generator(tmp_path, CountingGenerator("a"))
+    b_folder = SampleStore.for_generator(tmp_path, CountingGenerator("b")).folder
+    for path in shards(a_store.folder):
+        path.rename(b_folder / ("moved-" + path.name))
+    for path in shards(b_folder):
+        if not path.name.startswith("moved-"):
+            path.unlink()
+    third = CountingGenerator("b")
+    run(third, tmp_path, "sync")
+    assert third.made == 18
+    with pytest.raises(ValueError, match="another|holds samples of generator config"):
+        GenerativeLoader(real_loader(), CountingGenerator("b"), store=a_store)
+
+
+def test_size_cap_evicts_oldest_shards(tmp_path: Path) -> None:
+    gen = SeedImageGenerator(3, (1, 8, 8))
+    store = SampleStore.for_generator(tmp_path, gen, max_bytes=3000)
+    for seed in range(10):
+        store.put([0], [seed], gen.generate([0], [seed]))
+    assert sum(p.stat().st_size for p in shards(tmp_path)) <= 3000
+    found = store.get([0] * 10, list(range(10)))
+    assert found[-1] is not None and found[0] is None  # newest kept, oldest evicted
+    assert store.stats()["bytes"] <= 3000
+
+
+def test_unwritable_folder_warns_and_keeps_every_batch(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    reference = run(CountingGenerator(), None, engine="sync")
+    gen = CountingGenerator()
+    with pytest.warns(RuntimeWarning, match="keeping generated samples in memory"):
+        store = SampleStore.for_generator(blocker / "cache", gen)
+    assert store.memory_only
+    assert torch.equal(run(gen, store, epochs=1), reference)
+    assert len(store) >= 18  # kept in memory: a replay of the epoch hits
+    again = CountingGenerator()
+    assert torch.equal(run(again, store, "sync"), reference) and again.made == 0
+
+
+def test_disk_full_mid_run_falls_back_to_memory(tmp_path: Path, monkeypatch) -> None:
+    reference = run(CountingGenerator(), None, engine="sync")
+    calls = []
+
+    def full_disk(*args, **kwargs):
+        calls.append(1)
+        if len(calls) > 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(*args, **kwargs)
+
+    real_write = store_module.write_shard
+    monkeypatch.setattr(store_module, "write_shard", full_disk)
+    with pytest.warns(RuntimeWarning, match="No space left"):
+        got = run(CountingGenerator(), tmp_path)
+    assert torch.equal(got, reference)  # no batch lost
+    assert len(shards(tmp_path)) == 1 and not list(tmp_path.rglob("*.tmp"))
+
+
+def test_interrupted_write_leaves_no_partial_shard(tmp_path: Path, monkeypatch) -> None:
+    import gdaload.engine.shards as shards_module
+
+    def crash(tensors, path, metadata):
+        Path(path).write_bytes(b"half a shard")
+        raise OSError(errno.EIO, "I/O error")
+
+    monkeypatch.setattr(shards_module, "save_file", crash)
+    gen = SeedImageGenerator(3)
+    store = SampleStore.for_generator(tmp_path, gen)
+    with pytest.warns(RuntimeWarning, match="I/O error"):
+        store.put([0], [1], gen.generate([0], [1]))
+    assert not shards(tmp_path) and not list(tmp_path.rglob("*.tmp"))
+    assert store.get([0], [1])[0] is not None  # kept in memory instead
+
+
+def test_dataset_store_lets_workers_only_read(tmp_path: Path) -> None:
+    class CudaReportingGenerator(SeedImageGenerator):
+        @property
+        def device(self) -> torch.device:
+            return torch.device("cuda")  # generate() would be refused in a worker
+
+    real = TensorDataset(torch.zeros(6, 1, 4, 4), torch.tensor([0, 1, 2, 0, 1, 2]))
+    ds = GenerativeDataset(real, CudaReportingGenerator(), ratio=1.0, seed=3, store=tmp_path)
+    assert ds.fill_store(progress=False) == 6
+    assert ds.fill_store(progress=False) == 0  # already stored
+    loaded = torch.cat([x for x, _ in DataLoader(ds, batch_size=3, num_workers=2)])
+    expected = SeedImageGenerator(3).generate(ds.synthetic_labels(),
+                                              [ds.plan.sample_seed(0, j) for j in range(6)])
+    assert torch.equal(loaded[6:], expected)
+    with pytest.raises(ValueError, match="needs a store"):
+        GenerativeDataset(real, SeedImageGenerator(3), ratio=1.0).fill_store()
