@@ -13,7 +13,8 @@ Arms, each trained with the same CNN, optimiser and number of steps per seed:
 
 The synthetic samples of an arm are those of epoch 0 of its seed plan, reused each epoch,
 so that all arms of a seed share the generated candidates through an in-memory cache
-(the quickstart, by contrast, draws fresh samples each epoch).
+(the quickstart, by contrast, draws fresh samples each epoch). The arms run through
+``gdaload.evaluate`` (``SeedRun``), the protocol behind ``gdaload evaluate``.
 
 Run: python benchmarks/genmix_selection.py --seeds 5 --out benchmarks/results/genmix_selection
 """
@@ -23,55 +24,17 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import open_clip
 import torch
-from torch.utils.data import DataLoader
 
-from gdaload import DiffusionGenerator, GenerativeLoader, GenMix
-from gdaload.datasets import DIGIT_CLASSES, digits_splits
-from gdaload.generators.base import Generator
-from gdaload.metrics import penultimate
-from gdaload.quickstart import DIGITS_GENERATOR, accuracy, mean_ci, train_classifier
-from gdaload.seeding import derive_seed
-from gdaload.select import ClipFilter, ClusterSelect, RealismScore, SelectedGenerator, TopK
-
-
-class MemoGenerator(Generator):
-    """Caches images by (label, seed) so that arms of one seed share generated candidates."""
-
-    def __init__(self, inner: Generator) -> None:
-        self.inner, self.num_classes, self.image_shape = inner, inner.num_classes, inner.image_shape
-        self.cache: dict[tuple[int, int], torch.Tensor] = {}
-        self.generated = 0
-
-    def generate(self, labels: Any, seeds: Any) -> torch.Tensor:
-        keys = list(zip(torch.as_tensor(labels).tolist(), [int(s) for s in seeds]))
-        missing = [k for k in dict.fromkeys(keys) if k not in self.cache]
-        if missing:
-            images = self.inner.generate([k[0] for k in missing], [k[1] for k in missing])
-            self.cache.update(zip(missing, images))
-            self.generated += len(missing)
-        return torch.stack([self.cache[k] for k in keys])
-
-    @property
-    def config(self) -> dict[str, Any]:
-        return self.inner.config
-
-
-class FixedEpoch:
-    """A GenerativeLoader that serves the synthetic samples of epoch 0 every epoch."""
-
-    def __init__(self, loader: GenerativeLoader) -> None:
-        self.loader = loader
-
-    def __iter__(self):
-        self.loader.set_epoch(0)
-        return iter(self.loader)
+from gdaload import GenMix
+from gdaload.datasets import DIGIT_CLASSES
+from gdaload.evaluate import ArmResults, SeedRun, dataset_tensors, digits_task, selection_stage
+from gdaload.select import ClipFilter
 
 
 def tiny_clip(folder: Path) -> tuple[torch.nn.Module, Any]:
@@ -87,58 +50,32 @@ def tiny_clip(folder: Path) -> tuple[torch.nn.Module, Any]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    base = DiffusionGenerator.from_pretrained(DIGITS_GENERATOR, sampler=args.sampler, steps=args.steps,
-                                              device="cpu")
+    task = digits_task(shots=args.shots, sampler=args.sampler, steps=args.steps,
+                       epochs=args.epochs, batch_size=args.batch_size)
     clip_model, clip_tokenizer = tiny_clip(Path(tempfile.mkdtemp()))
-    results: dict[str, list[float]] = {}
-    kept: dict[str, list[float]] = {}
-    seconds: dict[str, float] = {}
+    selections = (("topk", "TopK"), ("realism", "RealismScore"), ("cluster", "ClusterSelect"))
+    results = ArmResults()
     for seed in range(args.seeds):
-        splits = digits_splits(shots=args.shots, seed=seed)
-        memo = MemoGenerator(base)
-
-        def loader() -> DataLoader:
-            shuffle = torch.Generator().manual_seed(derive_seed(seed, 2))
-            return DataLoader(splits.train, batch_size=args.batch_size, shuffle=True, generator=shuffle)
-
-        def gda(generator: Generator) -> FixedEpoch:
-            return FixedEpoch(GenerativeLoader(loader(), generator, ratio=args.ratio, seed=seed,
-                                               return_mask=True))
-
-        def record(name: str, batches: Any, mix: Any = None) -> torch.nn.Module:
-            start = time.perf_counter()
-            model = train_classifier(batches, args.epochs, seed, mix=mix)
-            seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - start
-            results.setdefault(name, []).append(accuracy(model, splits.test))
-            return model
-
-        real_model = record("real only", loader())
-        record("real-real mixup", loader(), GenMix(10, alpha=args.alpha, beta="symmetric",
-                                                   pairing="real-real", seed=seed))
-        record("GDA", gda(memo))
-        record("GenMix", gda(memo), GenMix(10, alpha=args.alpha, beta="paper", seed=seed))
-        features = penultimate(real_model)
-        real_x, real_y = splits.train.tensors
-        stages = {
-            "GDA + TopK": TopK(real_model),
-            "GDA + RealismScore": RealismScore(features, k=3).fit(real_x, real_y),
-            "GDA + ClusterSelect": ClusterSelect(features, n_clusters=2, keep=0.5).fit(real_x, real_y),
-            "GDA + ClipFilter (random tiny CLIP)": ClipFilter(
-                clip_model, tokenizer=clip_tokenizer, class_names=[f"digit {d}" for d in DIGIT_CLASSES],
-                keep=0.5),
-        }
+        run = SeedRun(task, seed, results)
+        real_model = run.record("real only", run.real_batches())
+        run.record("real-real mixup", run.real_batches(),
+                   GenMix(10, alpha=args.alpha, beta="symmetric", pairing="real-real", seed=seed))
+        run.record("GDA", run.gda_batches(args.ratio))
+        run.record("GenMix", run.gda_batches(args.ratio),
+                   GenMix(10, alpha=args.alpha, beta="paper", seed=seed))
+        real_x, real_y = dataset_tensors(run.train)
+        stages = {f"GDA + {label}": selection_stage(key, real_model, real_x, real_y)
+                  for key, label in selections}
+        stages["GDA + ClipFilter (random tiny CLIP)"] = ClipFilter(
+            clip_model, tokenizer=clip_tokenizer,
+            class_names=[f"digit {d}" for d in DIGIT_CLASSES], keep=0.5)
         for name, stage in stages.items():
-            selected = SelectedGenerator(memo, [stage], candidates=args.candidates, on_empty="best")
-            record(name, gda(selected))
-            report = selected.selection_report()["total"]
-            kept.setdefault(name, []).append(report["kept_fraction"])
-        print(f"seed {seed}: " + ", ".join(f"{k} {v[-1]:.4f}" for k, v in results.items())
-              + f" | generated {memo.generated}", flush=True)
-    summary = {name: mean_ci(accs) for name, accs in results.items()}
-    baseline = np.asarray(results["real only"])
-    gains = {name: mean_ci(np.asarray(accs) - baseline) for name, accs in results.items()}
-    return {"settings": vars(args), "accuracy": results, "mean_ci95": summary,
-            "gain_vs_real_ci95": gains, "kept_fraction": kept, "seconds": seconds}
+            run.record_selected(name, stage, args.ratio, args.candidates)
+        accs = ", ".join(f"{k} {v[-1]:.4f}" for k, v in results.accuracy.items())
+        print(f"seed {seed}: {accs} | generated {run.generator.generated}", flush=True)
+    return {"settings": vars(args), "accuracy": results.accuracy, "mean_ci95": results.summary(),
+            "gain_vs_real_ci95": results.gains(), "kept_fraction": results.kept_fraction,
+            "seconds": results.seconds}
 
 
 def markdown(report: dict[str, Any]) -> str:

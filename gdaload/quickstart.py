@@ -12,31 +12,23 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from scipy import stats
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from gdaload.data.loader import GenerativeLoader
 from gdaload.datasets.digits import digits_splits
+from gdaload.evaluate import fit_classifier, mean_ci
 from gdaload.generators.diffusion import DiffusionGenerator
 from gdaload.seeding import derive_seed
 
-__all__ = [
-    "DIGITS_GENERATOR",
-    "accuracy",
-    "digits_cnn",
-    "mean_ci",
-    "run_quickstart",
-    "train_classifier",
-]
+__all__ = ["DIGITS_GENERATOR", "accuracy", "digits_cnn", "run_quickstart"]
 
 logger = logging.getLogger(__name__)
 
@@ -52,58 +44,12 @@ def digits_cnn(num_classes: int = 10) -> nn.Module:
     )
 
 
-def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float]:
-    """Mean and half-width of the Student-t confidence interval of the mean."""
-    arr = np.asarray(values, dtype=np.float64)
-    if len(arr) < 2:
-        return float(arr.mean()), float("nan")
-    half = stats.t.ppf((1 + confidence) / 2, len(arr) - 1) * arr.std(ddof=1) / np.sqrt(len(arr))
-    return float(arr.mean()), float(half)
-
-
 def accuracy(model: nn.Module, data: TensorDataset) -> float:
     """Top-1 accuracy of ``model`` on a ``TensorDataset`` of ``(images, labels)``."""
     model.eval()
     x, y = data.tensors
     with torch.inference_mode():
         return float((model(x).argmax(1) == y).float().mean())
-
-
-def train_classifier(
-    batches: Iterable[Any],
-    epochs: int,
-    seed: int,
-    lr: float = 1e-3,
-    mix: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None = None,
-) -> nn.Module:
-    """Train :func:`digits_cnn` with Adam on ``(x, y)`` or ``(x, y, synthetic_mask)`` batches.
-
-    Args:
-        batches: Re-iterable batches; ``set_epoch`` is called each epoch when present.
-        epochs: Passes over ``batches``.
-        seed: Seeds the weights.
-        lr: Adam's learning rate.
-        mix: Optional batch transform ``mix(x, y[, mask]) -> (x, soft_y)`` such as
-            :class:`~gdaload.GenMix`; the loss is then cross-entropy with soft targets.
-    """
-    # fork_rng keeps the caller's global RNG untouched while the weights are initialised.
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        model = digits_cnn()
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    for epoch in range(epochs):
-        model.train()
-        for hook in (batches, mix):
-            if hasattr(hook, "set_epoch"):
-                hook.set_epoch(epoch)
-        for x, y, *mask in batches:
-            target = y
-            if mix is not None:
-                x, target = mix(x, y, *mask)
-            opt.zero_grad(set_to_none=True)
-            F.cross_entropy(model(x), target).backward()
-            opt.step()
-    return model
 
 
 def run_quickstart(
@@ -141,11 +87,11 @@ def run_quickstart(
             return DataLoader(splits.train, batch_size=batch_size, shuffle=True, generator=shuffle)
 
         start = time.perf_counter()
-        results["real only"].append(accuracy(train_classifier(real_loader(), epochs, seed, lr), splits.test))
+        results["real only"].append(accuracy(fit_classifier(digits_cnn, real_loader(), epochs, seed, lr), splits.test))
         timing["real only"] += time.perf_counter() - start
         start = time.perf_counter()
         gda = GenerativeLoader(real_loader(), generator, ratio=ratio, seed=seed)
-        results["GDA"].append(accuracy(train_classifier(gda, epochs, seed, lr), splits.test))
+        results["GDA"].append(accuracy(fit_classifier(digits_cnn, gda, epochs, seed, lr), splits.test))
         timing["GDA"] += time.perf_counter() - start
         print(f"seed {seed}: real only {results['real only'][-1]:.4f}  GDA {results['GDA'][-1]:.4f}",
               flush=True)

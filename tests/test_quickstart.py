@@ -5,7 +5,8 @@ import pytest
 
 from gdaload import DiffusionGenerator
 from gdaload.cli import build_parser
-from gdaload.quickstart import DIGITS_GENERATOR, mean_ci, run_quickstart
+from gdaload.evaluate import mean_ci
+from gdaload.quickstart import DIGITS_GENERATOR, run_quickstart
 
 
 def test_shipped_digits_generator_loads() -> None:
