@@ -39,8 +39,8 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 from scipy import stats
+from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from gdaload.data.loader import GenerativeLoader

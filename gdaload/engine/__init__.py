@@ -24,6 +24,7 @@ __all__ = [
     "GenerationStoppedError",
     "LatentCache",
     "ReuseBank",
+    "SamplePool",
     "SampleStore",
     "Served",
     "SyncEngine",

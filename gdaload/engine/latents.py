@@ -8,7 +8,6 @@ the encoder), so the encoder only sees images it has not seen before.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import threading
@@ -22,25 +21,9 @@ from pathlib import Path
 import torch
 
 from gdaload.engine.shards import SHARD_SUFFIX, CorruptShardError, read_shard, write_shard
+from gdaload.fingerprint import module_fingerprint, tensor_fingerprint
 
-__all__ = ["LatentCache", "content_key", "module_fingerprint"]
-
-
-def content_key(image: torch.Tensor) -> str:
-    """Hash of an image's dtype, shape and values: equal images get equal keys."""
-    t = image.detach().cpu().contiguous()
-    digest = hashlib.sha256(f"{t.dtype}|{tuple(t.shape)}|".encode())
-    digest.update(t.reshape(-1).view(torch.uint8).numpy())
-    return digest.hexdigest()[:32]
-
-
-def module_fingerprint(module: torch.nn.Module) -> str:
-    """Hash of a module's class and weights: names the encoder whose latents are cached."""
-    digest = hashlib.sha256(type(module).__name__.encode())
-    for name, tensor in module.state_dict().items():
-        digest.update(name.encode())
-        digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()[:16]
+__all__ = ["LatentCache"]
 
 
 class LatentCache:
@@ -124,7 +107,7 @@ class LatentCache:
         """
         if not isinstance(images, torch.Tensor) or images.dim() < 2:
             raise ValueError("images must be a batched tensor (B, C, H, W)")
-        keys = [content_key(image) for image in images]
+        keys = [tensor_fingerprint(image) for image in images]
         with self._lock:
             found = {k: self._latents[k] for k in keys if k in self._latents}
             for key in found:
@@ -166,7 +149,7 @@ class LatentCache:
         return len(self._latents)
 
     def __contains__(self, image: torch.Tensor) -> bool:
-        return content_key(image) in self._latents
+        return tensor_fingerprint(image) in self._latents
 
     def stats(self) -> dict[str, int]:
         """Hits and misses (images not cached when asked for) and latents held."""

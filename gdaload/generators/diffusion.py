@@ -26,6 +26,7 @@ from diffusers import DiffusionPipeline
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 from gdaload.engine.latents import LatentCache
+from gdaload.fingerprint import module_fingerprint
 from gdaload.generators.base import (
     Generator,
     StrengthLike,
@@ -171,7 +172,6 @@ class DiffusionGenerator(Generator):
         self.negative_prompt = negative_prompt
         self.model_id = model_id or getattr(pipeline, "name_or_path", None) or type(pipeline).__name__
         self.pipeline.scheduler = make_scheduler(sampler, pipeline.scheduler)
-        self._fingerprint: str | None = None
         self._img2img: DiffusionPipeline | None = None
         self.latent_cache = latent_cache
         self._prompt_cache: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor | None]] = {}
@@ -292,21 +292,15 @@ class DiffusionGenerator(Generator):
         }
 
     def weights_fingerprint(self) -> str:
-        """Hash of every weight of the pipeline's modules, computed once.
+        """Fingerprint of every weight of the pipeline's modules.
 
         Two folders holding the same name but different weights (a retrained model) must
         not share cached samples.
         """
-        if self._fingerprint is None:
-            digest = hashlib.sha256()
-            for name, component in sorted(self.pipeline.components.items()):
-                if isinstance(component, torch.nn.Module):
-                    digest.update(name.encode())
-                    for key, tensor in component.state_dict().items():
-                        digest.update(key.encode())
-                        digest.update(tensor.detach().float().cpu().numpy().tobytes())
-            self._fingerprint = digest.hexdigest()[:16]
-        return self._fingerprint
+        parts = [f"{name}:{module_fingerprint(component)}"
+                 for name, component in sorted(self.pipeline.components.items())
+                 if isinstance(component, torch.nn.Module)]
+        return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
     def generate(
         self,

@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import abc
 import contextlib
-import hashlib
 import math
 import re
-import weakref
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, ClassVar, TypeVar
@@ -26,6 +24,7 @@ from typing import Any, ClassVar, TypeVar
 import torch
 from torch import nn
 
+from ..fingerprint import module_fingerprint
 from ..generators.base import Generator, as_labels, as_seeds, check_generated
 from ..metrics.features import as_feature_matrix
 from ..seeding import derive_seed
@@ -94,30 +93,6 @@ def batch_features(
     return as_feature_matrix(out.flatten(1), name, torch.float32)
 
 
-_DIGESTS: weakref.WeakKeyDictionary[nn.Module, tuple[tuple, str]] = weakref.WeakKeyDictionary()
-
-
-def _tensor_digest(tensors: Iterable[tuple[str, torch.Tensor]]) -> str:
-    h = hashlib.sha256()
-    for name, t in tensors:
-        t = t.detach().to("cpu").contiguous().reshape(-1)
-        h.update(f"{name}:{t.dtype}:{t.numel()};".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()[:16]
-
-
-def _module_digest(module: nn.Module) -> str:
-    state = module.state_dict(keep_vars=True)
-    # In-place updates (optimizer steps, load_state_dict) bump ``_version``, so the cache
-    # key changes exactly when the weights can have changed.
-    key = tuple((k, v.data_ptr(), v._version, tuple(v.shape)) for k, v in state.items())
-    cached = _DIGESTS.get(module)
-    if cached is None or cached[0] != key:
-        cached = (key, _tensor_digest(state.items()))
-        _DIGESTS[module] = cached
-    return cached[1]
-
-
 def describe(obj: object) -> Any:
     """A JSON-serialisable identity of a model or callable, for stage configs.
 
@@ -132,7 +107,7 @@ def describe(obj: object) -> Any:
     if obj is None:
         return None
     if isinstance(obj, nn.Module) and len(obj.state_dict()):
-        return {"type": type(obj).__qualname__, "weights": _module_digest(obj)}
+        return {"type": type(obj).__qualname__, "weights": module_fingerprint(obj)}
     return re.sub(r" at 0x[0-9a-fA-F]+", "", repr(obj))
 
 

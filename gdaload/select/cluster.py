@@ -9,7 +9,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .base import FeatureStage, _fitted_classes_error, _tensor_digest
+from ..fingerprint import tensors_fingerprint
+from .base import FeatureStage, _fitted_classes_error
 
 __all__ = ["ClusterSelect"]
 
@@ -167,5 +168,5 @@ class ClusterSelect(FeatureStage):
             "cluster_kwargs": self.cluster_kwargs,
             "centroids": None
             if self.centroids is None
-            else _tensor_digest([("centroids", self.centroids)]),
+            else tensors_fingerprint([("centroids", self.centroids)]),
         }

@@ -7,8 +7,9 @@ from typing import Any
 
 import torch
 
+from ..fingerprint import tensors_fingerprint
 from ..metrics.precision_recall import RealManifold
-from .base import FeatureStage, _fitted_classes_error, _tensor_digest
+from .base import FeatureStage, _fitted_classes_error
 
 __all__ = ["RealismScore"]
 
@@ -98,7 +99,7 @@ class RealismScore(FeatureStage):
         feats, fit_labels = self.real_features(real, labels)
         if not self.per_class:
             self.manifolds = {None: self._manifold(feats, "the real data")}
-            self.real_digest = _tensor_digest([("all", feats)])
+            self.real_digest = tensors_fingerprint([("all", feats)])
             self.feature_dim = feats.shape[1]
             return self
         if fit_labels is None:
@@ -111,7 +112,7 @@ class RealismScore(FeatureStage):
             c: self._manifold(feats[fit_labels == c], f"class {c}")
             for c in fit_labels.unique().tolist()
         }
-        self.real_digest = _tensor_digest((str(c), m.feats) for c, m in self.manifolds.items())
+        self.real_digest = tensors_fingerprint((str(c), m.feats) for c, m in self.manifolds.items())
         self.feature_dim = feats.shape[1]
         return self
 

@@ -11,7 +11,6 @@ the seed of its variation, are derived from ``(seed, epoch, label, image content
 
 from __future__ import annotations
 
-import hashlib
 import numbers
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -24,6 +23,7 @@ from torchvision import tv_tensors
 from torchvision.transforms.v2 import Transform
 from torchvision.transforms.v2 import functional as F
 
+from gdaload.fingerprint import content_hash
 from gdaload.generators.base import (
     Generator,
     StrengthLike,
@@ -286,11 +286,7 @@ class GenerativeAugment(Transform):
         host = rows.detach().cpu()
         plan = []
         for row, label in zip(host, labels.tolist()):
-            digest = hashlib.blake2b(digest_size=8)
-            digest.update(f"{row.dtype}{tuple(row.shape)}".encode())
-            digest.update(row.contiguous().reshape(-1).view(torch.uint8).numpy())
-            key = derive_seed(self.seed, _STREAM_TAG, self.epoch, label,
-                              int.from_bytes(digest.digest(), "little"))
+            key = derive_seed(self.seed, _STREAM_TAG, self.epoch, label, content_hash(row))
             replace = bool(derive_rng(key, _DECISION).random() < self.p)
             plan.append((replace, derive_seed(key, _SAMPLE)))
         return plan

@@ -1,6 +1,5 @@
 """Image-conditioned generation: SDEdit strengths and DDIM inversion."""
 
-from pathlib import Path
 
 import pytest
 import torch
