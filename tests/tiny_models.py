@@ -10,6 +10,7 @@ import torch
 from diffusers import (
     AutoencoderKL,
     DDPMScheduler,
+    DiTTransformer2DModel,
     StableDiffusionPipeline,
     UNet2DConditionModel,
     UNet2DModel,
@@ -68,4 +69,22 @@ def tiny_text_pipeline(tmp: Path) -> StableDiffusionPipeline:
     return StableDiffusionPipeline(
         vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler,
         safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )
+
+
+def tiny_dit(num_classes: int = 3) -> DiTTransformer2DModel:
+    """A 2-layer DiT with learned sigma (it predicts noise and variance)."""
+    torch.manual_seed(0)
+    return DiTTransformer2DModel(
+        num_attention_heads=2, attention_head_dim=8, in_channels=4, out_channels=8, num_layers=2,
+        sample_size=4, patch_size=2, num_embeds_ada_norm=num_classes, norm_num_groups=1,
+    )
+
+
+def tiny_vae(channels: int = 1, latent_channels: int = 4) -> AutoencoderKL:
+    torch.manual_seed(0)
+    return AutoencoderKL(
+        in_channels=channels, out_channels=channels, latent_channels=latent_channels,
+        block_out_channels=(16, 16), norm_num_groups=8, layers_per_block=1,
+        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
     )

@@ -166,6 +166,11 @@ class DiffusionGenerator(Generator):
         self.pipeline = pipeline.to(self._device) if dtype is None else pipeline.to(self._device, dtype)
         self.dtype = self.pipeline.dtype
         self.pipeline.set_progress_bar_config(disable=True)
+        # Freshly built modules are in training mode; DiT's label dropout would then drop
+        # classes at random (from the global RNG) during generation.
+        for component in self.pipeline.components.values():
+            if isinstance(component, torch.nn.Module):
+                component.eval()
         self.sampler, self.steps = sampler, int(steps)
         self.guidance_scale = float(guidance_scale)
         self.max_batch_size = int(max_batch_size)

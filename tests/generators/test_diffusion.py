@@ -123,3 +123,41 @@ def test_large_requests_are_chunked(class_pipeline_dir: Path) -> None:
     full = gen.generate([0, 1, 2, 0, 1], [1, 2, 3, 4, 5])
     assert full.shape[0] == 5
     torch.testing.assert_close(full[4:], gen.generate([1], [5]), atol=1e-4, rtol=0)
+
+
+def test_dit_with_vae_latent_class_conditional(tmp_path: Path) -> None:
+    from tiny_models import tiny_dit, tiny_vae
+
+    gen = DiffusionGenerator.from_components(tiny_dit(3), DDPMScheduler(), vae=tiny_vae(3),
+                                             sampler="dpm-solver++", steps=2, guidance_scale=2.0,
+                                             device="cpu")
+    assert gen.num_classes == 3 and gen.image_shape == (3, 8, 8)
+    images = gen.generate([0, 1, 2], [1, 2, 3])
+    assert_image_batch(images, 3, (3, 8, 8))
+    assert_same_per_sample(gen.generate, [0, 1, 2], [1, 2, 3])
+    gen.pipeline.save_pretrained(tmp_path)
+    loaded = DiffusionGenerator.from_pretrained(tmp_path, sampler="dpm-solver++", steps=2,
+                                                guidance_scale=2.0, device="cpu")
+    torch.testing.assert_close(loaded.generate([0, 1, 2], [1, 2, 3]), images)
+
+
+def test_unet_with_vae_and_image_conditioning() -> None:
+    from tiny_models import tiny_vae
+
+    unet = tiny_unet(3, channels=4, size=4)
+    gen = DiffusionGenerator.from_components(unet, DDPMScheduler(), vae=tiny_vae(1), steps=2,
+                                             device="cpu")
+    assert gen.image_shape == (1, 8, 8)
+    source = torch.rand(2, 1, 8, 8)
+    out = gen.generate([0, 1], [0, 1], source=source, strength=0.5)
+    assert_image_batch(out, 2, (1, 8, 8))
+    assert gen.latent_cache is not None and gen.latent_cache.stats()["latents"] == 2
+
+
+def test_dtype_is_applied_and_outputs_stay_float32(class_pipeline_dir: Path) -> None:
+    gen = DiffusionGenerator.from_pretrained(class_pipeline_dir, steps=2, device="cpu",
+                                             dtype=torch.bfloat16)
+    assert gen.pipeline.unet.dtype == torch.bfloat16 and gen.config["dtype"] == "torch.bfloat16"
+    out = gen.generate([0, 1], [0, 1])
+    assert out.dtype == torch.float32
+    assert_image_batch(out, 2, (1, 8, 8))
