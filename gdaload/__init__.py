@@ -9,9 +9,12 @@ from gdaload.generators import (
     GeneratedOutputError,
     Generator,
     ModelNotAvailableError,
+    MultiViewDiffusion,
+    train_multiview,
 )
 from gdaload.seeding import SeedPlan
 from gdaload.transforms import GenerativeAugment, GenMix
+from gdaload.tta import GenerativeTTA
 
 __version__ = "0.1.0"
 
@@ -25,9 +28,12 @@ __all__ = [
     "GenerativeAugment",
     "GenerativeDataset",
     "GenerativeLoader",
+    "GenerativeTTA",
     "Generator",
     "LatentCache",
     "ModelNotAvailableError",
+    "MultiViewDiffusion",
     "SampleStore",
     "SeedPlan",
+    "train_multiview",
 ]

@@ -2,8 +2,11 @@
 
 from gdaload.generators.base import GeneratedOutputError, Generator, check_generated
 from gdaload.generators.diffusion import DiffusionGenerator, ModelNotAvailableError
+from gdaload.generators.multiview import MultiViewDiffusion, build_multiview_unet
+from gdaload.generators.multiview_training import train_multiview
 from gdaload.generators.pipeline import ClassConditionalPipeline
 from gdaload.generators.samplers import SAMPLERS, make_scheduler
+from gdaload.generators.view_autoencoder import ViewAutoencoder
 
 __all__ = [
     "SAMPLERS",
@@ -12,6 +15,10 @@ __all__ = [
     "GeneratedOutputError",
     "Generator",
     "ModelNotAvailableError",
+    "MultiViewDiffusion",
+    "ViewAutoencoder",
+    "build_multiview_unet",
     "check_generated",
     "make_scheduler",
+    "train_multiview",
 ]

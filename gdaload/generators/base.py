@@ -76,6 +76,9 @@ class Generator(abc.ABC):
     #: Whether :meth:`generate` accepts ``source=`` images and ``strength=`` (image-
     #: conditioned generation: SDEdit-style variations of a real image).
     supports_source: bool = False
+    #: Whether the label conditions the image; label-free generators (e.g. novel views of
+    #: a source image) validate labels but ignore them.
+    uses_labels: bool = True
 
     @property
     def device(self) -> torch.device:

@@ -1,0 +1,369 @@
+"""The DiMViDA protocol on the shipped multi-view dataset (MultiViewShapes).
+
+1. Train (or load) a :class:`gdaload.MultiViewDiffusion` on all four views of the
+   training objects.
+2. Generator quality as the number of observed views grows from 1 to 3: PSNR and SSIM
+   of the generated views against the true missing views, and coherence (the paper's
+   equation 7): the share of generated views that a per-view reference classifier,
+   trained on real views, assigns to the class of the object they were generated for.
+   The same classifier's accuracy on the real missing views is reported beside it: single
+   views of this dataset are ambiguous by design, so even real views do not reach 100%.
+3. The 2x2 table: a small CNN trained on single views (of other objects than the
+   generator's, few per class, as the paper's classifiers train on their own partition),
+   or on single views plus the three views generated from each, evaluated on single
+   views, or by averaging its softmax over the real view and three generated views
+   (:class:`gdaload.GenerativeTTA`).
+
+The "single view" is the back view by default, not the front one: the front view of
+the four classes of a family is identical pixel for pixel, so no model can tell them
+apart from it (25% ceiling), and generated views conditioned on it carry no class
+information either. The back view shows the back block and the back mark, so a
+perfect single-view classifier reaches 75% (a plain object and its left-marked twin
+look the same from the back). Generated views can add no information beyond the view
+they are conditioned on, so this ceiling bounds every cell of the table; the paper's
+gains come from classifiers far below such a ceiling. With a fixed view, the
+single-view classifier has never seen the other viewpoints, so averaging it over
+generated views of them is expected to hurt. ``--view random`` is the paper's own
+setting instead: each object contributes one random view (its index known to the
+generator), so every classifier sees all viewpoints, and the ceiling is the mean of
+the views' ceilings (25%, 75%, 75% and 50% for front, back, left and right).
+
+Run ``python benchmarks/multiview_protocol.py`` (add ``--generator FOLDER`` to reuse a
+trained model). Results go to ``results.md`` and ``results.json`` in ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import kornia
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gdaload.datasets.multiview import VIEW_NAMES, MultiViewShapes
+from gdaload.generators.multiview import MultiViewDiffusion
+from gdaload.generators.multiview_training import train_multiview
+from gdaload.quickstart import mean_ci
+from gdaload.seeding import derive_rng, derive_seed
+from gdaload.tta import GenerativeTTA
+
+# Accuracy of a perfect classifier that sees one view, by view (module documentation).
+CEILINGS = (0.25, 0.75, 0.75, 0.5)
+assert VIEW_NAMES == ("front", "back", "left", "right")
+
+
+def small_cnn(num_classes: int, seed: int) -> nn.Module:
+    """A three-level CNN for 32x32 RGB images, initialised from ``seed``."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return nn.Sequential(
+            nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Linear(64 * 16, num_classes),
+        )
+
+
+def train_classifier(images: torch.Tensor, labels: torch.Tensor, steps: int, seed: int,
+                     batch_size: int = 64, lr: float = 2e-3) -> nn.Module:
+    """Adam on random batches (drawn from ``seed``), a fixed number of steps."""
+    model = small_cnn(int(labels.max()) + 1, seed)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    rng = torch.Generator().manual_seed(derive_seed(seed, 7))
+    model.train()
+    for _ in range(steps):
+        index = torch.randint(0, len(images), (batch_size,), generator=rng)
+        loss = F.cross_entropy(model(images[index]), labels[index])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return model.eval()
+
+
+@torch.inference_mode()
+def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+    return torch.cat([model(images[i : i + batch_size]) for i in range(0, len(images), batch_size)])
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-image PSNR in dB for images in [0, 1]."""
+    mse = ((a - b) ** 2).flatten(1).mean(1).clamp_min(1e-10)
+    return 10 * torch.log10(1 / mse)
+
+
+def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-image SSIM (11-tap Gaussian window, sigma 1.5, no padding)."""
+    return kornia.metrics.ssim(a, b, 11, padding="valid").flatten(1).mean(1)
+
+
+def generation_quality(gen: MultiViewDiffusion, objects: torch.Tensor, labels: torch.Tensor,
+                       judge: nn.Module, seed: int) -> list[dict[str, float]]:
+    """PSNR, SSIM and coherence of the generated views for 1..V-1 observed views.
+
+    Each object observes a random subset of the given size (drawn from its index and
+    the seed) and the other views are generated once.
+    """
+    n, v = objects.shape[:2]
+    rows = []
+    for k in range(1, v):
+        mask = torch.zeros(n, v, dtype=torch.bool)
+        for i in range(n):
+            mask[i, derive_rng(seed, 11, k, i).permutation(v)[:k]] = True
+        seeds = [derive_seed(seed, 12, k, i) for i in range(n)]
+        generated = gen.generate_views(objects, mask, seeds).cpu()
+        fake, real = generated[~mask], objects[~mask]
+        owner = labels[:, None].expand(n, v)[~mask]
+        rows.append({
+            "observed_views": k,
+            "psnr": float(psnr(fake, real).mean()),
+            "ssim": float(ssim(fake, real).mean()),
+            "coherence": float((predict(judge, fake).argmax(1) == owner).double().mean()),
+            "coherence_real_views":
+                float((predict(judge, real).argmax(1) == owner).double().mean()),
+        })
+    return rows
+
+
+def observed_views(view: str, n: int, seed: int, stream: int) -> torch.Tensor:
+    """The observed view of each object: the named one, or ``random`` (the paper's
+    setting), one drawn per object from ``(seed, stream)``."""
+    if view != "random":
+        return torch.full((n,), VIEW_NAMES.index(view), dtype=torch.long)
+    return torch.from_numpy(derive_rng(seed, stream).integers(len(VIEW_NAMES), size=n))
+
+
+def novel_views(gen: MultiViewDiffusion, images: torch.Tensor, views: torch.Tensor,
+                seeds: list[int]) -> torch.Tensor:
+    """The three missing views of each image, seen from its own view: ``(N, 3, C, H, W)``."""
+    out = torch.empty(len(images), gen.num_views - 1, *gen.image_shape)
+    for view in views.unique().tolist():
+        index = (views == view).nonzero().flatten()
+        gen.observed_view = view  # part of the generator's config, hence of cache keys
+        out[index] = gen.novel_views(images[index], [seeds[i] for i in index]).cpu()
+    return out
+
+
+def tta_accuracies(models: dict[str, nn.Module], gen: MultiViewDiffusion, images: torch.Tensor,
+                   labels: torch.Tensor, views: torch.Tensor,
+                   seed: int) -> dict[str, tuple[float, float]]:
+    """Per model: accuracy on the single views and with GenerativeTTA averaging over the
+    real view and 3 generated ones (images grouped by their observed view)."""
+    hits = {name: [0.0, 0.0] for name in models}
+    for view in views.unique().tolist():
+        index = (views == view).nonzero().flatten()
+        gen.observed_view = view
+        # The generator needs no label, so the generated views do not depend on the
+        # classifier: one cached wrapper serves every model.
+        tta = GenerativeTTA(models["single"], gen, views=3, seed=seed, cache_size=len(index))
+        loader = [(images[index[i : i + 256]], labels[index[i : i + 256]])
+                  for i in range(0, len(index), 256)]
+        for name, model in models.items():
+            tta.model = model
+            report = tta.evaluate(loader)
+            hits[name][0] += report["single"] * report["num_samples"]
+            hits[name][1] += report["averaged"] * report["num_samples"]
+    return {name: (single / len(images), averaged / len(images))
+            for name, (single, averaged) in hits.items()}
+
+
+def averaged_over_real_views(model: nn.Module, objects: torch.Tensor,
+                             labels: torch.Tensor) -> float:
+    """Accuracy when the softmax is averaged over all real views (what perfect view
+    synthesis could at most approach; the real views also carry what the observed one hides)."""
+    probs = predict(model, objects.flatten(0, 1)).softmax(-1).view(*objects.shape[:2], -1).mean(1)
+    return float((probs.argmax(1) == labels).double().mean())
+
+
+def stack(dataset: MultiViewShapes) -> tuple[torch.Tensor, torch.Tensor]:
+    objects = torch.stack([dataset[i][0] for i in range(len(dataset))])
+    return objects, torch.tensor(dataset.targets)
+
+
+def summarise(values: Sequence[float]) -> dict[str, Any]:
+    mean, half = mean_ci(values)
+    return {"mean": mean, "ci95": half, "values": list(values)}
+
+
+def fmt(summary: dict[str, Any], scale: float = 100.0, digits: int = 1) -> str:
+    mean, half = summary["mean"] * scale, summary["ci95"] * scale
+    if math.isnan(half):
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {half:.{digits}f}"
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    train = MultiViewShapes(args.train_per_class, seed=args.data_seed)
+    # The classifiers' objects are other instances than the generator's, as in the paper
+    # (whose generator and classifier train on disjoint partitions).
+    labelled = MultiViewShapes(args.classifier_per_class, seed=args.data_seed + 1)
+    test = MultiViewShapes(args.test_per_class, seed=args.data_seed, split="test")
+    train_objects, train_labels = stack(train)
+    clf_objects, clf_labels = stack(labelled)
+    test_objects, test_labels = stack(test)
+    folder = args.generator
+    if folder is None:
+        folder = train_multiview(
+            train, args.workdir, detail_channels=args.detail_channels,
+            ae_widths=args.ae_widths, ae_steps=args.ae_steps, widths=args.widths,
+            attention=not args.no_attention,
+            steps=args.diffusion_steps, batch_size=args.batch_size, lr=args.lr,
+            seed=args.generator_seed, checkpoint_every=max(args.diffusion_steps, args.ae_steps),
+            progress=not args.quiet,
+        )
+    timings["generator_training_s"] = time.perf_counter() - started
+    gen = MultiViewDiffusion.from_pretrained(folder, sampler=args.sampler,
+                                             steps=args.sampler_steps, device="cpu")
+    with torch.inference_mode():
+        recon = gen.autoencoder.decode(gen.autoencoder.encode(test_objects.flatten(0, 1)))
+    autoencoder_psnr = float(psnr(recon, test_objects.flatten(0, 1)).mean())
+
+    # The coherence judge: one classifier for every view, trained on all real views.
+    tick = time.perf_counter()
+    judge = train_classifier(train_objects.flatten(0, 1), train_labels.repeat_interleave(4),
+                             args.judge_steps, seed=10_000)
+    timings["judge_training_s"] = time.perf_counter() - tick
+
+    quality: list[list[dict[str, float]]] = []
+    cells: dict[str, list[float]] = {k: [] for k in
+                                     ("single/single", "single/averaged", "augmented/single",
+                                      "augmented/averaged", "augmented/real_views")}
+    train_views = observed_views(args.view, len(clf_objects), args.data_seed, 21)
+    test_views = observed_views(args.view, len(test_objects), args.data_seed, 22)
+    train_single = clf_objects[torch.arange(len(clf_objects)), train_views]
+    test_single = test_objects[torch.arange(len(test_objects)), test_views]
+    for seed in range(args.seeds):
+        tick = time.perf_counter()
+        quality.append(generation_quality(gen, test_objects, test_labels, judge, seed))
+        timings[f"quality_seed{seed}_s"] = time.perf_counter() - tick
+
+        tick = time.perf_counter()
+        seeds = [derive_seed(seed, 13, i) for i in range(len(train_single))]
+        novel = novel_views(gen, train_single, train_views, seeds)
+        augmented_images = torch.cat([train_single, novel.flatten(0, 1)])
+        augmented_labels = torch.cat([clf_labels, clf_labels.repeat_interleave(novel.shape[1])])
+        models = {
+            "single": train_classifier(train_single, clf_labels, args.classifier_steps, seed),
+            "augmented": train_classifier(augmented_images, augmented_labels,
+                                          args.classifier_steps, seed),
+        }
+        for name, (single, averaged) in tta_accuracies(models, gen, test_single, test_labels,
+                                                       test_views, seed).items():
+            cells[f"{name}/single"].append(single)
+            cells[f"{name}/averaged"].append(averaged)
+        cells["augmented/real_views"].append(
+            averaged_over_real_views(models["augmented"], test_objects, test_labels))
+        timings[f"classification_seed{seed}_s"] = time.perf_counter() - tick
+        if not args.quiet:
+            scores = ", ".join(f"{k} {v[-1]:.3f}" for k, v in cells.items())
+            print(f"seed {seed}: {scores}", flush=True)
+
+    quality_summary = [
+        {"observed_views": k + 1,
+         **{m: summarise([q[k][m] for q in quality])
+            for m in ("psnr", "ssim", "coherence", "coherence_real_views")}}
+        for k in range(len(quality[0]))
+    ]
+    timings["total_s"] = time.perf_counter() - started
+    ceiling = sum(CEILINGS[v] for v in test_views.tolist()) / len(test_views)
+    return {
+        "settings": vars(args) | {"generator": str(folder)},
+        "autoencoder_psnr": autoencoder_psnr,
+        "single_view_ceiling": ceiling,
+        "quality": quality_summary,
+        "classification": {k: summarise(v) for k, v in cells.items()},
+        "timings": timings,
+    }
+
+
+def markdown(results: dict[str, Any]) -> str:
+    s = results["settings"]
+    c = results["classification"]
+    lines = [
+        f"## DiMViDA protocol on MultiViewShapes ({s['seeds']} seeds, mean ± 95% CI)",
+        "",
+        f"Generator trained on all views of {s['train_per_class']} objects per class "
+        f"(16 classes); classifiers on one view of {s['classifier_per_class']} other objects "
+        f"per class; test: {s['test_per_class']} objects per class. "
+        f"Sampler {s['sampler']}, {s['sampler_steps']} steps. "
+        f"Autoencoder reconstruction PSNR {results['autoencoder_psnr']:.1f} dB.",
+        "",
+        "### Generated views against the true missing views",
+        "",
+        "| observed views | PSNR (dB) | SSIM | coherence (%) | same judge on the real views (%) |",
+        "|---|---|---|---|---|",
+    ]
+    for row in results["quality"]:
+        lines.append(f"| {row['observed_views']} | {fmt(row['psnr'], 1, 2)} | "
+                     f"{fmt(row['ssim'], 1, 3)} | {fmt(row['coherence'])} | "
+                     f"{fmt(row['coherence_real_views'])} |")
+    lines += [
+        "",
+        f"### Classification accuracy (%), single view = {s['view']} "
+        f"(ceiling {100 * results['single_view_ceiling']:.0f}%)",
+        "",
+        "| classifier trained on | test: single view | test: averaged over generated views |",
+        "|---|---|---|",
+        f"| single views | {fmt(c['single/single'])} | {fmt(c['single/averaged'])} |",
+        f"| single + generated views | {fmt(c['augmented/single'])} | "
+        f"{fmt(c['augmented/averaged'])} |",
+        "",
+        f"Reference: the augmented classifier averaged over the four *real* views: "
+        f"{fmt(c['augmented/real_views'])}%.",
+        f"Total time {results['timings']['total_s'] / 60:.1f} min.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default="benchmarks/results/multiview_protocol",
+                   help="folder for results.md and results.json")
+    p.add_argument("--generator", default=None, help="a trained MultiViewDiffusion folder to reuse")
+    p.add_argument("--workdir", default="runs/multiview_protocol/generator",
+                   help="where the generator is trained (and resumed) without --generator")
+    p.add_argument("--view", default="back", choices=(*VIEW_NAMES, "random"),
+                   help="the single observed view, or 'random': one random view per object")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--train-per-class", type=int, default=100)
+    p.add_argument("--classifier-per-class", type=int, default=20,
+                   help="objects per class whose single view trains the classifiers")
+    p.add_argument("--test-per-class", type=int, default=16)
+    p.add_argument("--data-seed", type=int, default=0)
+    p.add_argument("--generator-seed", type=int, default=0)
+    p.add_argument("--detail-channels", type=int, default=3)
+    p.add_argument("--ae-widths", type=int, nargs="+", default=[16, 32])
+    p.add_argument("--ae-steps", type=int, default=1000)
+    p.add_argument("--widths", type=int, nargs="+", default=[48, 96], help="UNet level widths")
+    p.add_argument("--no-attention", action="store_true",
+                   help="no self-attention at the UNet's coarsest level")
+    p.add_argument("--diffusion-steps", type=int, default=3000)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--sampler", default="dpm-solver++")
+    p.add_argument("--sampler-steps", type=int, default=20)
+    p.add_argument("--judge-steps", type=int, default=1500)
+    p.add_argument("--classifier-steps", type=int, default=800)
+    p.add_argument("--quiet", action="store_true")
+    args = p.parse_args(argv)
+    results = run(args)
+    out = Path(args.out)
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    text = markdown(results)
+    (out / "results.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

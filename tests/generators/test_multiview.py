@@ -1,0 +1,234 @@
+"""MultiViewDiffusion: masking, clean observed views, training, persistence and errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from checkers import assert_image_batch, assert_same_per_sample
+from diffusers import DDPMScheduler
+
+from gdaload.datasets.multiview import MultiViewShapes
+from gdaload.fingerprint import content_hash
+from gdaload.generators.base import check_generated
+from gdaload.generators.multiview import MultiViewDiffusion, build_multiview_unet, denoiser_input
+from gdaload.generators.multiview_training import (
+    condition_weight,
+    masked_diffusion_loss,
+    sample_condition_masks,
+    train_multiview,
+)
+from gdaload.generators.samplers import SAMPLERS
+from gdaload.generators.view_autoencoder import ViewAutoencoder
+from gdaload.seeding import derive_seed
+from gdaload.tta import GenerativeTTA
+
+VIEWS = ["front", "back", "left", "right"]
+
+
+def tiny_multiview(sampler: str = "ddim", steps: int = 3, **kwargs) -> MultiViewDiffusion:
+    """Random weights, 8x8 RGB views, 4x4 latents of 3 + 2 channels."""
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        ae = ViewAutoencoder(in_channels=3, detail_channels=2, widths=(8,))
+        unet = build_multiview_unet(4, 5, 4, widths=(8, 16))
+    scheduler = DDPMScheduler(prediction_type="v_prediction", clip_sample=False)
+    return MultiViewDiffusion(unet, ae, scheduler, view_names=VIEWS,
+                              sampler=sampler, steps=steps, device="cpu", **kwargs)
+
+
+@pytest.fixture(scope="module")
+def generator() -> MultiViewDiffusion:
+    return tiny_multiview()
+
+
+# ---------------------------------------------------------------- masking logic
+def test_condition_weight_is_one_plus_conditioning_over_missing() -> None:
+    observed = torch.tensor([[1, 0, 0, 0], [1, 1, 0, 0], [1, 1, 1, 0], [0, 0, 0, 0]]).bool()
+    torch.testing.assert_close(condition_weight(observed), torch.tensor([1 + 1 / 3, 2.0, 4.0, 1.0]))
+    with pytest.raises(ValueError, match="at least one diffused view"):
+        condition_weight(torch.ones(1, 4, dtype=torch.bool))
+
+
+def test_masked_loss_counts_diffused_views_only_and_is_weighted() -> None:
+    target = torch.zeros(2, 4, 2, 3, 3)
+    prediction = target.clone()
+    prediction[:, 0] = 5.0  # error on view 0 only, which conditions in object 0
+    prediction[:, 1] = 1.0  # error 1 on view 1, diffused in both objects
+    observed = torch.tensor([[1, 0, 0, 0], [0, 0, 0, 0]]).bool()
+    loss = masked_diffusion_loss(prediction, target, observed)
+    # Object 0: squared error 1 on one of 4 views -> mean 1/4, times 1 + 1/3.
+    # Object 1: (25 + 1) / 4 over all views, times 1 + 0/4.
+    torch.testing.assert_close(loss, torch.tensor([0.25 * (1 + 1 / 3), 26 / 4]))
+
+
+def test_condition_masks_drop_all_views_with_probability_p() -> None:
+    masks = sample_condition_masks(20000, 4, torch.Generator().manual_seed(0), p_uncond=0.2)
+    empty = (~masks.any(1)).double().mean().item()
+    assert abs(empty - 0.2) < 0.012  # 4 standard errors of a binomial proportion
+    assert not masks.all(1).any()
+    # Conditional rows: the 14 non-empty proper subsets, equally likely.
+    codes = (masks[masks.any(1)].long() * (2 ** torch.arange(4))).sum(1)
+    shares = torch.bincount(codes, minlength=16).double() / len(codes)
+    assert shares[0] == 0 and shares[15] == 0
+    assert ((shares[1:15] - 1 / 14).abs() < 0.012).all()
+    again = sample_condition_masks(20000, 4, torch.Generator().manual_seed(0), p_uncond=0.2)
+    assert torch.equal(masks, again)
+    never = sample_condition_masks(2000, 4, torch.Generator().manual_seed(1), p_uncond=0.0)
+    assert never.any(1).all()
+
+
+def test_denoiser_input_appends_one_mask_channel_per_view() -> None:
+    latents = torch.randn(2, 4, 2, 3, 3)
+    observed = torch.tensor([[1, 0, 0, 1], [0, 1, 0, 0]]).bool()
+    inp = denoiser_input(latents, observed)
+    assert inp.shape == (2, 4 * 2 + 4, 3, 3)
+    torch.testing.assert_close(inp[:, :8], latents.flatten(1, 2))
+    torch.testing.assert_close(inp[:, 8:, 0, 0], observed.float())
+
+
+# ---------------------------------------------------------------- sampling
+@pytest.mark.parametrize("sampler", sorted(SAMPLERS))
+def test_observed_latents_come_through_sampling_untouched(sampler: str) -> None:
+    gen = tiny_multiview(sampler=sampler, steps=4)
+    latents = torch.randn(3, 4, 5, 4, 4)
+    observed = torch.tensor([[1, 0, 0, 0], [0, 1, 1, 0], [1, 1, 1, 0]]).bool()
+    out = gen.sample_latents(latents, observed, [0, 1, 2])
+    assert torch.equal(out[observed], latents[observed])
+    assert torch.isfinite(out).all()
+    assert (out[~observed] - latents[~observed]).abs().max() > 1e-3
+
+
+def test_generate_views_keeps_observed_pixels_and_is_deterministic(
+    generator: MultiViewDiffusion,
+) -> None:
+    views = torch.rand(3, 4, 3, 8, 8)
+    out = generator.generate_views(views, ["back", 2], [5, 6, 7])
+    assert out.shape == (3, 4, 3, 8, 8)
+    assert torch.equal(out[:, 1], views[:, 1]) and torch.equal(out[:, 2], views[:, 2])
+    assert_image_batch(out.flatten(0, 1), 12, (3, 8, 8))
+    torch.testing.assert_close(generator.generate_views(views, ["back", 2], [5, 6, 7]), out)
+    other = generator.generate_views(views, ["back", 2], [8, 6, 7])
+    assert (other[0, 0] - out[0, 0]).abs().max() > 1e-4
+    # Unobserved inputs are ignored.
+    noisy = views.clone()
+    noisy[:, 0] = 1.0
+    torch.testing.assert_close(generator.generate_views(noisy, ["back", 2], [5, 6, 7]), out)
+
+
+def test_per_object_masks_and_batch_independence(generator: MultiViewDiffusion) -> None:
+    views = torch.rand(4, 4, 3, 8, 8)
+    mask = torch.tensor([[1, 0, 0, 0], [0, 1, 0, 0], [1, 0, 1, 1], [0, 0, 0, 1]]).bool()
+
+    def make(rows: list[int], seeds: list[int]) -> torch.Tensor:
+        return generator.generate_views(views[rows], mask[rows], seeds).flatten(1)
+
+    assert_same_per_sample(make, [0, 1, 2, 3], [10, 11, 12, 13])
+
+
+def test_generate_contract_returns_one_novel_view(generator: MultiViewDiffusion) -> None:
+    source = torch.rand(3, 3, 8, 8)
+    images = generator.generate([0, 0, 0], [1, 2, 3], source=source)
+    check_generated(images, 3, generator.image_shape)
+    novel = generator.novel_views(source, [1, 2, 3])
+    assert novel.shape == (3, 3, 3, 8, 8)
+    # Each generated image is one of its sample's novel views.
+    hits = [(novel[i] - images[i]).flatten(1).abs().amax(1).min() < 1e-5 for i in range(3)]
+    assert all(hits)
+    assert generator.uses_labels is False and generator.supports_source
+
+
+# ---------------------------------------------------------------- errors
+def test_errors_are_clear(generator: MultiViewDiffusion) -> None:
+    views = torch.rand(2, 4, 3, 8, 8)
+    with pytest.raises(ValueError, match="no observed view"):
+        generator.generate_views(views, [], [0, 1])
+    with pytest.raises(ValueError, match="no observed view"):
+        generator.generate_views(views, torch.tensor([[1, 0, 0, 0], [0, 0, 0, 0]]).bool(), [0, 1])
+    with pytest.raises(ValueError, match=r"outside 0\.\.3"):
+        generator.generate_views(views, [4], [0, 1])
+    with pytest.raises(ValueError, match="unknown view 'top'"):
+        generator.generate_views(views, ["top"], [0, 1])
+    with pytest.raises(ValueError, match="takes 8x8"):
+        generator.generate_views(torch.rand(2, 4, 3, 16, 16), [0], [0, 1])
+    with pytest.raises(ValueError, match="the model has 4"):
+        generator.generate_views(torch.rand(2, 3, 3, 8, 8), [0], [0, 1])
+    with pytest.raises(ValueError, match="takes 8x8"):
+        generator.novel_views(torch.rand(2, 3, 16, 16), [0, 1])
+    with pytest.raises(ValueError, match="pass source="):
+        generator.generate([0], [0])
+    with pytest.raises(ValueError, match="strength must be 1"):
+        generator.generate([0], [0], source=torch.rand(1, 3, 8, 8), strength=0.5)
+    with pytest.raises(ValueError, match="view index 7"):
+        tiny_multiview(observed_view=7)
+
+
+# ---------------------------------------------------------------- persistence and training
+def test_save_load_round_trip(generator: MultiViewDiffusion, tmp_path: Path) -> None:
+    generator.save_pretrained(tmp_path / "model", note="test")
+    loaded = MultiViewDiffusion.from_pretrained(tmp_path / "model", sampler="ddim", steps=3,
+                                                device="cpu")
+    assert loaded.view_names == VIEWS
+    assert loaded.weights_fingerprint() == generator.weights_fingerprint()
+    assert json.loads((tmp_path / "model" / "multiview.json").read_text())["note"] == "test"
+    views = torch.rand(2, 4, 3, 8, 8)
+    torch.testing.assert_close(loaded.generate_views(views, [0], [3, 4]),
+                               generator.generate_views(views, [0], [3, 4]))
+    with pytest.raises(FileNotFoundError, match="train-multiview"):
+        MultiViewDiffusion.from_pretrained(tmp_path)
+
+
+def test_tiny_model_trains_resumes_and_generates(tmp_path: Path) -> None:
+    data = MultiViewShapes(1, size=16)
+    settings = dict(detail_channels=2, ae_widths=(8,), ae_steps=2, ae_batch_size=8,
+                    widths=(8, 16), batch_size=4, checkpoint_every=2, progress=False)
+    out = train_multiview(data, tmp_path / "mv", steps=2, **settings)
+    first = MultiViewDiffusion.from_pretrained(out, steps=2)
+    assert first.view_names == list(data.view_names) and first.num_classes == 16
+    # Starting again with more steps resumes from the checkpoint at step 2.
+    train_multiview(data, out, steps=4, **settings)
+    kept = sorted(p.name for p in (out / "checkpoints").glob("unet-*.pt"))
+    assert kept == ["unet-2.pt", "unet-4.pt"]
+    gen = MultiViewDiffusion.from_pretrained(out, observed_view="left", steps=2)
+    assert gen.weights_fingerprint() != first.weights_fingerprint()
+    objects = torch.stack([data[i][0] for i in range(3)])
+    views = gen.generate_views(objects, ["left"], [0, 1, 2])
+    assert views.shape == (3, 4, 3, 16, 16) and torch.equal(views[:, 2], objects[:, 2])
+    assert gen.generate([0, 5, 9], [0, 1, 2], source=objects[:, 2]).shape == (3, 3, 16, 16)
+    with pytest.raises(ValueError, match="other settings"):
+        train_multiview(data, out, steps=6, **{**settings, "batch_size": 2})
+
+
+def test_autoencoder_latents_hold_the_thumbnail_and_statistics_round_trip(tmp_path: Path) -> None:
+    ae = ViewAutoencoder(in_channels=3, detail_channels=2, widths=(8,))
+    images = torch.rand(2, 3, 8, 8)
+    raw = ae.encode_raw(images)
+    torch.testing.assert_close(raw[:, :3], torch.nn.functional.avg_pool2d(images * 2 - 1, 2))
+    ae.set_latent_statistics([0.1, 0.2, 0.3, 0.4, 0.5], [1.0, 2.0, 3.0, 4.0, 5.0])
+    expected = (raw - torch.tensor([0.1, 0.2, 0.3, 0.4, 0.5]).view(1, -1, 1, 1)) / torch.arange(
+        1.0, 6.0).view(1, -1, 1, 1)
+    torch.testing.assert_close(ae.encode(images), expected)
+    ae.save_pretrained(tmp_path / "ae")
+    loaded = ViewAutoencoder.from_pretrained(tmp_path / "ae")
+    torch.testing.assert_close(loaded.encode(images), ae.encode(images))
+    torch.testing.assert_close(loaded.decode(ae.encode(images)), ae.decode(ae.encode(images)))
+    with pytest.raises(ValueError, match="one per latent channel"):
+        ViewAutoencoder(in_channels=3, detail_channels=2, latent_std=[1.0])
+
+
+def test_generative_tta_over_novel_views(generator: MultiViewDiffusion) -> None:
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 5))
+    back = MultiViewDiffusion(generator.unet, generator.autoencoder, generator.train_scheduler,
+                              view_names=VIEWS, observed_view="back", sampler="ddim", steps=2,
+                              device="cpu")
+    tta = GenerativeTTA(model, back, views=3, seed=0)
+    x = torch.rand(2, 3, 8, 8)
+    views = tta.generated_views(x)
+    # The three views of an input are the novel views of one sample seeded by its content.
+    seeds = [derive_seed(0, content_hash(x[i]), 0) for i in range(2)]
+    torch.testing.assert_close(views, back.novel_views(x, seeds))
+    assert tta(x).shape == (2, 5)
