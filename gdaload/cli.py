@@ -48,7 +48,8 @@ def _train_multiview(args: argparse.Namespace) -> None:
     out = train_multiview(
         dataset, args.output, detail_channels=args.detail_channels, ae_widths=args.ae_widths,
         ae_steps=args.ae_steps, ae_batch_size=args.ae_batch_size, ae_lr=args.ae_lr,
-        widths=args.widths, layers_per_block=args.layers_per_block, attention=args.attention,
+        widths=args.widths, layers_per_block=args.layers_per_block,
+        attention=not args.no_attention,
         steps=args.steps, batch_size=args.batch_size, lr=args.lr, p_uncond=args.p_uncond,
         seed=args.seed, checkpoint_every=args.checkpoint_every, resume=not args.no_resume,
         cpu=args.cpu,
@@ -116,15 +117,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="learned latent channels per view, beside its thumbnail")
     m.add_argument("--ae-widths", type=int, nargs="+", default=[16, 32],
                    help="autoencoder level widths; each level halves the latent side")
-    m.add_argument("--ae-steps", type=int, default=1500)
+    m.add_argument("--ae-steps", type=int, default=1000)
     m.add_argument("--ae-batch-size", type=int, default=64, help="views per autoencoder batch")
     m.add_argument("--ae-lr", type=float, default=2e-3)
-    m.add_argument("--widths", type=int, nargs="+", default=[64, 128], help="UNet level widths")
+    m.add_argument("--widths", type=int, nargs="+", default=[48, 96], help="UNet level widths")
     m.add_argument("--layers-per-block", type=int, default=1)
-    m.add_argument("--attention", action="store_true", help="self-attention at the coarsest level")
+    m.add_argument("--no-attention", action="store_true",
+                   help="no self-attention at the UNet's coarsest level")
     m.add_argument("--steps", type=int, default=3000, help="diffusion training steps")
     m.add_argument("--batch-size", type=int, default=64, help="objects per diffusion batch")
-    m.add_argument("--lr", type=float, default=1e-3)
+    m.add_argument("--lr", type=float, default=2e-3)
     m.add_argument("--p-uncond", type=float, default=0.2,
                    help="probability that a training object has no conditioning view")
     m.add_argument("--seed", type=int, default=0)
