@@ -138,8 +138,11 @@ def train_generator(
     out = Path(output_dir)
     ckpt_dir = out / "checkpoints"
     accelerator = Accelerator(cpu=cpu)
-    torch.manual_seed(seed)  # weight init only; the diffusers constructors offer no generator
-    unet = _default_unet(c, h, num_classes, widths)
+    # Weight init only (diffusers' constructors take no generator); fork_rng keeps the
+    # caller's global RNG untouched.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        unet = _default_unet(c, h, num_classes, widths)
     scheduler = DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2")
     optimizer = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=0.0)
     ema = EMAModel(unet.parameters(), decay=ema_decay)
@@ -160,8 +163,11 @@ def train_generator(
         epoch, offset = divmod(step, batches_per_epoch)
         # The data order is a function of (seed, epoch), so a resumed run sees the same batches.
         order = torch.Generator().manual_seed(derive_seed(seed, 0, epoch))
+        # The loader draws a base seed for workers; its own generator keeps that draw off
+        # both the global RNG and the sampler's order.
         loader = DataLoader(dataset, batch_size=batch_size, drop_last=True,
-                            sampler=RandomSampler(dataset, generator=order))
+                            sampler=RandomSampler(dataset, generator=order),
+                            generator=torch.Generator().manual_seed(derive_seed(seed, 2, epoch)))
         loader = accelerator.skip_first_batches(loader, offset) if offset else loader
         for x, y in loader:
             noise_gen = torch.Generator().manual_seed(derive_seed(seed, 1, step))

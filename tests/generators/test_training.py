@@ -67,3 +67,9 @@ def test_non_image_data_is_explained(tmp_path: Path) -> None:
     data = TensorDataset(torch.zeros(4, 64), torch.zeros(4, dtype=torch.long))
     with pytest.raises(ValueError, match="float tensors \\(C, H, W\\)"):
         train_generator(data, tmp_path, steps=1)
+
+
+def test_training_leaves_the_global_rng_alone(tmp_path: Path) -> None:
+    before = torch.random.get_rng_state()
+    train(tiny_data(), tmp_path / "gen", steps=1)
+    assert torch.equal(torch.random.get_rng_state(), before)
