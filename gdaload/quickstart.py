@@ -10,7 +10,6 @@ images alone and through :class:`~gdaload.GenerativeLoader`, then both are teste
 from __future__ import annotations
 
 import json
-import logging
 import time
 from collections.abc import Sequence
 from importlib import resources
@@ -30,7 +29,6 @@ from gdaload.seeding import derive_seed
 
 __all__ = ["DIGITS_GENERATOR", "accuracy", "digits_cnn", "run_quickstart"]
 
-logger = logging.getLogger(__name__)
 
 DIGITS_GENERATOR = resources.files("gdaload") / "assets" / "digits-generator"
 

@@ -10,7 +10,6 @@ generators are safe with any number of DataLoader workers.
 from __future__ import annotations
 
 import functools
-import logging
 import math
 import os
 import weakref
@@ -39,7 +38,6 @@ from gdaload.seeding import SeedPlan
 
 __all__ = ["GenerativeLoader"]
 
-logger = logging.getLogger(__name__)
 
 Batch = tuple[torch.Tensor, torch.Tensor] | tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
-import logging
 import os
 import socket
 from collections.abc import Mapping, Sequence
@@ -41,7 +40,6 @@ from gdaload.seeding import derive_rng
 
 __all__ = ["DiffusionGenerator", "ModelNotAvailableError", "PromptsLike"]
 
-logger = logging.getLogger(__name__)
 
 #: Per-class prompts: a template with ``{name}``, a list of prompt lists (one per class),
 #: a mapping class name -> prompts, or a path to a JSON file holding such a mapping.
