@@ -14,7 +14,13 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-__all__ = ["content_hash", "module_fingerprint", "tensor_fingerprint", "tensors_fingerprint"]
+__all__ = [
+    "content_hash",
+    "module_fingerprint",
+    "modules_fingerprint",
+    "tensor_fingerprint",
+    "tensors_fingerprint",
+]
 
 _MODULES: weakref.WeakKeyDictionary[nn.Module, tuple[tuple, str]] = weakref.WeakKeyDictionary()
 
@@ -58,3 +64,9 @@ def module_fingerprint(module: nn.Module) -> str:
         cached = (key, tensors_fingerprint(named))
         _MODULES[module] = cached
     return cached[1]
+
+
+def modules_fingerprint(modules: Iterable[tuple[str, nn.Module]]) -> str:
+    """One fingerprint (16 hex digits) for named modules, e.g. a pipeline's components."""
+    parts = "|".join(f"{name}:{module_fingerprint(module)}" for name, module in modules)
+    return hashlib.sha256(parts.encode()).hexdigest()[:16]

@@ -10,7 +10,6 @@ Two modes:
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import json
 import os
@@ -25,7 +24,7 @@ from diffusers import DiffusionPipeline
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 from gdaload.engine.latents import LatentCache
-from gdaload.fingerprint import module_fingerprint
+from gdaload.fingerprint import modules_fingerprint
 from gdaload.generators.base import (
     Generator,
     StrengthLike,
@@ -300,10 +299,9 @@ class DiffusionGenerator(Generator):
         Two folders holding the same name but different weights (a retrained model) must
         not share cached samples.
         """
-        parts = [f"{name}:{module_fingerprint(component)}"
-                 for name, component in sorted(self.pipeline.components.items())
-                 if isinstance(component, torch.nn.Module)]
-        return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+        return modules_fingerprint(
+            (name, component) for name, component in sorted(self.pipeline.components.items())
+            if isinstance(component, torch.nn.Module))
 
     def generate(
         self,

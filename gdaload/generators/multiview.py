@@ -19,7 +19,6 @@ replaced by their clean latents, so they come through sampling bit for bit.
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import json
 import math
@@ -32,7 +31,7 @@ import torch
 from diffusers import DDPMScheduler, UNet2DModel
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
-from gdaload.fingerprint import module_fingerprint
+from gdaload.fingerprint import modules_fingerprint
 from gdaload.generators.base import Generator, StrengthLike, as_labels, as_seeds, check_source
 from gdaload.generators.samplers import SAMPLERS, make_scheduler
 from gdaload.generators.view_autoencoder import ViewAutoencoder
@@ -259,8 +258,7 @@ class MultiViewDiffusion(Generator):
 
     def weights_fingerprint(self) -> str:
         """Fingerprint of the UNet's and the autoencoder's weights."""
-        parts = f"unet:{module_fingerprint(self.unet)}|autoencoder:{module_fingerprint(self.autoencoder)}"
-        return hashlib.sha256(parts.encode()).hexdigest()[:16]
+        return modules_fingerprint([("unet", self.unet), ("autoencoder", self.autoencoder)])
 
     def view_index(self, view: int | str) -> int:
         """Index of a view given by index or name.

@@ -517,16 +517,11 @@ class SelectedGenerator(Generator):
 
     def reset_stats(self) -> None:
         """Zero the per-class selection counters."""
-        self._stats: dict[int, dict[str, Any]] = defaultdict(
-            lambda: {
-                "requests": 0,
-                "rounds": 0,
-                "candidates": 0,
-                "passed": [0] * len(self.stages),
-                "kept": 0,
-                "fallbacks": 0,
-            }
-        )
+        self._stats: dict[int, dict[str, Any]] = defaultdict(self._empty_counts)
+
+    def _empty_counts(self) -> dict[str, Any]:
+        return {"requests": 0, "rounds": 0, "candidates": 0, "passed": [0] * len(self.stages),
+                "kept": 0, "fallbacks": 0}
 
     def selection_report(self) -> dict[str, Any]:
         """Per-class and total selection counts since construction or :meth:`reset_stats`.
@@ -539,14 +534,7 @@ class SelectedGenerator(Generator):
             answered with a rejected candidate, ``on_empty="best"``).
         """
         classes = {label: self._finish(dict(c)) for label, c in sorted(self._stats.items())}
-        total = {
-            "requests": 0,
-            "rounds": 0,
-            "candidates": 0,
-            "passed": [0] * len(self.stages),
-            "kept": 0,
-            "fallbacks": 0,
-        }
+        total = self._empty_counts()
         for c in classes.values():
             for key in ("requests", "rounds", "candidates", "kept", "fallbacks"):
                 total[key] += c[key]
