@@ -12,15 +12,14 @@ import torch
 from torch.utils.data import Dataset, get_worker_info
 from tqdm.auto import tqdm
 
+from gdaload.data.plan import SyntheticPlan
 from gdaload.data.policies import (
     CLASS_POLICIES,
     check_ratio,
     dataset_labels,
-    plan_labels,
     real_class_counts,
 )
 from gdaload.engine.base import EngineStats, make_samples
-from gdaload.engine.seeds import plan_seeds
 from gdaload.engine.store import SampleStore
 from gdaload.generators.base import Generator
 from gdaload.seeding import SeedPlan
@@ -99,7 +98,6 @@ class GenerativeDataset(Dataset):
         self.num_synthetic = math.floor(self.ratio * self.num_real + 0.5)
         self.epoch = 0
         self._shape_checked = False
-        self._labels_epoch, self._labels = -1, np.empty(0, dtype=np.int64)
         if isinstance(store, (str, os.PathLike)):
             store = SampleStore.for_generator(store, generator)
         elif store is not None and not isinstance(store, SampleStore):
@@ -130,13 +128,14 @@ class GenerativeDataset(Dataset):
         self.plan = SeedPlan(state["seed"])
         self.set_epoch(state["epoch"])
 
+    def _synthetic_plan(self) -> SyntheticPlan:
+        counts = tuple(int(c) for c in self.class_counts)
+        return SyntheticPlan(self.plan.seed, self.class_policy, counts, self.ratio,
+                             self.generator.num_classes, rank=0, world=1)
+
     def synthetic_labels(self) -> np.ndarray:
         """Labels of this epoch's synthetic samples, in index order."""
-        if self._labels_epoch != self.epoch:
-            self._labels = plan_labels(self.class_policy, self.class_counts, self.num_synthetic,
-                                       self.plan.label_rng(self.epoch))
-            self._labels_epoch = self.epoch
-        return self._labels
+        return self._synthetic_plan().labels(self.epoch, range(self.num_synthetic)).numpy()
 
     def is_synthetic(self, index: int) -> bool:
         return index >= self.num_real
@@ -160,8 +159,8 @@ class GenerativeDataset(Dataset):
 
     def _generate(self, indices: list[int]) -> list[tuple[Any, int]]:
         js = [i - self.num_real for i in indices]
-        labels = torch.as_tensor(self.synthetic_labels()[js])
-        seeds = plan_seeds(self.plan, self.epoch, js)
+        plan = self._synthetic_plan()
+        labels, seeds = plan.labels(self.epoch, js), plan.seeds(self.epoch, js)
         found = self.store.get(labels, seeds) if self.store is not None else [None] * len(js)
         if (get_worker_info() is not None and self.generator.device.type == "cuda"
                 and any(image is None for image in found)):
@@ -204,22 +203,18 @@ class GenerativeDataset(Dataset):
         if epochs is None:
             epochs = [self.epoch]
         epochs = [epochs] if isinstance(epochs, int) else list(epochs)
-        current = self.epoch
+        if any(epoch < 0 for epoch in epochs):
+            raise ValueError(f"epochs must be >= 0, got {epochs}")
         before = self._engine_stats.generated
-        try:
-            with tqdm(total=len(epochs) * self.num_synthetic, desc="gdaload store",
-                      unit="sample", disable=None if progress else True) as bar:
-                for epoch in epochs:
-                    self.set_epoch(epoch)
-                    labels = self.synthetic_labels()
-                    for start in range(0, self.num_synthetic, batch_size):
-                        js = list(range(start, min(start + batch_size, self.num_synthetic)))
-                        make_samples(self.generator, self.store, torch.as_tensor(labels[js]),
-                                     plan_seeds(self.plan, epoch, js),
-                                     self._engine_stats)
-                        bar.update(len(js))
-        finally:
-            self.set_epoch(current)
+        plan = self._synthetic_plan()
+        with tqdm(total=len(epochs) * self.num_synthetic, desc="gdaload store",
+                  unit="sample", disable=None if progress else True) as bar:
+            for epoch in epochs:
+                for start in range(0, self.num_synthetic, batch_size):
+                    js = list(range(start, min(start + batch_size, self.num_synthetic)))
+                    make_samples(self.generator, self.store, plan.labels(epoch, js),
+                                 plan.seeds(epoch, js), self._engine_stats)
+                    bar.update(len(js))
         return self._engine_stats.generated - before
 
     def _check_like_real(self, synthetic: Any) -> None:

@@ -9,27 +9,24 @@ generators are safe with any number of DataLoader workers.
 
 from __future__ import annotations
 
-import functools
 import math
 import os
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
+from gdaload.data.plan import SyntheticPlan
 from gdaload.data.policies import (
     CLASS_POLICIES,
     check_ratio,
     dataset_labels,
-    plan_labels,
     real_class_counts,
 )
 from gdaload.engine.base import ENGINES, Engine, EngineStats
 from gdaload.engine.pool import check_pool_settings
-from gdaload.engine.seeds import plan_seeds
 from gdaload.engine.store import SampleStore
 from gdaload.engine.sync import SyncEngine
 from gdaload.engine.threaded import ThreadEngine
@@ -48,60 +45,6 @@ def _distributed_rank_world() -> tuple[int, int]:
     return 0, 1
 
 
-@functools.lru_cache(maxsize=4)
-def _label_plan(seed: int, policy: str, class_counts: tuple[int, ...] | None, ratio: float,
-                num_classes: int, epoch: int) -> np.ndarray:
-    rng = SeedPlan(seed).label_rng(epoch)
-    if class_counts is None:
-        bag = np.arange(num_classes)
-        return plan_labels("uniform", np.ones_like(bag), len(bag), rng)
-    total = math.floor(ratio * sum(class_counts) + 0.5)
-    return plan_labels(policy, np.asarray(class_counts), max(total, 1), rng)
-
-
-#: Seeds are derived in aligned chunks of this many indices: one vectorised derivation
-#: serves many small requests.
-_SEED_CHUNK = 1024
-
-
-@functools.lru_cache(maxsize=64)
-def _seed_chunk(seed: int, epoch: int, chunk: int) -> np.ndarray:
-    start = chunk * _SEED_CHUNK
-    return np.asarray(plan_seeds(SeedPlan(seed), epoch, range(start, start + _SEED_CHUNK)),
-                      dtype=np.uint64)
-
-
-@dataclass(frozen=True)
-class _SyntheticPlan:
-    """Label and seed of every synthetic position; equal plans serve equal samples.
-
-    Position ``k`` of a rank is the plan's synthetic index ``j = k * world + rank``.
-    """
-
-    seed: int
-    policy: str
-    class_counts: tuple[int, ...] | None
-    ratio: float
-    num_classes: int
-    rank: int
-    world: int
-
-    def _indices(self, positions: Sequence[int]) -> np.ndarray:
-        return np.asarray(positions, dtype=np.int64) * self.world + self.rank
-
-    def labels(self, epoch: int, positions: Sequence[int]) -> torch.Tensor:
-        plan = _label_plan(self.seed, self.policy, self.class_counts, self.ratio,
-                           self.num_classes, epoch)
-        return torch.as_tensor(plan[self._indices(positions) % len(plan)], dtype=torch.long)
-
-    def seeds(self, epoch: int, positions: Sequence[int]) -> list[int]:
-        indices = self._indices(positions)
-        chunks = indices // _SEED_CHUNK
-        out = np.empty(len(indices), dtype=np.uint64)
-        for chunk in np.unique(chunks).tolist():
-            rows = chunks == chunk
-            out[rows] = _seed_chunk(self.seed, epoch, chunk)[indices[rows] % _SEED_CHUNK]
-        return out.tolist()
 
 
 def _real_per_epoch(loader: Iterable[Any]) -> int | None:
@@ -352,10 +295,10 @@ class GenerativeLoader:
         return state
 
     # ------------------------------------------------------------------ iteration
-    def _source(self) -> _SyntheticPlan:
+    def _source(self) -> SyntheticPlan:
         rank, world = _distributed_rank_world()
         counts = None if self.class_counts is None else tuple(int(c) for c in self.class_counts)
-        return _SyntheticPlan(self.plan.seed, self.class_policy, counts, self.ratio,
+        return SyntheticPlan(self.plan.seed, self.class_policy, counts, self.ratio,
                               self.generator.num_classes, rank, world)
 
     def _expected_synthetic(self) -> int | None:

@@ -1,0 +1,77 @@
+"""The synthetic plan: label and seed of every synthetic position of an epoch.
+
+Shared by :class:`~gdaload.GenerativeLoader` and :class:`~gdaload.GenerativeDataset`, so
+both serve the same samples for the same seed, policy and ratio.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from gdaload.data.policies import plan_labels
+from gdaload.engine.seeds import plan_seeds
+from gdaload.seeding import SeedPlan
+
+__all__ = ["SyntheticPlan"]
+
+
+@functools.lru_cache(maxsize=4)
+def _label_plan(seed: int, policy: str, class_counts: tuple[int, ...] | None, ratio: float,
+                num_classes: int, epoch: int) -> np.ndarray:
+    rng = SeedPlan(seed).label_rng(epoch)
+    if class_counts is None:
+        bag = np.arange(num_classes)
+        return plan_labels("uniform", np.ones_like(bag), len(bag), rng)
+    total = math.floor(ratio * sum(class_counts) + 0.5)
+    return plan_labels(policy, np.asarray(class_counts), max(total, 1), rng)
+
+
+#: Seeds are derived in aligned chunks of this many indices: one vectorised derivation
+#: serves many small requests.
+_SEED_CHUNK = 1024
+
+
+@functools.lru_cache(maxsize=64)
+def _seed_chunk(seed: int, epoch: int, chunk: int) -> np.ndarray:
+    start = chunk * _SEED_CHUNK
+    return np.asarray(plan_seeds(SeedPlan(seed), epoch, range(start, start + _SEED_CHUNK)),
+                      dtype=np.uint64)
+
+
+@dataclass(frozen=True)
+class SyntheticPlan:
+    """Label and seed of every synthetic position; equal plans serve equal samples.
+
+    Position ``k`` of a rank is the plan's synthetic index ``j = k * world + rank``.
+    """
+
+    seed: int
+    policy: str
+    class_counts: tuple[int, ...] | None
+    ratio: float
+    num_classes: int
+    rank: int
+    world: int
+
+    def _indices(self, positions: Sequence[int]) -> np.ndarray:
+        return np.asarray(positions, dtype=np.int64) * self.world + self.rank
+
+    def labels(self, epoch: int, positions: Sequence[int]) -> torch.Tensor:
+        plan = _label_plan(self.seed, self.policy, self.class_counts, self.ratio,
+                           self.num_classes, epoch)
+        return torch.as_tensor(plan[self._indices(positions) % len(plan)], dtype=torch.long)
+
+    def seeds(self, epoch: int, positions: Sequence[int]) -> list[int]:
+        indices = self._indices(positions)
+        chunks = indices // _SEED_CHUNK
+        out = np.empty(len(indices), dtype=np.uint64)
+        for chunk in np.unique(chunks).tolist():
+            rows = chunks == chunk
+            out[rows] = _seed_chunk(self.seed, epoch, chunk)[indices[rows] % _SEED_CHUNK]
+        return out.tolist()
