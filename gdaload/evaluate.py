@@ -369,8 +369,7 @@ def predict(model: nn.Module, images: torch.Tensor,
     """Predicted classes of ``model`` for ``images``, in order, on the CPU."""
     model.eval()
     with torch.inference_mode():
-        # Large chunks: a test set of a few thousand images runs as one batch, exactly as
-        # quickstart.accuracy does.
+        # Large chunks: a test set of a few thousand images runs as one batch.
         return torch.cat([model(chunk.to(device)).argmax(1).cpu() for chunk in images.split(4096)])
 
 

@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from gdaload.data.loader import GenerativeLoader
 from gdaload.datasets.digits import digits_splits
-from gdaload.evaluate import fit_classifier, mean_ci
+from gdaload.evaluate import fit_classifier, mean_ci, predict
 from gdaload.generators.diffusion import DiffusionGenerator
 from gdaload.seeding import derive_seed
 
@@ -44,10 +44,8 @@ def digits_cnn(num_classes: int = 10) -> nn.Module:
 
 def accuracy(model: nn.Module, data: TensorDataset) -> float:
     """Top-1 accuracy of ``model`` on a ``TensorDataset`` of ``(images, labels)``."""
-    model.eval()
     x, y = data.tensors
-    with torch.inference_mode():
-        return float((model(x).argmax(1) == y).float().mean())
+    return float((predict(model, x) == y).float().mean())
 
 
 def run_quickstart(
@@ -85,7 +83,8 @@ def run_quickstart(
             return DataLoader(splits.train, batch_size=batch_size, shuffle=True, generator=shuffle)
 
         start = time.perf_counter()
-        results["real only"].append(accuracy(fit_classifier(digits_cnn, real_loader(), epochs, seed, lr), splits.test))
+        real_model = fit_classifier(digits_cnn, real_loader(), epochs, seed, lr)
+        results["real only"].append(accuracy(real_model, splits.test))
         timing["real only"] += time.perf_counter() - start
         start = time.perf_counter()
         gda = GenerativeLoader(real_loader(), generator, ratio=ratio, seed=seed)
