@@ -19,7 +19,7 @@ from gdaload.data.policies import (
     dataset_labels,
     real_class_counts,
 )
-from gdaload.engine.base import EngineStats, make_samples
+from gdaload.engine.base import EngineStats, fetch_stored, make_samples
 from gdaload.engine.store import SampleStore
 from gdaload.generators.base import Generator
 from gdaload.seeding import SeedPlan
@@ -161,9 +161,10 @@ class GenerativeDataset(Dataset):
         js = [i - self.num_real for i in indices]
         plan = self._synthetic_plan()
         labels, seeds = plan.labels(self.epoch, js), plan.seeds(self.epoch, js)
-        found = self.store.get(labels, seeds) if self.store is not None else [None] * len(js)
+        fetched = (fetch_stored(self.store, labels, seeds, self.generator.image_shape)
+                   if self.store is not None else None)
         if (get_worker_info() is not None and self.generator.device.type == "cuda"
-                and any(image is None for image in found)):
+                and (fetched is None or fetched[1])):
             raise RuntimeError(
                 "a CUDA generator cannot run inside DataLoader worker processes (forked "
                 "workers cannot use CUDA, and each would load its own copy of the model). "
@@ -173,7 +174,7 @@ class GenerativeDataset(Dataset):
                 "the main process."
             )
         images = make_samples(self.generator, self.store, labels, seeds, self._engine_stats,
-                              host=True, found=found)
+                              host=True, fetched=fetched)
         items = []
         for image, label in zip(images, labels.tolist()):
             items.append((self.synthetic_transform(image) if self.synthetic_transform else image, label))

@@ -353,7 +353,8 @@ class GenerativeLoader:
 
     def _merge(self, x: torch.Tensor, y: torch.Tensor, epoch: int, positions: range,
                engine: Engine | None) -> Batch:
-        mask = torch.zeros(len(y) + len(positions), dtype=torch.bool, device=y.device)
+        real = len(y)
+        mask = torch.zeros(real + len(positions), dtype=torch.bool, device=y.device)
         if len(positions):
             assert engine is not None
             served = engine.take(epoch, positions)
@@ -371,7 +372,7 @@ class GenerativeLoader:
             x = torch.cat([x, images.to(device=x.device, dtype=x.dtype, non_blocking=True)])
             y = torch.cat([y, served.labels.to(device=y.device, dtype=y.dtype)])
             mask[-len(positions):] = True
-        self._stats["real"] += int((~mask).sum())
+        self._stats["real"] += real  # counted on the host: no device sync per batch
         self._stats["synthetic"] += len(positions)
         self._stats["batches"] += 1
         return (x, y, mask) if self.return_mask else (x, y)

@@ -21,7 +21,8 @@ import torch
 from gdaload.engine.store import SampleStore
 from gdaload.generators.base import Generator, check_generated
 
-__all__ = ["ENGINES", "Engine", "EngineStats", "Served", "SyntheticSource", "make_samples"]
+__all__ = ["ENGINES", "Engine", "EngineStats", "Served", "SyntheticSource", "fetch_stored",
+           "make_samples"]
 
 #: Engine names accepted by :class:`~gdaload.GenerativeLoader`.
 ENGINES = ("sync", "thread")
@@ -147,7 +148,7 @@ def make_samples(
     *,
     host: bool = False,
     pin: bool = False,
-    found: list[torch.Tensor | None] | None = None,
+    fetched: tuple[torch.Tensor, list[int]] | None = None,
 ) -> torch.Tensor:
     """Images for ``(labels, seeds)``: stored ones read back, the rest generated.
 
@@ -157,15 +158,15 @@ def make_samples(
     Args:
         host: Return a CPU tensor (``pin``: in pinned memory, for asynchronous copies to
             the GPU).
-        found: The result of ``store.get(labels, seeds)`` when the caller looked already.
+        fetched: The result of :func:`fetch_stored` when the caller looked already.
     """
-    if found is None:
-        found = store.get(labels, seeds) if store is not None else [None] * len(seeds)
-    missing = [i for i, image in enumerate(found) if image is None]
-    if store is not None:
-        stats.cache_hits += len(found) - len(missing)
+    if store is None:
+        images, missing = None, list(range(len(seeds)))
+    else:
+        images, missing = fetched if fetched is not None else fetch_stored(
+            store, labels, seeds, generator.image_shape, pin=host and pin)
+        stats.cache_hits += len(seeds) - len(missing)
         stats.cache_misses += len(missing)
-    generated = None
     if missing:
         start = time.perf_counter()
         with torch.no_grad():
@@ -174,19 +175,23 @@ def make_samples(
                         source=type(generator).__name__)
         stats.generation_seconds += time.perf_counter() - start
         stats.generated += len(missing)
-        if store is not None:
+        if images is None:
+            images = generated
+        else:
             generated = generated.detach().to("cpu", torch.float32)
-            store.put(labels[missing], [seeds[i] for i in missing], generated)
-    if not missing:
-        images = torch.stack(found) if found else torch.empty(0, *generator.image_shape)
-    elif len(missing) == len(seeds):
-        images = generated
-    else:
-        images = torch.empty(len(seeds), *generator.image_shape)
-        hits = [i for i, image in enumerate(found) if image is not None]
-        images[hits] = torch.stack([found[i] for i in hits])
-        images[missing] = generated
+            store.put(labels[missing], [seeds[i] for i in missing], generated)  # type: ignore[union-attr]
+            images[missing] = generated
+    if images is None:
+        images = torch.empty(0, *generator.image_shape)
     return to_host(images, pin) if host else images
+
+
+def fetch_stored(store: SampleStore, labels: torch.Tensor, seeds: list[int],
+                 image_shape: Sequence[int], *, pin: bool = False) -> tuple[torch.Tensor, list[int]]:
+    """A float32 CPU batch holding the stored images of ``(labels, seeds)``, and the rows
+    that are not stored (still to be generated)."""
+    images = torch.empty(len(seeds), *image_shape, pin_memory=pin)
+    return images, store.fetch(labels, seeds, images)
 
 
 def to_host(images: torch.Tensor, pin: bool) -> torch.Tensor:

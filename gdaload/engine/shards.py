@@ -3,7 +3,9 @@
 A shard is written to a temporary name and moved into place with ``os.replace``, so a
 reader sees either the whole file or none of it. Its metadata carries a SHA-256 of the
 tensor bytes: a truncated file fails to parse and a flipped byte fails the checksum, so
-a damaged shard is detected when read and never served.
+a damaged shard is detected when read and never served. A process verifies a given file
+(same inode, size and modification time) once; a file rewritten or modified in any way
+is verified again.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ _DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16,
 #: Version tag in every shard's metadata; a shard with another tag is not read.
 SHARD_FORMAT = "gdaload-shard-1"
 SHARD_SUFFIX = ".safetensors"
+
+#: Files (device, inode, size, mtime) whose checksum this process has verified.
+_VERIFIED: set[tuple[int, int, int, int]] = set()
 
 
 class CorruptShardError(OSError):
@@ -83,8 +88,10 @@ def read_shard(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
         FileNotFoundError: When the shard is gone (e.g. evicted by another process).
     """
     with open(path, "rb") as f:
-        data = bytearray(os.fstat(f.fileno()).st_size)
+        stat = os.fstat(f.fileno())
+        data = bytearray(stat.st_size)
         f.readinto(data)
+    identity = (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
     try:
         tensors, metadata = _parse(data)
     except (ValueError, KeyError, TypeError, RuntimeError) as err:  # json, layout, torch
@@ -92,8 +99,10 @@ def read_shard(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     if metadata.get("format") != SHARD_FORMAT:
         raise CorruptShardError(f"shard {path} has format {metadata.get('format')!r}, "
                                 f"expected {SHARD_FORMAT!r}")
-    if tensor_checksum(tensors) != metadata.get("checksum"):
-        raise CorruptShardError(f"shard {path} fails its checksum")
+    if identity not in _VERIFIED:
+        if tensor_checksum(tensors) != metadata.get("checksum"):
+            raise CorruptShardError(f"shard {path} fails its checksum")
+        _VERIFIED.add(identity)
     return tensors, metadata
 
 

@@ -190,27 +190,61 @@ class SampleStore:
     def get(self, labels: Sequence[int] | torch.Tensor,
             seeds: Sequence[int] | torch.Tensor) -> list[torch.Tensor | None]:
         """The stored image for each ``(label, seed)``, or ``None`` where there is none."""
+        out: list[torch.Tensor | None] = [None] * len(_keys(labels, seeds))
+        for rows, images, source_rows in self._locate(labels, seeds):
+            for i, row in zip(rows, source_rows):
+                out[i] = images[row]  # a view: the caller's stack is the only copy
+        return out
+
+    def fetch(self, labels: Sequence[int] | torch.Tensor, seeds: Sequence[int] | torch.Tensor,
+              out: torch.Tensor) -> list[int]:
+        """Copy the stored image of each ``(label, seed)`` into its row of ``out``.
+
+        One copy per shard straight into the caller's batch (a slice copy when the rows
+        are consecutive, as a block of positions usually is), with no per-sample tensors.
+
+        Returns:
+            The rows of ``out`` with no stored image (left untouched).
+        """
+        found = [False] * len(out)
+        for rows, images, source_rows in self._locate(labels, seeds):
+            for i in rows:
+                found[i] = True
+            if _is_run(rows) and _is_run(source_rows):
+                out[rows[0]:rows[-1] + 1].copy_(images[source_rows[0]:source_rows[-1] + 1])
+            else:
+                out[rows] = images[source_rows].to(out.dtype)
+        return [i for i, hit in enumerate(found) if not hit]
+
+    def _locate(self, labels: Sequence[int] | torch.Tensor, seeds: Sequence[int] | torch.Tensor,
+                ) -> list[tuple[list[int], torch.Tensor, list[int]]]:
+        """``(request rows, images, rows of images)`` for each source holding some of the
+        requested pairs: a decoded shard, or the in-memory fallback."""
         keys = _keys(labels, seeds)
-        out: list[torch.Tensor | None] = [None] * len(keys)
+        parts = []
         with self._lock:
             self._ensure_scanned()
-            by_shard: dict[str, list[tuple[int, int]]] = {}
+            by_shard: dict[str, tuple[list[int], list[int]]] = {}
+            memory_rows, memory_images = [], []
             for i, key in enumerate(keys):
                 if key in self._memory:
-                    out[i] = self._memory[key]
-                elif key in self._index:
-                    name, row = self._index[key]
-                    by_shard.setdefault(name, []).append((i, row))
-            for name, wanted in by_shard.items():
+                    memory_rows.append(i)
+                    memory_images.append(self._memory[key])
+                elif (where := self._index.get(key)) is not None:
+                    rows, source_rows = by_shard.setdefault(where[0], ([], []))
+                    rows.append(i)
+                    source_rows.append(where[1])
+            if memory_rows:
+                parts.append((memory_rows, torch.stack(memory_images),
+                              list(range(len(memory_rows)))))
+            for name, (rows, source_rows) in by_shard.items():
                 images = self._load(name)
-                if images is None:
-                    continue
-                for i, row in wanted:
-                    out[i] = images[row]  # a view: the caller's stack is the only copy
-            found = sum(image is not None for image in out)
+                if images is not None:
+                    parts.append((rows, images, source_rows))
+            found = sum(len(rows) for rows, _, _ in parts)
             self.hits += found
             self.misses += len(keys) - found
-        return out
+        return parts
 
     def _load(self, name: str) -> torch.Tensor | None:
         if name in self._decoded:
@@ -360,6 +394,10 @@ class SampleStore:
     def __repr__(self) -> str:
         where = "memory" if self.memory_only else str(self.folder)
         return f"SampleStore({where}, config={self.config_hash})"
+
+
+def _is_run(rows: list[int]) -> bool:
+    return rows[-1] - rows[0] == len(rows) - 1 and all(b == a + 1 for a, b in zip(rows, rows[1:]))
 
 
 def _keys(labels: Sequence[int] | torch.Tensor, seeds: Sequence[int] | torch.Tensor) -> list[Key]:

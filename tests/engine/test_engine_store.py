@@ -1,12 +1,14 @@
 """SampleStore: reuse across runs, damaged shards, foreign configs, caps and fallbacks."""
 
 import errno
+import os
 from pathlib import Path
 
 import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+import gdaload.engine.shards as shards_module
 import gdaload.engine.store as store_module
 from checkers import SeedImageGenerator, assert_pickle_round_trip
 from gdaload import GenerativeDataset, GenerativeLoader
@@ -71,6 +73,44 @@ def test_get_put_hit_miss_and_no_temporary_files(tmp_path: Path) -> None:
     assert not list(tmp_path.rglob("*.tmp"))
     reopened = assert_pickle_round_trip(store)  # as DataLoader workers get it
     assert torch.equal(reopened.get([0], [10])[0], images[0])
+
+
+def test_fetch_copies_stored_rows_into_the_batch_and_lists_the_rest(tmp_path: Path) -> None:
+    gen = SeedImageGenerator(3)
+    store = SampleStore.for_generator(tmp_path, gen, cache_bytes=0)
+    store.put([0, 1, 2], [10, 11, 12], gen.generate([0, 1, 2], [10, 11, 12]))
+    store.put([0], [13], gen.generate([0], [13]))
+    labels, seeds = [0, 1, 2, 1, 0, 0], [10, 11, 12, 99, 13, 10]
+    out = torch.full((6, *gen.image_shape), -1.0)
+    assert store.fetch(labels, seeds, out) == [3]  # the one pair never stored
+    expected = gen.generate(labels, seeds)
+    for row in (0, 1, 2, 4, 5):  # a consecutive run, a second shard, a repeated key
+        assert torch.equal(out[row], expected[row])
+    assert (out[3] == -1).all()  # a missing row is left for the generator
+
+
+def test_a_shard_is_verified_once_per_process_until_it_changes(tmp_path: Path,
+                                                               monkeypatch) -> None:
+    checks = []
+    real_checksum = shards_module.tensor_checksum
+    monkeypatch.setattr(shards_module, "tensor_checksum",
+                        lambda tensors: checks.append(1) or real_checksum(tensors))
+    gen = SeedImageGenerator(3)
+    store = SampleStore.for_generator(tmp_path, gen, cache_bytes=0)  # every get reads the file
+    images = gen.generate([0, 1], [1, 2])
+    store.put([0, 1], [1, 2], images)
+    writes = len(checks)
+    for _ in range(3):
+        assert torch.equal(store.get([1], [2])[0], images[1])
+    assert len(checks) - writes == 1
+    path = shards(tmp_path)[0]
+    data = bytearray(path.read_bytes())
+    data[int.from_bytes(data[:8], "little") + 8 + 4] ^= 0x01
+    stat = path.stat()
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # coarse clocks too
+    with pytest.warns(RuntimeWarning, match="fails its checksum"):
+        assert store.get([1], [2]) == [None]
 
 
 @pytest.mark.parametrize("damage", ["truncate", "flip-data", "flip-header", "empty"])
