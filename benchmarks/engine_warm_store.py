@@ -16,6 +16,7 @@ step would leave the CPU) to all three.
 
 from __future__ import annotations
 
+import functools
 import statistics
 import tempfile
 import time
@@ -67,7 +68,7 @@ def main() -> None:
         times: dict[str, list[float]] = {name: [] for name in loaders}
         for round_ in range(args.warmup + args.epochs):
             for name, loader in loaders.items():
-                seconds = timed(lambda: consume(loader))
+                seconds = timed(functools.partial(consume, loader))
                 if round_ >= args.warmup:
                     times[name].append(seconds)
         for engine in ("sync", "thread"):
