@@ -48,11 +48,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from gdaload.datasets.multiview import VIEW_NAMES, MultiViewShapes
+from gdaload.evaluate_views import ViewSet, generate_novel_views, tta_accuracy
 from gdaload.generators.multiview import MultiViewDiffusion
 from gdaload.generators.multiview_training import train_multiview
 from gdaload.quickstart import mean_ci
 from gdaload.seeding import derive_rng, derive_seed
-from gdaload.tta import GenerativeTTA
 
 # Accuracy of a perfect classifier that sees one view, by view (module documentation).
 CEILINGS = (0.25, 0.75, 0.75, 0.5)
@@ -139,40 +139,6 @@ def observed_views(view: str, n: int, seed: int, stream: int) -> torch.Tensor:
     return torch.from_numpy(derive_rng(seed, stream).integers(len(VIEW_NAMES), size=n))
 
 
-def novel_views(gen: MultiViewDiffusion, images: torch.Tensor, views: torch.Tensor,
-                seeds: list[int]) -> torch.Tensor:
-    """The three missing views of each image, seen from its own view: ``(N, 3, C, H, W)``."""
-    out = torch.empty(len(images), gen.num_views - 1, *gen.image_shape)
-    for view in views.unique().tolist():
-        index = (views == view).nonzero().flatten()
-        gen.observed_view = view  # part of the generator's config, hence of cache keys
-        out[index] = gen.novel_views(images[index], [seeds[i] for i in index]).cpu()
-    return out
-
-
-def tta_accuracies(models: dict[str, nn.Module], gen: MultiViewDiffusion, images: torch.Tensor,
-                   labels: torch.Tensor, views: torch.Tensor,
-                   seed: int) -> dict[str, tuple[float, float]]:
-    """Per model: accuracy on the single views and with GenerativeTTA averaging over the
-    real view and 3 generated ones (images grouped by their observed view)."""
-    hits = {name: [0.0, 0.0] for name in models}
-    for view in views.unique().tolist():
-        index = (views == view).nonzero().flatten()
-        gen.observed_view = view
-        # The generator needs no label, so the generated views do not depend on the
-        # classifier: one cached wrapper serves every model.
-        tta = GenerativeTTA(models["single"], gen, views=3, seed=seed, cache_size=len(index))
-        loader = [(images[index[i : i + 256]], labels[index[i : i + 256]])
-                  for i in range(0, len(index), 256)]
-        for name, model in models.items():
-            tta.model = model
-            report = tta.evaluate(loader)
-            hits[name][0] += report["single"] * report["num_samples"]
-            hits[name][1] += report["averaged"] * report["num_samples"]
-    return {name: (single / len(images), averaged / len(images))
-            for name, (single, averaged) in hits.items()}
-
-
 def averaged_over_real_views(model: nn.Module, objects: torch.Tensor,
                              labels: torch.Tensor) -> float:
     """Accuracy when the softmax is averaged over all real views (what perfect view
@@ -249,7 +215,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
         tick = time.perf_counter()
         seeds = [derive_seed(seed, 13, i) for i in range(len(train_single))]
-        novel = novel_views(gen, train_single, train_views, seeds)
+        novel = generate_novel_views(gen, train_single, train_views, seeds)
         augmented_images = torch.cat([train_single, novel.flatten(0, 1)])
         augmented_labels = torch.cat([clf_labels, clf_labels.repeat_interleave(novel.shape[1])])
         models = {
@@ -257,8 +223,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "augmented": train_classifier(augmented_images, augmented_labels,
                                           args.classifier_steps, seed),
         }
-        for name, (single, averaged) in tta_accuracies(models, gen, test_single, test_labels,
-                                                       test_views, seed).items():
+        test_set, views_cache = ViewSet(test_single, test_labels, test_views), {}
+        for name, model in models.items():
+            single, averaged = tta_accuracy(model, gen, test_set, seed, views_cache)
             cells[f"{name}/single"].append(single)
             cells[f"{name}/averaged"].append(averaged)
         cells["augmented/real_views"].append(

@@ -61,7 +61,8 @@ def _evaluate(args: argparse.Namespace) -> None:
     from gdaload.evaluate import evaluate
 
     task_options = {k: v for k, v in (("shots", args.shots), ("sampler", args.sampler),
-                                      ("steps", args.steps)) if v is not None}
+                                      ("steps", args.steps), ("generator_path", args.generator))
+                    if v is not None}
     settings = {k: v for k, v in (("ratios", args.ratios), ("ratio", args.ratio),
                                   ("epochs", args.epochs), ("selection", args.selection),
                                   ("candidates", args.candidates)) if v is not None}
@@ -136,8 +137,11 @@ def build_parser() -> argparse.ArgumentParser:
     m.set_defaults(func=_train_multiview)
 
     e = sub.add_parser("evaluate", help="benchmark real-only, classic augmentation, mixup, GDA at "
-                                        "several ratios, GenMix and selection")
-    e.add_argument("--task", default="digits", help="built-in task (digits)")
+                                        "several ratios, GenMix and selection (digits), or "
+                                        "test-time averaging over generated views (multiview)")
+    e.add_argument("--task", default="digits", help="built-in task: digits or multiview")
+    e.add_argument("--generator", default=None,
+                   help="the task's generator folder (default: the shipped model)")
     e.add_argument("--out", default="gdaload-evaluate", help="folder for the report and pictures")
     e.add_argument("--quick", action="store_true",
                    help="CI-sized run: 2 seeds, 10 epochs, 2 ratios")

@@ -74,6 +74,7 @@ __all__ = [
     "evaluate",
     "fit_classifier",
     "get_task",
+    "json_safe",
     "markdown",
     "predict",
     "run_evaluation",
@@ -744,29 +745,34 @@ def _write(report: dict[str, Any], pictures: dict[str, Any], task: Task,
     written = {key: str(path) for key, path in files.items()}
     written.update(markdown=str(stem.with_suffix(".md")), json=str(stem.with_suffix(".json")))
     stem.with_suffix(".md").write_text(markdown(report) + "\n")
-    record = _json_safe({**report, "files": written})
+    record = json_safe({**report, "files": written})
     stem.with_suffix(".json").write_text(json.dumps(record, indent=2))
     return written
 
 
-def _json_safe(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
     """NaN (a CI from one seed) becomes null: strict JSON has no NaN."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     return value
 
 
 def evaluate(task: str = "digits", *, out: str | Path | None = "gdaload-evaluate",
              quick: bool = False, progress: bool = True,
              task_options: dict[str, Any] | None = None, **settings: Any) -> dict[str, Any]:
-    """Build a built-in task and run the benchmark: the entry of ``gdaload evaluate``.
+    """Build a built-in task and run its benchmark: the entry of ``gdaload evaluate``.
+
+    Class tasks (:data:`TASKS`) run every arm of :func:`run_evaluation`; view tasks
+    (:data:`~gdaload.evaluate_views.VIEW_TASKS`) run the test-time averaging table of
+    :func:`~gdaload.evaluate_views.run_view_evaluation`, which takes only the ``seeds``
+    and ``epochs`` settings.
 
     Args:
-        task: Name of a built-in task (see :data:`TASKS`).
+        task: Name of a built-in task.
         out: Folder for the report and pictures (``None``: write nothing).
         quick: Start from :meth:`EvalSettings.quick` instead of the defaults.
         progress: Show a progress bar.
@@ -774,17 +780,31 @@ def evaluate(task: str = "digits", *, out: str | Path | None = "gdaload-evaluate
         **settings: Fields of :class:`EvalSettings` that override the preset.
 
     Raises:
-        ValueError: If ``task`` is unknown (the message lists the valid ones).
+        ValueError: If ``task`` is unknown (the message lists the valid ones), or a
+            setting does not apply to a view task.
 
     Example:
         >>> report = evaluate("digits", quick=True, out="runs/eval")  # doctest: +SKIP
     """
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; valid tasks are {sorted(TASKS)}")
+    from gdaload.evaluate_views import VIEW_TASKS, run_view_evaluation, view_markdown
+
+    if task not in TASKS and task not in VIEW_TASKS:
+        raise ValueError(f"unknown task {task!r}; valid tasks are {sorted({*TASKS, *VIEW_TASKS})}")
     chosen = EvalSettings.quick(**settings) if quick else EvalSettings(**settings)
-    report = run_evaluation(get_task(task, **(task_options or {})), chosen, out=out,
-                            progress=progress)
-    print("\n" + markdown(report))
+    if task in VIEW_TASKS:
+        extra = sorted(set(settings) - {"seeds", "epochs"})
+        if extra:
+            raise ValueError(f"task {task!r} compares single-view and averaged accuracy; the "
+                             f"settings {extra} do not apply to it (only seeds and epochs do)")
+        seeds = chosen.seeds if quick or "seeds" in settings else (0, 1, 2)
+        report = run_view_evaluation(VIEW_TASKS[task](**(task_options or {})), seeds,
+                                     epochs=chosen.epochs, out=out, progress=progress)
+        text = view_markdown(report)
+    else:
+        report = run_evaluation(get_task(task, **(task_options or {})), chosen, out=out,
+                                progress=progress)
+        text = markdown(report)
+    print("\n" + text)
     if out is not None:
         print(f"\nwrote {', '.join(report['files'].values())}")
     return report

@@ -31,6 +31,8 @@ __all__ = ["DIGITS_GENERATOR", "accuracy", "digits_cnn", "run_quickstart"]
 
 
 DIGITS_GENERATOR = resources.files("gdaload") / "assets" / "digits-generator"
+#: The shipped MultiViewShapes generator (``gdaload train-multiview``, see its ``multiview.json``).
+MULTIVIEW_GENERATOR = resources.files("gdaload") / "assets" / "multiview-generator"
 
 
 def digits_cnn(num_classes: int = 10) -> nn.Module:

@@ -17,7 +17,9 @@ from diffusers import (
 )
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
+from gdaload.generators.multiview import MultiViewDiffusion, build_multiview_unet
 from gdaload.generators.pipeline import ClassConditionalPipeline
+from gdaload.generators.view_autoencoder import ViewAutoencoder
 
 
 def tiny_unet(num_classes: int = 3, channels: int = 1, size: int = 8, seed: int = 0) -> UNet2DModel:
@@ -88,3 +90,15 @@ def tiny_vae(channels: int = 1, latent_channels: int = 4) -> AutoencoderKL:
         block_out_channels=(16, 16), norm_num_groups=8, layers_per_block=1,
         down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
     )
+
+
+def tiny_multiview(sampler: str = "ddim", steps: int = 3, **kwargs) -> MultiViewDiffusion:
+    """A multi-view generator with random weights: 8x8 RGB views (front, back, left,
+    right), 4x4 latents of 3 + 2 channels."""
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        ae = ViewAutoencoder(in_channels=3, detail_channels=2, widths=(8,))
+        unet = build_multiview_unet(4, 5, 4, widths=(8, 16))
+    scheduler = DDPMScheduler(prediction_type="v_prediction", clip_sample=False)
+    return MultiViewDiffusion(unet, ae, scheduler, view_names=["front", "back", "left", "right"],
+                              sampler=sampler, steps=steps, device="cpu", **kwargs)

@@ -21,7 +21,7 @@ from matplotlib.lines import Line2D
 
 from .features import FeatureArray, as_feature_matrix
 
-__all__ = ["accuracy_vs_ratio", "sample_grid", "tsne_map"]
+__all__ = ["accuracy_vs_ratio", "sample_grid", "tsne_map", "view_grid"]
 
 #: Pixels between the tiles of a sample grid, and between its real and generated halves.
 _GAP, _BLOCK_GAP = 1, 4
@@ -126,19 +126,87 @@ def sample_grid(
             for k, i in enumerate(np.flatnonzero(labs == cls)[:per_class]):
                 top, x0 = cls * (h + _GAP), left + k * (w + _GAP)
                 canvas[top : top + h, x0 : x0 + w] = images[i]
-    fig = _new_figure(max(4.0, canvas.shape[1] / h * 0.45), max(2.5, num_classes * 0.45 + 0.8))
+    fig = _tiled_figure(canvas, (max(4.0, canvas.shape[1] / h * 0.45),
+                                 max(2.5, num_classes * 0.45 + 0.8)),
+                        [cls * (h + _GAP) + h / 2 - 0.5 for cls in range(num_classes)],
+                        names[:num_classes], [half / 2, half + _BLOCK_GAP + half / 2],
+                        ["real", "generated"], title)
+    return _save(fig, path, dpi)
+
+
+def _tiled_figure(canvas: np.ndarray, size: tuple[float, float], yticks: list[float],
+                  ylabels: list[str], xticks: list[float], xlabels: list[str],
+                  title: str | None) -> Figure:
+    """A figure showing a canvas of tiles, labelled by row and by column block."""
+    fig = _new_figure(*size)
     ax = fig.add_subplot()
-    ax.imshow(canvas[..., 0] if c == 1 else canvas, cmap="gray" if c == 1 else None,
+    gray = canvas.shape[-1] == 1
+    ax.imshow(canvas[..., 0] if gray else canvas, cmap="gray" if gray else None,
               vmin=0, vmax=1, interpolation="nearest")
-    ax.set_yticks([cls * (h + _GAP) + h / 2 - 0.5 for cls in range(num_classes)],
-                  names[:num_classes])
-    ax.set_xticks([half / 2, half + _BLOCK_GAP + half / 2], ["real", "generated"])
+    ax.set_yticks(yticks, ylabels)
+    ax.set_xticks(xticks, xlabels)
     ax.xaxis.tick_top()
     ax.tick_params(length=0)
     for spine in ax.spines.values():
         spine.set_visible(False)
     if title:
         ax.set_title(title, pad=20)
+    return fig
+
+
+def view_grid(
+    images: torch.Tensor,
+    generated: torch.Tensor,
+    views: torch.Tensor | Sequence[int],
+    path: str | Path,
+    *,
+    view_names: Sequence[str] | None = None,
+    title: str | None = None,
+    dpi: int = 150,
+) -> Path:
+    """One row per input: the observed image, then the views generated from it.
+
+    Args:
+        images: ``(N, C, H, W)`` observed images in [0, 1] (or uint8), ``C`` 1 or 3.
+        generated: ``(N, K, C, H, W)`` views generated from each.
+        views: ``(N,)`` index of the view each image shows (row labels).
+        path: PNG file to write.
+        view_names: Names of the view indices (default: the indices).
+        title: Optional figure title.
+        dpi: Resolution of the file.
+
+    Returns:
+        The path written.
+
+    Raises:
+        ValueError: On shapes that differ or a view index without a name.
+
+    Example:
+        >>> x = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+        >>> view_grid(x, x[:, None].expand(2, 3, 3, 8, 8), [0, 1], "views.png")  # doctest: +SKIP
+        PosixPath('views.png')
+    """
+    observed = _as_images(images, "images")
+    n, (h, w, c) = len(observed), observed.shape[1:]
+    if generated.dim() != 5 or len(generated) != n:
+        raise ValueError(f"generated must be (N={n}, K, C, H, W) views, got "
+                         f"{tuple(generated.shape)}")
+    novel = _as_images(generated.flatten(0, 1), "generated").reshape(n, -1, h, w, c)
+    index = _labels(views, n, "views")
+    names = _class_names(view_names, int(index.max()) + 1 if n else 0)
+    k = novel.shape[1]
+    canvas = np.ones((n * (h + _GAP), w + _BLOCK_GAP + k * (w + _GAP), c), dtype=np.float32)
+    for row in range(n):
+        top = row * (h + _GAP)
+        canvas[top : top + h, :w] = observed[row]
+        for j in range(k):
+            x0 = w + _BLOCK_GAP + j * (w + _GAP)
+            canvas[top : top + h, x0 : x0 + w] = novel[row, j]
+    fig = _tiled_figure(canvas, (max(3.0, canvas.shape[1] / w * 0.6), max(2.5, n * 0.6 + 0.8)),
+                        [row * (h + _GAP) + h / 2 - 0.5 for row in range(n)],
+                        [names[v] for v in index],
+                        [w / 2, w + _BLOCK_GAP + k * (w + _GAP) / 2], ["observed", "generated"],
+                        title)
     return _save(fig, path, dpi)
 
 

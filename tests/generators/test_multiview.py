@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 from checkers import assert_image_batch, assert_same_per_sample
+from tiny_models import tiny_multiview
 from diffusers import DDPMScheduler
 
 from gdaload.datasets.multiview import MultiViewShapes
@@ -26,17 +27,6 @@ from gdaload.seeding import derive_seed
 from gdaload.tta import GenerativeTTA
 
 VIEWS = ["front", "back", "left", "right"]
-
-
-def tiny_multiview(sampler: str = "ddim", steps: int = 3, **kwargs) -> MultiViewDiffusion:
-    """Random weights, 8x8 RGB views, 4x4 latents of 3 + 2 channels."""
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        ae = ViewAutoencoder(in_channels=3, detail_channels=2, widths=(8,))
-        unet = build_multiview_unet(4, 5, 4, widths=(8, 16))
-    scheduler = DDPMScheduler(prediction_type="v_prediction", clip_sample=False)
-    return MultiViewDiffusion(unet, ae, scheduler, view_names=VIEWS,
-                              sampler=sampler, steps=steps, device="cpu", **kwargs)
 
 
 @pytest.fixture(scope="module")
