@@ -114,7 +114,7 @@ def multiview_task(
     sampler: str = "dpm-solver++",
     steps: int = 20,
     test_per_class: int = 16,
-    epochs: int = 40,
+    epochs: int = 100,
     data_seed: int = 0,
 ) -> ViewTask:
     """Single views of :class:`~gdaload.datasets.multiview.MultiViewShapes` (16 classes).
@@ -139,7 +139,7 @@ def multiview_task(
     if not (folder / "unet").is_dir():
         raise FileNotFoundError(
             f"no multi-view generator at {folder}; train one with `gdaload train-multiview "
-            "--out runs/multiview` and pass generator_path= (--generator) to it"
+            "--output runs/multiview` and pass generator_path= (--generator) to it"
         )
     generator = MultiViewDiffusion.from_pretrained(folder, sampler=sampler, steps=steps,
                                                    device="cpu")

@@ -114,3 +114,11 @@ def test_view_grid_writes_a_png(tmp_path: Path) -> None:
     path = view_grid(images, images[:, None].expand(2, 3, 3, 8, 8), [0, 2],
                      tmp_path / "views.png", view_names=["front", "back", "left", "right"])
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_built_in_multiview_task_runs_with_the_shipped_generator(tmp_path: Path) -> None:
+    report = evaluate("multiview", out=tmp_path, quick=True, progress=False, seeds=(0,),
+                      epochs=1, task_options={"shots": 1, "test_per_class": 1, "steps": 2})
+    assert report["settings"]["generated_views"] == 3 and report["settings"]["epochs"] == 1
+    assert (tmp_path / "multiview_views.png").is_file()
+    assert (tmp_path / "multiview_report.md").read_text().count("|") > 10
