@@ -48,7 +48,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gdaload.datasets.multiview import VIEW_NAMES, MultiViewShapes
-from gdaload.evaluate_views import ViewSet, generate_novel_views, tta_accuracy
+from gdaload.evaluate_views import ViewSet, generate_novel_views, tta_accuracy, view_cnn
 from gdaload.generators.multiview import MultiViewDiffusion
 from gdaload.generators.multiview_training import train_multiview
 from gdaload.quickstart import mean_ci
@@ -63,12 +63,7 @@ def small_cnn(num_classes: int, seed: int) -> nn.Module:
     """A three-level CNN for 32x32 RGB images, initialised from ``seed``."""
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        return nn.Sequential(
-            nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Flatten(), nn.Linear(64 * 16, num_classes),
-        )
+        return view_cnn(num_classes)
 
 
 def train_classifier(images: torch.Tensor, labels: torch.Tensor, steps: int, seed: int,

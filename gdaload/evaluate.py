@@ -74,11 +74,11 @@ __all__ = [
     "evaluate",
     "fit_classifier",
     "get_task",
-    "json_safe",
     "markdown",
     "predict",
     "run_evaluation",
     "selection_stage",
+    "write_report",
 ]
 
 #: Ratios m_G/m_S of the GDA curve.
@@ -742,22 +742,30 @@ def _write(report: dict[str, Any], pictures: dict[str, Any], task: Task,
         title=f"{task.name}: accuracy against m_G/m_S "
               f"({len(report['settings']['seeds'])} seeds, 95% CI)",
     )
-    written = {key: str(path) for key, path in files.items()}
-    written.update(markdown=str(stem.with_suffix(".md")), json=str(stem.with_suffix(".json")))
-    stem.with_suffix(".md").write_text(markdown(report) + "\n")
-    record = json_safe({**report, "files": written})
-    stem.with_suffix(".json").write_text(json.dumps(record, indent=2))
-    return written
+    return write_report(stem, markdown(report), report,
+                        {key: str(path) for key, path in files.items()})
 
 
-def json_safe(value: Any) -> Any:
+def write_report(stem: Path, text: str, report: dict[str, Any],
+                 files: dict[str, str]) -> dict[str, str]:
+    """Write ``text`` to ``stem.md`` and ``report`` (with the list of files) to
+    ``stem.json``; return ``files`` with those two added."""
+    files = {**files, "markdown": str(stem.with_suffix(".md")),
+             "json": str(stem.with_suffix(".json"))}
+    stem.with_suffix(".md").write_text(text + "\n")
+    stem.with_suffix(".json").write_text(json.dumps(_json_safe({**report, "files": files}),
+                                                    indent=2))
+    return files
+
+
+def _json_safe(value: Any) -> Any:
     """NaN (a CI from one seed) becomes null: strict JSON has no NaN."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
+        return {k: _json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
+        return [_json_safe(v) for v in value]
     return value
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from gdaload.evaluate import fit_classifier, json_safe, mean_ci
+from gdaload.evaluate import fit_classifier, mean_ci, write_report
 from gdaload.generators.multiview import MultiViewDiffusion
 from gdaload.seeding import derive_rng, derive_seed
 from gdaload.tta import GenerativeTTA
@@ -45,6 +44,7 @@ __all__ = [
     "multiview_task",
     "run_view_evaluation",
     "tta_accuracy",
+    "view_cnn",
     "view_markdown",
 ]
 
@@ -180,20 +180,27 @@ def view_cnn(num_classes: int = 16) -> nn.Module:
     )
 
 
+def _by_observed_view(generator: MultiViewDiffusion,
+                      views: torch.Tensor) -> Iterator[tuple[int, torch.Tensor]]:
+    """``(view, indices of the images showing it)`` per view, with the generator's
+    :attr:`~gdaload.MultiViewDiffusion.observed_view` set to it meanwhile (and restored)."""
+    observed = generator.observed_view
+    try:
+        for view in views.unique().tolist():
+            generator.observed_view = view
+            yield view, (views == view).nonzero().flatten()
+    finally:
+        generator.observed_view = observed
+
+
 def generate_novel_views(generator: MultiViewDiffusion, images: torch.Tensor,
                          views: torch.Tensor, seeds: Sequence[int]) -> torch.Tensor:
     """The ``V - 1`` missing views of each image, from the view it shows:
     ``(N, V - 1, C, H, W)`` on the CPU."""
     out = torch.empty(len(images), generator.num_views - 1, *generator.image_shape)
-    observed = generator.observed_view
-    try:
-        for view in views.unique().tolist():
-            index = (views == view).nonzero().flatten()
-            generator.observed_view = view
-            out[index] = generator.novel_views(images[index],
-                                               [seeds[i] for i in index.tolist()]).cpu()
-    finally:
-        generator.observed_view = observed
+    for _, index in _by_observed_view(generator, views):
+        out[index] = generator.novel_views(images[index],
+                                           [seeds[i] for i in index.tolist()]).cpu()
     return out
 
 
@@ -240,20 +247,14 @@ def tta_accuracy(model: nn.Module, generator: MultiViewDiffusion, test: ViewSet,
     """
     cache = {} if cache is None else cache
     hits = np.zeros(2)
-    observed = generator.observed_view
-    try:
-        for view in test.views.unique().tolist():
-            index = (test.views == view).nonzero().flatten()
-            generator.observed_view = view
-            tta = cache.get(view)
-            if tta is None:
-                tta = cache[view] = GenerativeTTA(model, generator, views=generator.num_views - 1,
-                                                  seed=seed, cache_size=len(index))
-            tta.model = model
-            report = tta.evaluate([(test.images[index], test.labels[index])])
-            hits += np.array([report["single"], report["averaged"]]) * report["num_samples"]
-    finally:
-        generator.observed_view = observed
+    for view, index in _by_observed_view(generator, test.views):
+        tta = cache.get(view)
+        if tta is None:
+            tta = cache[view] = GenerativeTTA(model, generator, views=generator.num_views - 1,
+                                              seed=seed, cache_size=len(index))
+        tta.model = model
+        report = tta.evaluate([(test.images[index], test.labels[index])])
+        hits += np.array([report["single"], report["averaged"]]) * report["num_samples"]
     single, averaged = hits / len(test.images)
     return float(single), float(averaged)
 
@@ -345,11 +346,11 @@ def view_markdown(report: dict[str, Any]) -> str:
         return f"{100 * mean:{'+' if sign else ''}.2f} ± {100 * half:.2f}"
 
     lines = [
-        f"{report['description']}; {len(s['seeds'])} seeds, {s['epochs']} epochs, batch "
-        f"{s['batch_size']} real images; mean ± 95% CI over seeds, averaging gain paired by "
-        "seed.", "",
-        "| classifier trained on | test: single view (%) | test: averaged over the real view "
-        f"and {s['generated_views']} generated (%) | averaging gain (points) |",
+        (f"{report['description']}; {len(s['seeds'])} seeds, {s['epochs']} epochs, batch "
+         f"{s['batch_size']} real images; mean ± 95% CI over seeds, averaging gain paired by "
+         "seed."), "",
+        ("| classifier trained on | test: single view (%) | test: averaged over the real view "
+         f"and {s['generated_views']} generated (%) | averaging gain (points) |"),
         "|---|---|---|---|",
     ]
     for arm, cells in report["mean_ci95"].items():
@@ -362,14 +363,9 @@ def _write(report: dict[str, Any], picture: Any, task: ViewTask, out: Path) -> d
     from gdaload.metrics.plots import view_grid
 
     out.mkdir(parents=True, exist_ok=True)
-    stem = out / f"{task.name}_report"
     images, novel, views = picture
-    names = task.generator.view_names
-    files = {"views": str(view_grid(
-        images, novel, views, out / f"{task.name}_views.png", view_names=names,
-        title=f"{task.name}: test views (left) and the views generated from them"))}
-    files.update(markdown=str(stem.with_suffix(".md")), json=str(stem.with_suffix(".json")))
-    stem.with_suffix(".md").write_text(view_markdown(report) + "\n")
-    stem.with_suffix(".json").write_text(json.dumps(json_safe({**report, "files": files}),
-                                                    indent=2))
-    return files
+    grid = view_grid(images, novel, views, out / f"{task.name}_views.png",
+                     view_names=task.generator.view_names,
+                     title=f"{task.name}: test views (left) and the views generated from them")
+    return write_report(out / f"{task.name}_report", view_markdown(report), report,
+                        {"views": str(grid)})

@@ -9,6 +9,7 @@ metadata, so samples of one config are never served for another.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -190,8 +191,9 @@ class SampleStore:
     def get(self, labels: Sequence[int] | torch.Tensor,
             seeds: Sequence[int] | torch.Tensor) -> list[torch.Tensor | None]:
         """The stored image for each ``(label, seed)``, or ``None`` where there is none."""
-        out: list[torch.Tensor | None] = [None] * len(_keys(labels, seeds))
-        for rows, images, source_rows in self._locate(labels, seeds):
+        keys = _keys(labels, seeds)
+        out: list[torch.Tensor | None] = [None] * len(keys)
+        for rows, images, source_rows in self._locate(keys):
             for i, row in zip(rows, source_rows):
                 out[i] = images[row]  # a view: the caller's stack is the only copy
         return out
@@ -207,7 +209,7 @@ class SampleStore:
             The rows of ``out`` with no stored image (left untouched).
         """
         found = [False] * len(out)
-        for rows, images, source_rows in self._locate(labels, seeds):
+        for rows, images, source_rows in self._locate(_keys(labels, seeds)):
             for i in rows:
                 found[i] = True
             if _is_run(rows) and _is_run(source_rows):
@@ -216,11 +218,9 @@ class SampleStore:
                 out[rows] = images[source_rows].to(out.dtype)
         return [i for i, hit in enumerate(found) if not hit]
 
-    def _locate(self, labels: Sequence[int] | torch.Tensor, seeds: Sequence[int] | torch.Tensor,
-                ) -> list[tuple[list[int], torch.Tensor, list[int]]]:
+    def _locate(self, keys: list[Key]) -> list[tuple[list[int], torch.Tensor, list[int]]]:
         """``(request rows, images, rows of images)`` for each source holding some of the
-        requested pairs: a decoded shard, or the in-memory fallback."""
-        keys = _keys(labels, seeds)
+        requested keys: a decoded shard, or the in-memory fallback."""
         parts = []
         with self._lock:
             self._ensure_scanned()
@@ -397,7 +397,9 @@ class SampleStore:
 
 
 def _is_run(rows: list[int]) -> bool:
-    return rows[-1] - rows[0] == len(rows) - 1 and all(b == a + 1 for a, b in zip(rows, rows[1:]))
+    """Whether ``rows`` are consecutive and increasing (then one slice copies them)."""
+    return rows[-1] - rows[0] == len(rows) - 1 and all(
+        b == a + 1 for a, b in itertools.pairwise(rows))
 
 
 def _keys(labels: Sequence[int] | torch.Tensor, seeds: Sequence[int] | torch.Tensor) -> list[Key]:
