@@ -113,7 +113,7 @@ def multiview_task(
     shots: int = 20,
     sampler: str = "dpm-solver++",
     steps: int = 20,
-    test_per_class: int = 16,
+    test_per_class: int = 64,
     epochs: int = 100,
     data_seed: int = 0,
 ) -> ViewTask:

@@ -13,7 +13,7 @@ the object's left side, ``+x``) and right (270°).
 
 The 16 classes (:data:`CLASSES`) are four body *families* times four *features*; a
 plain class is named after its family (``crate``), the others ``family_feature``
-(``crate_back_block``, ``crate_back_mark``, ``crate_left_mark``, ``house``, ...).
+(``crate_back_block``, ``crate_back_knob``, ``crate_left_knob``, ``house``, ...).
 
 =============  ===============================================================
 family         body
@@ -29,22 +29,27 @@ feature         what is added                                     views that rev
 ==============  ================================================  ====================
 (plain)         nothing                                           none (reference)
 ``back_block``  a low block in a second colour behind the body    back, left, right
-``back_mark``   a dark disc painted on the back face              back
-``left_mark``   a dark disc painted on the left face              left
+``back_knob``   a dark peg standing out of the back face          back, left, right
+``left_knob``   a dark peg standing out of the left face          left, front, back
 ==============  ================================================  ====================
 
-Each feature is placed where the other views cannot see it (on a face turned away
-from their cameras, or behind the body and below the line of sight over it), so for a
-given instance seed the four classes of a family render *identical pixels* in every
-view that does not reveal their feature (:data:`REVEALING_VIEWS`). Hence:
+A knob shows face on in the view that faces it (a dark octagon) and only as a small
+bump on the silhouette in the two views beside it, a few pixels wide: the feature is
+there, but hard to read, as a real object's far side shows only in part. In every
+other view a feature is hidden (behind the body and below the line of sight over it),
+so for a given instance seed the classes of a family render *identical pixels* in
+every view that does not reveal their feature (:data:`REVEALING_VIEWS`). Hence:
 
-* from the front, the four classes of a family look the same, so a front-view
-  classifier cannot beat 25% accuracy;
-* from the back, ``family`` and ``family_left_mark`` look the same;
-* from the left, ``family`` and ``family_back_mark`` look the same;
-* from the right, ``family``, ``family_back_mark`` and ``family_left_mark`` look the
-  same;
+* from the front, ``family``, ``family_back_block`` and ``family_back_knob`` look the
+  same, so a front-view classifier cannot beat 50% accuracy;
+* from the right, ``family`` and ``family_left_knob`` look the same (75% at most);
+* from the back and from the left every class can be told apart, some only by a bump;
 * the four views together tell every class apart (the family shows in every view).
+
+A model that has seen many objects from all sides (a novel-view generator) can turn a
+bump into the face-on view of the knob, which a classifier trained on few single views
+reads far more easily: the mechanism that test-time averaging over generated views
+relies on. Where a view hides a feature altogether, no model can recover it.
 
 Per instance, the size, proportions, colours, light direction and intensities,
 background grey and a small per-view camera jitter are drawn from a generator seeded
@@ -73,6 +78,7 @@ __all__ = [
     "VIEW_NAMES",
     "MultiViewShapes",
     "SingleView",
+    "lookalikes",
     "render_instance",
 ]
 
@@ -81,12 +87,12 @@ VIEW_AZIMUTHS_DEG: tuple[float, ...] = (0.0, 180.0, 90.0, 270.0)
 ELEVATION_DEG: float = 20.0
 
 _FAMILIES = ("crate", "house", "ramp", "drum")
-_FEATURES = ("plain", "back_block", "back_mark", "left_mark")
+_FEATURES = ("plain", "back_block", "back_knob", "left_knob")
 _FEATURE_VIEWS = {
     "plain": (),
     "back_block": ("back", "left", "right"),
-    "back_mark": ("back",),
-    "left_mark": ("left",),
+    "back_knob": ("back", "left", "right"),
+    "left_knob": ("front", "back", "left"),
 }
 
 #: Class names, family-major: ``CLASSES[4 * family + feature]``.
@@ -127,26 +133,26 @@ _PARAMS = (
     "block_width",
     "block_height",
     "block_depth",
-    "mark_radius",
+    "knob_radius",
     "hue",
     "saturation",
     "value",
     "accent_hue",
     "accent_saturation",
     "accent_value",
-    "mark_grey",
+    "knob_grey",
     "light_azimuth",
     "light_elevation",
     "key",
     "ambient",
     "fill",
     "background",
+    "knob_length",
 )
 _P = {name: i for i, name in enumerate(_PARAMS)}
 _JITTER = 0.05
-# How far from a mark's face plane a hit may lie and still be painted (world units);
-# far above the rounding error of the hit points, far below any gap between faces.
-_MARK_TOLERANCE = 1e-4
+# How deep a knob reaches into the face it stands on, so no seam shows where they meet.
+_KNOB_INSET = 0.05
 
 
 def _lerp(u: np.ndarray, low: float, high: float) -> np.ndarray:
@@ -172,6 +178,38 @@ def _plane(normal: np.ndarray, point: np.ndarray) -> np.ndarray:
     return np.concatenate([normal, offset], axis=1)[:, None, :]
 
 
+def _knob(
+    base: np.ndarray, axis: int, sign: float, radius: np.ndarray, length: np.ndarray
+) -> np.ndarray:
+    """Half-spaces ``(N, 10, 4)`` of an octagonal peg standing on a face.
+
+    Args:
+        base: ``(N, 3)`` centre of the peg's foot, on the face.
+        axis: World axis of the face's normal (0 for x, 2 for z).
+        sign: Direction of the normal along ``axis`` (+1 or -1).
+        radius: ``(N,)`` apothem of the octagon.
+        length: ``(N,)`` how far the peg stands out of the face.
+    """
+    n = base.shape[0]
+    across = [k for k in range(3) if k != axis]
+    angles = np.arange(8) * (math.pi / 4)
+    normals = np.zeros((8, 3))
+    normals[:, across[0]] = np.cos(angles)
+    normals[:, across[1]] = np.sin(angles)
+    sides = np.concatenate(
+        [np.broadcast_to(normals, (n, 8, 3)), (base @ normals.T + radius[:, None])[..., None]], 2
+    )
+    outward = np.zeros(3)
+    outward[axis] = sign
+    top = np.concatenate(
+        [np.broadcast_to(outward, (n, 3)), (sign * base[:, axis] + length)[:, None]], 1
+    )
+    foot = np.concatenate(
+        [np.broadcast_to(-outward, (n, 3)), (-sign * base[:, axis] + _KNOB_INSET)[:, None]], 1
+    )
+    return np.concatenate([sides, top[:, None], foot[:, None]], 1)
+
+
 def _hsv_to_rgb(h: np.ndarray, s: np.ndarray, v: np.ndarray) -> np.ndarray:
     k = (np.array([5.0, 3.0, 1.0]) + 6.0 * (h % 1.0)[:, None]) % 6.0
     return v[:, None] - (v * s)[:, None] * np.clip(np.minimum(k, 4.0 - k), 0.0, 1.0)
@@ -181,8 +219,7 @@ class _Scene:
     """Geometry and materials of ``N`` instances of one class, in world units.
 
     ``pieces`` are convex polyhedra ``(planes (N, P, 4), material)`` whose union is the
-    object; material 0 is the body colour, 1 the accent colour. ``marks`` are dark discs
-    ``(centre (N, 3), face normal (3,), radius (N,))`` painted on flat faces.
+    object; material 0 is the body colour, 1 the accent colour, 2 the knobs' dark grey.
     """
 
     def __init__(self, class_index: int, u: np.ndarray) -> None:
@@ -197,7 +234,7 @@ class _Scene:
 
         # Per family: the body's half-spaces; back_h, the back face's height; top, the
         # highest point; back_z and side_x, where the back and left faces lie; back_w and
-        # side_w, their usable widths; side_z and side_h, the depth of the left mark's
+        # side_w, their usable widths; side_z and side_h, the depth of the left knob's
         # centre and the face's height there; reach, the body's horizontal radius.
         if family == "crate":
             height = _lerp(height, 0.8, 1.2)
@@ -233,7 +270,7 @@ class _Scene:
             )
             body = np.concatenate([box, slope], axis=1)
             back_h, top = height, height
-            # The left face is a trapezoid: its mark sits in the taller, rear part.
+            # The left face is a trapezoid: its knob sits in the taller, rear part.
             side_z = -depth / 6
             side_h = height - (height - lip) / 3
             back_z, side_x, back_w, side_w = -depth / 2, width / 2, width, depth * 2 / 3
@@ -259,7 +296,6 @@ class _Scene:
             reach = apothem / math.cos(math.pi / 8)
 
         self.pieces: list[tuple[np.ndarray, int]] = [(body, 0)]
-        self.marks: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         if feature == "back_block":
             half = _lerp(u[:, _P["block_width"]], 0.3, 0.6) * np.minimum(back_w, width * 0.6) / 2
             block_h = _lerp(u[:, _P["block_height"]], 0.35, 0.5) * back_h
@@ -269,18 +305,21 @@ class _Scene:
                 (_box(-half, half, zero, block_h, back_z - block_d, back_z + 0.2 * depth), 1)
             )
             reach = np.maximum(reach, np.hypot(half, block_d - back_z))
-        elif feature == "back_mark":
-            radius = _lerp(u[:, _P["mark_radius"]], 0.25, 0.35) * np.minimum(back_w, back_h)
-            centre = np.stack([zero, back_h / 2, back_z], 1)
-            self.marks.append((centre, np.array([0.0, 0.0, -1.0]), radius))
-        elif feature == "left_mark":
-            radius = _lerp(u[:, _P["mark_radius"]], 0.25, 0.35) * np.minimum(side_w, side_h)
-            centre = np.stack([side_x, side_h / 2, side_z], 1)
-            self.marks.append((centre, np.array([1.0, 0.0, 0.0]), radius))
+        elif feature == "back_knob":
+            radius = _lerp(u[:, _P["knob_radius"]], 0.25, 0.35) * np.minimum(back_w, back_h)
+            length = _lerp(u[:, _P["knob_length"]], 0.15, 0.25)
+            base = np.stack([zero, back_h / 2, back_z], 1)
+            self.pieces.append((_knob(base, 2, -1.0, radius, length), 2))
+            reach = np.maximum(reach, np.hypot(radius, length - back_z))
+        elif feature == "left_knob":
+            radius = _lerp(u[:, _P["knob_radius"]], 0.25, 0.35) * np.minimum(side_w, side_h)
+            length = _lerp(u[:, _P["knob_length"]], 0.15, 0.25)
+            base = np.stack([side_x, 0.45 * side_h, side_z], 1)
+            self.pieces.append((_knob(base, 0, 1.0, radius, length), 2))
+            reach = np.maximum(reach, np.hypot(side_x + length, np.abs(side_z) + radius))
 
         scale = _lerp(u[:, _P["scale"]], 0.85, 1.1)
         self.pieces = [(_scaled(planes, scale), m) for planes, m in self.pieces]
-        self.marks = [(c * scale[:, None], nrm, r * scale) for c, nrm, r in self.marks]
         # The cameras aim a little below mid-height because they look down on the top.
         self.target_y = 0.45 * top * scale
         # A sphere around the object: only rays that meet it are traced further.
@@ -400,19 +439,8 @@ def _render(class_index: int, u: np.ndarray, jitter: np.ndarray, size: int) -> n
         _lerp(u[:, _P["accent_saturation"]], 0.5, 0.9),
         _lerp(u[:, _P["accent_value"]], 0.45, 0.85),
     )
-    albedo = np.stack([body, accent], 1)[inst, material]
-    if scene.marks:
-        points = origin.reshape(-1, 3)[camera] + np.where(hit, best_t, 0.0)[:, None] * d
-        grey = _lerp(u[:, _P["mark_grey"]], 0.05, 0.15)
-        for centre, normal, radius in scene.marks:
-            rel = points - centre[inst]
-            on_mark = (
-                hit
-                & (best_n @ normal > 0.999)
-                & (np.abs(rel @ normal) < _MARK_TOLERANCE)
-                & (np.sum(rel * rel, -1) < radius[inst] ** 2)
-            )
-            albedo[on_mark] = grey[inst[on_mark], None]
+    grey = np.repeat(_lerp(u[:, _P["knob_grey"]], 0.05, 0.15)[:, None], 3, 1)
+    albedo = np.stack([body, accent, grey], 1)[inst, material]
 
     az = u[:, _P["light_azimuth"]] * 2 * math.pi
     el = np.radians(_lerp(u[:, _P["light_elevation"]], 25.0, 65.0))
@@ -466,9 +494,48 @@ def _check_size(size: int) -> None:
         )
 
 
+def _check_class(class_index: int) -> None:
+    if isinstance(class_index, bool) or not isinstance(class_index, (int, np.integer)) or not (
+        0 <= class_index < len(CLASSES)
+    ):
+        raise ValueError(
+            f"class_index must be an integer in [0, {len(CLASSES)}), got {class_index!r}"
+        )
+
+
 def _check_seed(seed: int, what: str) -> None:
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"{what} must be a non-negative integer, got {seed!r}")
+
+
+def lookalikes(class_index: int, view: int | str) -> tuple[int, ...]:
+    """The classes that render exactly like ``class_index`` from ``view``.
+
+    For a given instance seed, these classes give identical pixels in that view (see
+    :data:`REVEALING_VIEWS`): the class itself when the view reveals its feature, else
+    every class of its family whose feature the view hides, the plain one included. A
+    perfect classifier that sees only ``view`` can do no better than guess among them.
+
+    Args:
+        class_index: Index into :data:`CLASSES`.
+        view: Index into :data:`VIEW_NAMES` or a view name.
+
+    Returns:
+        Class indices in increasing order, ``class_index`` among them.
+
+    Example:
+        >>> [CLASSES[c] for c in lookalikes(CLASSES.index("crate"), "front")]
+        ['crate', 'crate_back_block', 'crate_back_knob']
+        >>> [CLASSES[c] for c in lookalikes(CLASSES.index("crate_left_knob"), "front")]
+        ['crate_left_knob']
+    """
+    _check_class(class_index)
+    name = VIEW_NAMES[_view_index(view)]
+    if name in REVEALING_VIEWS[CLASSES[class_index]]:
+        return (int(class_index),)
+    family = class_index - class_index % len(_FEATURES)
+    return tuple(k for k in range(family, family + len(_FEATURES))
+                 if name not in REVEALING_VIEWS[CLASSES[k]])
 
 
 def render_instance(class_index: int, instance_seed: int, size: int = 32) -> torch.Tensor:
@@ -489,19 +556,14 @@ def render_instance(class_index: int, instance_seed: int, size: int = 32) -> tor
         returns them.
 
     Example:
-        >>> views = render_instance(CLASSES.index("crate_back_mark"), instance_seed=7)
+        >>> views = render_instance(CLASSES.index("crate_back_knob"), instance_seed=7)
         >>> views.shape
         torch.Size([4, 3, 32, 32])
         >>> plain = render_instance(CLASSES.index("crate"), instance_seed=7)
         >>> bool((views[0] == plain[0]).all()), bool((views[1] == plain[1]).all())
         (True, False)
     """
-    if isinstance(class_index, bool) or not isinstance(class_index, (int, np.integer)) or not (
-        0 <= class_index < len(CLASSES)
-    ):
-        raise ValueError(
-            f"class_index must be an integer in [0, {len(CLASSES)}), got {class_index!r}"
-        )
+    _check_class(class_index)
     _check_seed(instance_seed, "instance_seed")
     _check_size(size)
     images = _render_class(int(class_index), [int(instance_seed)], size)

@@ -19,6 +19,7 @@ from gdaload.datasets.multiview import (
     VIEW_NAMES,
     MultiViewShapes,
     SingleView,
+    lookalikes,
     render_instance,
 )
 
@@ -120,6 +121,21 @@ def test_each_feature_shows_exactly_in_its_revealing_views(instance_seed: int) -
     assert all(REVEALING_VIEWS[name] for i, name in enumerate(CLASSES) if i % 4)
 
 
+@pytest.mark.parametrize("instance_seed", [0, 1])
+def test_lookalikes_are_the_classes_with_identical_pixels(instance_seed: int) -> None:
+    views = torch.stack([render_instance(c, instance_seed) for c in range(len(CLASSES))])
+    for c in range(len(CLASSES)):
+        family = range(c - c % 4, c - c % 4 + 4)
+        for v, name in enumerate(VIEW_NAMES):
+            same = tuple(k for k in family if torch.equal(views[k, v], views[c, v]))
+            assert lookalikes(c, v) == same == lookalikes(c, name), (CLASSES[c], name)
+    # From the front a plain body hides its back block and back knob; from the right,
+    # its left knob; from the back and the left every class shows.
+    crate = CLASSES.index("crate")
+    assert len(lookalikes(crate, "front")) == 3 and len(lookalikes(crate, "right")) == 2
+    assert lookalikes(crate, "back") == lookalikes(crate, "left") == (crate,)
+
+
 def test_single_views_are_ambiguous_but_four_views_are_not(
     train: MultiViewShapes, held_out: MultiViewShapes
 ) -> None:
@@ -138,12 +154,12 @@ def test_single_views_are_ambiguous_but_four_views_are_not(
 
     single = [accuracy([v]) for v in range(4)]
     together = accuracy([0, 1, 2, 3])
-    # Measured: front 0.22, back 0.50, left 0.58, right 0.39, all four 0.74. From the
-    # front the four classes of a family are identical, so no classifier beats 0.25.
-    assert single[0] <= 0.32
-    assert together >= 0.55
+    # Measured: front 0.39, back 0.64, left 0.74, right 0.58, all four 0.86. From the
+    # front three classes of each family are identical, so no classifier beats 0.5.
+    assert single[0] <= 0.55
+    assert together >= 0.75
     assert together >= single[0] + 0.30
-    assert together >= max(single) + 0.05
+    assert together >= max(single) + 0.08
 
 
 def test_views_can_be_chosen_and_reordered(train: MultiViewShapes) -> None:
@@ -211,6 +227,10 @@ def test_bad_render_arguments_and_indices(train: MultiViewShapes) -> None:
         render_instance(0, -1)
     with pytest.raises(ValueError, match="size must be an integer of at least 16"):
         render_instance(0, 0, size=4)
+    with pytest.raises(ValueError, match="class_index must be an integer in"):
+        lookalikes(-1, "front")
+    with pytest.raises(ValueError, match="unknown view name 'top'"):
+        lookalikes(0, "top")
     with pytest.raises(IndexError):
         train[len(train)]
     assert torch.equal(train[-1][0], train[len(train) - 1][0])
