@@ -34,6 +34,8 @@ import torch
 from accelerate import Accelerator
 from diffusers import DDPMScheduler
 from diffusers.training_utils import EMAModel
+from diffusers.utils import SAFETENSORS_WEIGHTS_NAME
+from safetensors.torch import load_file
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
@@ -360,7 +362,12 @@ def _train_autoencoder(
     standardise its latents. A finished stage is loaded from there when resuming."""
     folder = out / "autoencoder"
     if resume and (folder / "config.json").is_file() and checkpoints.latest("autoencoder"):
-        return ViewAutoencoder.from_pretrained(folder)
+        # Rebuilt from its config, not with from_pretrained, which would record this
+        # folder in the config the finished generator is saved with: a resumed run saves
+        # the same files as one run straight through.
+        model = ViewAutoencoder.from_config(ViewAutoencoder.load_config(folder))
+        model.load_state_dict(load_file(folder / SAFETENSORS_WEIGHTS_NAME))
+        return model
     images = views.flatten(0, 1)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(derive_seed(seed, _AE_STAGE))

@@ -183,6 +183,9 @@ def test_tiny_model_trains_resumes_and_generates(tmp_path: Path) -> None:
     assert kept == ["unet-2.pt", "unet-4.pt"]
     gen = MultiViewDiffusion.from_pretrained(out, observed_view="left", steps=2)
     assert gen.weights_fingerprint() != first.weights_fingerprint()
+    # The resumed autoencoder is the same, and no local folder is written into its config.
+    torch.testing.assert_close(gen.autoencoder.state_dict(), first.autoencoder.state_dict())
+    assert "_name_or_path" not in json.loads((out / "autoencoder" / "config.json").read_text())
     objects = torch.stack([data[i][0] for i in range(3)])
     views = gen.generate_views(objects, ["left"], [0, 1, 2])
     assert views.shape == (3, 4, 3, 16, 16) and torch.equal(views[:, 2], objects[:, 2])
