@@ -19,7 +19,7 @@ import torch
 
 from engine_common import NoiseGenerator, parser, real_loader, write_json
 from gdaload import GenerativeLoader
-from gdaload.engine import SampleStore
+from gdaload.cache import SampleStore
 
 
 def run(args, store: SampleStore | None) -> list[float]:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from engine_common import NoiseGenerator, parser, write_json
-from gdaload.engine import SampleStore
+from gdaload.cache import SampleStore
 
 
 def main() -> None:

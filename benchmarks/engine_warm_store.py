@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from engine_common import NoiseGenerator, parser, real_loader, timed, write_json
 from gdaload import GenerativeLoader
-from gdaload.engine import SampleStore
+from gdaload.cache import SampleStore
 
 
 def main() -> None:

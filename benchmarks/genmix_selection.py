@@ -14,7 +14,7 @@ Arms, each trained with the same CNN, optimiser and number of steps per seed:
 The synthetic samples of an arm are those of epoch 0 of its seed plan, reused each epoch,
 so that all arms of a seed share the generated candidates through an in-memory cache
 (the quickstart, by contrast, draws fresh samples each epoch). The arms run through
-``gdaload.evaluate`` (``SeedRun``), the protocol behind ``gdaload evaluate``.
+``gdaload.bench.evaluate`` (``SeedRun``), the protocol behind ``gdaload evaluate``.
 
 Run: python benchmarks/genmix_selection.py --seeds 5 --out benchmarks/results/genmix_selection
 """
@@ -33,7 +33,7 @@ import torch
 
 from gdaload import GenMix
 from gdaload.datasets import DIGIT_CLASSES
-from gdaload.evaluate import ArmResults, SeedRun, dataset_tensors, digits_task, selection_stage
+from gdaload.bench.evaluate import ArmResults, SeedRun, dataset_tensors, digits_task, selection_stage
 from gdaload.select import ClipFilter
 
 

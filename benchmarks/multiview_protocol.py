@@ -51,10 +51,10 @@ from gdaload.datasets.multiview import (
     lookalikes,
     render_instance,
 )
-from gdaload.evaluate_views import ViewSet, generate_novel_views, tta_accuracy, view_cnn
-from gdaload.generators.multiview import MultiViewDiffusion
-from gdaload.generators.multiview_training import train_multiview
-from gdaload.quickstart import mean_ci
+from gdaload.bench.views import ViewSet, generate_novel_views, tta_accuracy, view_cnn
+from gdaload.generators.multiview.generator import MultiViewDiffusion
+from gdaload.train.multiview import train_multiview
+from gdaload.bench.quickstart import mean_ci
 from gdaload.seeding import derive_rng, derive_seed
 
 

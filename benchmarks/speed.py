@@ -47,9 +47,9 @@ from torch.utils.data import DataLoader
 
 from gdaload import ClassConditionalPipeline, DiffusionGenerator
 from gdaload.datasets import digits_splits
-from gdaload.evaluate import fit_classifier
+from gdaload.bench.evaluate import fit_classifier
 from gdaload.metrics import extract_features, frechet_distance, penultimate
-from gdaload.quickstart import DIGITS_GENERATOR, digits_cnn
+from gdaload.bench.quickstart import DIGITS_GENERATOR, digits_cnn
 
 #: Dense (no sparsity) bf16 tensor-core peaks in TFLOP/s, by a substring of the device
 #: name, from the vendors' data sheets; the first match wins.

@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 
 from gdaload import DiffusionGenerator, GenerativeLoader, GenMix
 from gdaload.datasets import digits_splits
-from gdaload.quickstart import DIGITS_GENERATOR, digits_cnn
+from gdaload.bench.quickstart import DIGITS_GENERATOR, digits_cnn
 
 
 def main() -> None:

@@ -1,7 +1,7 @@
 """gdaload: on-the-fly generative data augmentation for PyTorch training loops."""
 
 from gdaload.data import CLASS_POLICIES, GenerativeDataset, GenerativeLoader
-from gdaload.engine import LatentCache, SampleStore
+from gdaload.cache import LatentCache, SampleStore
 from gdaload.generators import (
     SAMPLERS,
     ClassConditionalPipeline,
@@ -10,10 +10,10 @@ from gdaload.generators import (
     Generator,
     ModelNotAvailableError,
     MultiViewDiffusion,
-    train_multiview,
 )
 from gdaload.seeding import SeedPlan
 from gdaload.transforms import GenerativeAugment, GenMix
+from gdaload.train import train_multiview
 from gdaload.tta import GenerativeTTA
 
 __version__ = "0.1.0"

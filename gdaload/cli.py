@@ -13,7 +13,7 @@ __all__ = ["main"]
 
 
 def _quickstart(args: argparse.Namespace) -> None:
-    from gdaload.quickstart import run_quickstart
+    from gdaload.bench.quickstart import run_quickstart
 
     run_quickstart(
         seeds=range(args.seeds), generator_path=args.generator, ratio=args.ratio, shots=args.shots,
@@ -23,7 +23,7 @@ def _quickstart(args: argparse.Namespace) -> None:
 
 
 def _train_generator(args: argparse.Namespace) -> None:
-    from gdaload.generators.training import train_generator
+    from gdaload.train.generator import train_generator
 
     if args.data == "digits":
         from gdaload.datasets.digits import DIGIT_CLASSES, digits_splits
@@ -42,7 +42,7 @@ def _train_generator(args: argparse.Namespace) -> None:
 
 def _train_multiview(args: argparse.Namespace) -> None:
     from gdaload.datasets.multiview import MultiViewShapes
-    from gdaload.generators.multiview_training import train_multiview
+    from gdaload.train.multiview import train_multiview
 
     dataset = MultiViewShapes(args.instances_per_class, seed=args.data_seed, size=args.image_size)
     out = train_multiview(
@@ -58,7 +58,7 @@ def _train_multiview(args: argparse.Namespace) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    from gdaload.evaluate import evaluate
+    from gdaload.bench.evaluate import evaluate
 
     task_options = {k: v for k, v in (("shots", args.shots), ("sampler", args.sampler),
                                       ("steps", args.steps), ("generator_path", args.generator))

@@ -122,7 +122,7 @@ class GenerativeTTA(nn.Module):
             source images, or an invalid strength, seed, batch or cache size.
 
     Example:
-        >>> from gdaload.generators.multiview import MultiViewDiffusion
+        >>> from gdaload.generators.multiview.generator import MultiViewDiffusion
         >>> generator = MultiViewDiffusion.from_pretrained("runs/multiview",
         ...                                                observed_view="back")  # doctest: +SKIP
         >>> tta = GenerativeTTA(classifier, generator, views=3)  # doctest: +SKIP

@@ -17,9 +17,9 @@ from diffusers import (
 )
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-from gdaload.generators.multiview import MultiViewDiffusion, build_multiview_unet
+from gdaload.generators.multiview.generator import MultiViewDiffusion, build_multiview_unet
 from gdaload.generators.pipeline import ClassConditionalPipeline
-from gdaload.generators.view_autoencoder import ViewAutoencoder
+from gdaload.generators.multiview.autoencoder import ViewAutoencoder
 
 
 def tiny_unet(num_classes: int = 3, channels: int = 1, size: int = 8, seed: int = 0) -> UNet2DModel:

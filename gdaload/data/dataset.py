@@ -20,7 +20,7 @@ from gdaload.data.policies import (
     real_class_counts,
 )
 from gdaload.engine.base import EngineStats, fetch_stored, make_samples
-from gdaload.engine.store import SampleStore
+from gdaload.cache.store import SampleStore
 from gdaload.generators.base import Generator
 from gdaload.seeding import SeedPlan
 
@@ -57,7 +57,7 @@ class GenerativeDataset(Dataset):
         synthetic_transform: Applied to each generated ``(C, H, W)`` image in [0, 1], e.g.
             the normalisation the real samples get.
         return_mask: Return ``(input, label, is_synthetic)`` triples.
-        store: A :class:`~gdaload.engine.SampleStore` or a folder for one.
+        store: A :class:`~gdaload.cache.SampleStore` or a folder for one.
 
     Example:
         >>> ds = GenerativeDataset(real, generator, ratio=0.5, seed=0)  # doctest: +SKIP

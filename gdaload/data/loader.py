@@ -27,7 +27,7 @@ from gdaload.data.policies import (
 )
 from gdaload.engine.base import ENGINES, Engine, EngineStats
 from gdaload.engine.pool import check_pool_settings
-from gdaload.engine.store import SampleStore
+from gdaload.cache.store import SampleStore
 from gdaload.engine.sync import SyncEngine
 from gdaload.engine.threaded import ThreadEngine
 from gdaload.generators.base import Generator
@@ -112,7 +112,7 @@ class GenerativeLoader:
         reuse_limit: Extra times one generated sample may be served under ``"reuse"``.
         warmup: Thread engine: samples to have ready before the first batch (``True``:
             fill the pool), with a progress bar.
-        store: A :class:`~gdaload.engine.SampleStore` or a folder for one: generated
+        store: A :class:`~gdaload.cache.SampleStore` or a folder for one: generated
             samples are kept on disk and read back instead of generated again.
         progress: Show progress bars (warm-up).
 

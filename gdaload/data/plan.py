@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from gdaload.data.policies import plan_labels
-from gdaload.engine.seeds import plan_seeds
+from gdaload.seeding.vectorised import plan_seeds
 from gdaload.seeding import SeedPlan
 
 __all__ = ["SyntheticPlan"]

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 import torch
 
-from gdaload.engine.store import SampleStore
+from gdaload.cache.store import SampleStore
 from gdaload.generators.base import Generator, check_generated
 
 __all__ = ["ENGINES", "Engine", "EngineStats", "Served", "SyntheticSource", "fetch_stored",

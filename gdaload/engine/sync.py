@@ -2,7 +2,7 @@
 
 The simple, safe default: nothing runs in the background, and the training loop waits
 for every generated batch (the wait is counted in :class:`~gdaload.engine.EngineStats`).
-With a :class:`~gdaload.engine.SampleStore`, stored samples are read instead of generated.
+With a :class:`~gdaload.cache.SampleStore`, stored samples are read instead of generated.
 """
 
 from __future__ import annotations

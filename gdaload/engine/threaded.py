@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from gdaload.engine.base import Engine, EngineStats, Served, SyntheticSource, make_samples
 from gdaload.engine.pool import SamplePool, check_pool_settings
-from gdaload.engine.store import SampleStore
+from gdaload.cache.store import SampleStore
 from gdaload.generators.base import Generator
 
 __all__ = ["ThreadEngine"]
@@ -65,7 +65,7 @@ class ThreadEngine(Engine):
 
     Args:
         generator: Any :class:`~gdaload.Generator`; it runs on its own device.
-        store: Optional :class:`~gdaload.engine.SampleStore` read before generating.
+        store: Optional :class:`~gdaload.cache.SampleStore` read before generating.
         stats: Counters to update (shared with the owner).
         pool_size: Most samples held ready (or being generated).
         generation_batch_size: Samples per ``generate`` call.

@@ -1,12 +1,10 @@
-"""Generators: the contract and the diffusers-backed implementation."""
+"""Generators: the contract and the diffusers-backed implementations."""
 
 from gdaload.generators.base import GeneratedOutputError, Generator, check_generated
 from gdaload.generators.diffusion import DiffusionGenerator, ModelNotAvailableError
-from gdaload.generators.multiview import MultiViewDiffusion, build_multiview_unet
-from gdaload.generators.multiview_training import train_multiview
+from gdaload.generators.multiview import MultiViewDiffusion, ViewAutoencoder, build_multiview_unet
 from gdaload.generators.pipeline import ClassConditionalPipeline
 from gdaload.generators.samplers import SAMPLERS, make_scheduler
-from gdaload.generators.view_autoencoder import ViewAutoencoder
 
 __all__ = [
     "SAMPLERS",
@@ -20,5 +18,4 @@ __all__ = [
     "build_multiview_unet",
     "check_generated",
     "make_scheduler",
-    "train_multiview",
 ]

@@ -23,7 +23,7 @@ import torch
 from diffusers import DiffusionPipeline
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
-from gdaload.engine.latents import LatentCache
+from gdaload.cache.latents import LatentCache
 from gdaload.fingerprint import modules_fingerprint
 from gdaload.generators.base import (
     Generator,

@@ -12,7 +12,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from torch.utils.data import DataLoader
 
-from gdaload.datasets import multiview
+from gdaload.datasets.multiview import dataset as multiview
 from gdaload.datasets.multiview import (
     CLASSES,
     REVEALING_VIEWS,

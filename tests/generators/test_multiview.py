@@ -14,15 +14,15 @@ from diffusers import DDPMScheduler
 from gdaload.datasets.multiview import MultiViewShapes
 from gdaload.fingerprint import content_hash
 from gdaload.generators.base import check_generated
-from gdaload.generators.multiview import MultiViewDiffusion, build_multiview_unet, denoiser_input
-from gdaload.generators.multiview_training import (
+from gdaload.generators.multiview.generator import MultiViewDiffusion, build_multiview_unet, denoiser_input
+from gdaload.train.multiview import (
     condition_weight,
     masked_diffusion_loss,
     sample_condition_masks,
     train_multiview,
 )
 from gdaload.generators.samplers import SAMPLERS
-from gdaload.generators.view_autoencoder import ViewAutoencoder
+from gdaload.generators.multiview.autoencoder import ViewAutoencoder
 from gdaload.seeding import derive_seed
 from gdaload.tta import GenerativeTTA
 

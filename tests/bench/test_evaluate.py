@@ -7,7 +7,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from gdaload.cli import build_parser
-from gdaload.evaluate import (
+from gdaload.bench.evaluate import (
     BatchAugment,
     EvalSettings,
     MemoGenerator,

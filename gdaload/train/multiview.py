@@ -39,8 +39,8 @@ from safetensors.torch import load_file
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from gdaload.generators.multiview import MultiViewDiffusion, build_multiview_unet, denoiser_input
-from gdaload.generators.view_autoencoder import ViewAutoencoder
+from gdaload.generators.multiview.generator import MultiViewDiffusion, build_multiview_unet, denoiser_input
+from gdaload.generators.multiview.autoencoder import ViewAutoencoder
 from gdaload.seeding import derive_seed
 
 __all__ = [
@@ -228,7 +228,7 @@ def train_multiview(
         view_names, class_names: Saved with the model; taken from the dataset when it
             has ``view_names``/``views`` and ``classes``.
         detail_channels: Learned latent channels of a view, beside its thumbnail (see
-            :class:`~gdaload.generators.view_autoencoder.ViewAutoencoder`).
+            :class:`~gdaload.generators.multiview.autoencoder.ViewAutoencoder`).
         ae_widths: Autoencoder levels; each halves the latent grid's side.
         ae_steps, ae_batch_size, ae_lr: Autoencoder optimisation (batches of views).
         widths, layers_per_block, attention: The UNet, see :func:`build_multiview_unet`.

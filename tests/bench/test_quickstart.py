@@ -5,8 +5,8 @@ import pytest
 
 from gdaload import DiffusionGenerator
 from gdaload.cli import build_parser
-from gdaload.evaluate import mean_ci
-from gdaload.quickstart import DIGITS_GENERATOR, run_quickstart
+from gdaload.bench.evaluate import mean_ci
+from gdaload.bench.quickstart import DIGITS_GENERATOR, run_quickstart
 
 
 def test_shipped_digits_generator_loads() -> None:

@@ -8,7 +8,7 @@ from safetensors.torch import load_file
 from torch.utils.data import TensorDataset
 
 from gdaload import DiffusionGenerator
-from gdaload.generators.training import train_generator
+from gdaload.train.generator import train_generator
 
 
 def tiny_data(n: int = 24) -> TensorDataset:

@@ -8,11 +8,11 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-import gdaload.engine.shards as shards_module
-import gdaload.engine.store as store_module
+import gdaload.cache.shards as shards_module
+import gdaload.cache.store as store_module
 from checkers import SeedImageGenerator, assert_pickle_round_trip
 from gdaload import GenerativeDataset, GenerativeLoader
-from gdaload.engine import SampleStore
+from gdaload.cache import SampleStore
 
 
 def real_loader(n: int = 12, batch_size: int = 4) -> DataLoader:
@@ -216,7 +216,7 @@ def test_disk_full_mid_run_falls_back_to_memory(tmp_path: Path, monkeypatch) -> 
 
 
 def test_interrupted_write_leaves_no_partial_shard(tmp_path: Path, monkeypatch) -> None:
-    import gdaload.engine.shards as shards_module
+    import gdaload.cache.shards as shards_module
 
     def crash(tensors, path, metadata):
         Path(path).write_bytes(b"half a shard")

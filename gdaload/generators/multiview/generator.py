@@ -1,10 +1,10 @@
 """``MultiViewDiffusion``: generate the missing views of an object from the views observed.
 
 The generator of DiMViDA (diffusion-based multi-view data augmentation): a
-deterministic autoencoder (:class:`~gdaload.generators.view_autoencoder.ViewAutoencoder`)
+deterministic autoencoder (:class:`~gdaload.generators.multiview.autoencoder.ViewAutoencoder`)
 maps each view to a latent, and a ``UNet2DModel`` denoises the channel-concatenation of
 the latents of all ``V`` views of an object. Training uses multi-time masking (see
-:mod:`gdaload.generators.multiview_training`): a random subset of views stays clean as
+:mod:`gdaload.train.multiview`): a random subset of views stays clean as
 the condition while the others are diffused. One mask channel per view (1 = observed,
 0 = to generate) tells the UNet which views are given.
 
@@ -34,7 +34,7 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from gdaload.fingerprint import modules_fingerprint
 from gdaload.generators.base import Generator, StrengthLike, as_labels, as_seeds, check_source
 from gdaload.generators.samplers import SAMPLERS, make_scheduler
-from gdaload.generators.view_autoencoder import ViewAutoencoder
+from gdaload.generators.multiview.autoencoder import ViewAutoencoder
 from gdaload.seeding import derive_rng
 
 __all__ = [

@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from gdaload.data.loader import GenerativeLoader
 from gdaload.datasets.digits import digits_splits
-from gdaload.evaluate import fit_classifier, mean_ci, predict
+from gdaload.bench.evaluate import fit_classifier, mean_ci, predict
 from gdaload.generators.diffusion import DiffusionGenerator
 from gdaload.seeding import derive_seed
 

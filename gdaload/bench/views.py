@@ -29,8 +29,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from gdaload.evaluate import fit_classifier, mean_ci, write_report
-from gdaload.generators.multiview import MultiViewDiffusion
+from gdaload.bench.evaluate import fit_classifier, mean_ci, write_report
+from gdaload.generators.multiview.generator import MultiViewDiffusion
 from gdaload.seeding import derive_rng, derive_seed
 from gdaload.tta import GenerativeTTA
 
@@ -133,7 +133,7 @@ def multiview_task(
         4
     """
     from gdaload.datasets.multiview import MultiViewShapes
-    from gdaload.quickstart import MULTIVIEW_GENERATOR
+    from gdaload.bench.quickstart import MULTIVIEW_GENERATOR
 
     folder = Path(generator_path or MULTIVIEW_GENERATOR)
     if not (folder / "unet").is_dir():

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from gdaload.engine.shards import SHARD_SUFFIX, CorruptShardError, read_shard, write_shard
+from gdaload.cache.shards import SHARD_SUFFIX, CorruptShardError, read_shard, write_shard
 from gdaload.fingerprint import module_fingerprint, tensor_fingerprint
 
 __all__ = ["LatentCache"]

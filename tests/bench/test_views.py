@@ -11,8 +11,8 @@ import torch
 from tiny_models import tiny_multiview
 from torch import nn
 
-from gdaload.evaluate import evaluate
-from gdaload.evaluate_views import (
+from gdaload.bench.evaluate import evaluate
+from gdaload.bench.views import (
     ARMS,
     ViewBatches,
     ViewSet,

@@ -251,7 +251,7 @@ def digits_task(
 
     The generator is the shipped class-conditional digits model (trained on a pool
     disjoint from the training and test images); the classifier is
-    :func:`~gdaload.quickstart.digits_cnn`; classic augmentation is kornia's
+    :func:`~gdaload.bench.quickstart.digits_cnn`; classic augmentation is kornia's
     ``RandomAffine`` (±10°, ±1 pixel, scale 0.9-1.1).
 
     Example:
@@ -263,7 +263,7 @@ def digits_task(
 
     from gdaload.datasets.digits import DIGIT_CLASSES, digits_splits
     from gdaload.generators.diffusion import DiffusionGenerator
-    from gdaload.quickstart import DIGITS_GENERATOR, digits_cnn
+    from gdaload.bench.quickstart import DIGITS_GENERATOR, digits_cnn
 
     def splits(seed: int) -> tuple[Dataset, Dataset]:
         data = digits_splits(shots=shots, seed=seed)
@@ -775,8 +775,8 @@ def evaluate(task: str = "digits", *, out: str | Path | None = "gdaload-evaluate
     """Build a built-in task and run its benchmark: the entry of ``gdaload evaluate``.
 
     Class tasks (:data:`TASKS`) run every arm of :func:`run_evaluation`; view tasks
-    (:data:`~gdaload.evaluate_views.VIEW_TASKS`) run the test-time averaging table of
-    :func:`~gdaload.evaluate_views.run_view_evaluation`, which takes only the ``seeds``
+    (:data:`~gdaload.bench.views.VIEW_TASKS`) run the test-time averaging table of
+    :func:`~gdaload.bench.views.run_view_evaluation`, which takes only the ``seeds``
     and ``epochs`` settings.
 
     Args:
@@ -794,7 +794,7 @@ def evaluate(task: str = "digits", *, out: str | Path | None = "gdaload-evaluate
     Example:
         >>> report = evaluate("digits", quick=True, out="runs/eval")  # doctest: +SKIP
     """
-    from gdaload.evaluate_views import VIEW_TASKS, run_view_evaluation, view_markdown
+    from gdaload.bench.views import VIEW_TASKS, run_view_evaluation, view_markdown
 
     if task not in TASKS and task not in VIEW_TASKS:
         raise ValueError(f"unknown task {task!r}; valid tasks are {sorted({*TASKS, *VIEW_TASKS})}")

@@ -6,7 +6,7 @@ import pytest
 import torch
 from diffusers import AutoencoderKL
 
-from gdaload.engine import LatentCache
+from gdaload.cache import LatentCache
 
 
 def tiny_vae(seed: int = 0) -> AutoencoderKL:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from gdaload import GenerativeLoader, SeedPlan
-from gdaload.engine.seeds import derive_seeds, plan_seeds
+from gdaload.seeding.vectorised import derive_seeds, plan_seeds
 from gdaload.seeding import derive_seed
 
 

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from safetensors import safe_open
 
-from gdaload.engine.shards import SHARD_SUFFIX, CorruptShardError, read_shard, write_shard
+from gdaload.cache.shards import SHARD_SUFFIX, CorruptShardError, read_shard, write_shard
 from gdaload.generators.base import Generator
 
 __all__ = ["SampleStore"]

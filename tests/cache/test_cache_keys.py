@@ -9,7 +9,7 @@ from diffusers import DDPMScheduler
 from torch.utils.data import DataLoader, TensorDataset
 
 from gdaload import ClassConditionalPipeline, DiffusionGenerator, GenerativeLoader
-from gdaload.engine import SampleStore
+from gdaload.cache import SampleStore
 from tiny_models import tiny_text_pipeline, tiny_unet
 
 

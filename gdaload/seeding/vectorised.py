@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from gdaload.seeding import SeedPlan
+from gdaload.seeding.plan import SeedPlan
 
 __all__ = ["derive_seeds", "plan_seeds"]
 

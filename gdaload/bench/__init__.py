@@ -1,0 +1,1 @@
+"""The evaluation harness behind ``gdaload quickstart`` and ``gdaload evaluate``."""
