@@ -33,8 +33,14 @@ class NoiseGenerator(Generator):
     release the GIL like real model kernels.
     """
 
-    def __init__(self, num_classes: int = 10, image_shape: tuple[int, int, int] = (3, 32, 32),
-                 cost: str = "none", seconds: float = 0.0, matmul_size: int = 256) -> None:
+    def __init__(
+        self,
+        num_classes: int = 10,
+        image_shape: tuple[int, int, int] = (3, 32, 32),
+        cost: str = "none",
+        seconds: float = 0.0,
+        matmul_size: int = 256,
+    ) -> None:
         self.num_classes, self.image_shape = num_classes, image_shape
         self.cost, self.seconds, self.matmul_size = cost, seconds, matmul_size
         self._reps = calibrate_matmul(seconds, matmul_size) if cost == "matmul" else 0
@@ -48,8 +54,12 @@ class NoiseGenerator(Generator):
             burn_matmul(self._reps, self.matmul_size)
         if not seeds:
             return torch.empty(0, *self.image_shape)
-        return torch.stack([torch.rand(self.image_shape, generator=torch.Generator().manual_seed(s))
-                            for s in seeds])
+        return torch.stack(
+            [
+                torch.rand(self.image_shape, generator=torch.Generator().manual_seed(s))
+                for s in seeds
+            ]
+        )
 
     @property
     def config(self) -> dict[str, Any]:
@@ -93,8 +103,12 @@ def cpu_parallelism(size: int = 256, reps: int = 200) -> float:
     return serial / timed(both)
 
 
-def real_loader(samples: int, batch_size: int, image_shape: tuple[int, int, int] = (3, 32, 32),
-                num_classes: int = 10) -> DataLoader:
+def real_loader(
+    samples: int,
+    batch_size: int,
+    image_shape: tuple[int, int, int] = (3, 32, 32),
+    num_classes: int = 10,
+) -> DataLoader:
     generator = torch.Generator().manual_seed(0)
     x = torch.rand(samples, *image_shape, generator=generator)
     y = torch.arange(samples) % num_classes
@@ -114,16 +128,26 @@ def timed(fn: Callable[[], Any], repeats: int = 1) -> float:
 def parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--out", type=Path, default=None, help="JSON output path")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch intra-op threads (1: generation and training get a core each)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch intra-op threads (1: generation and training get a core each)",
+    )
     return p
 
 
 def write_json(name: str, record: dict[str, Any], out: Path | None) -> Path:
-    record = {"benchmark": name, "machine": {"cpus": os.cpu_count(),
-                                             "platform": platform.platform(),
-                                             "torch": torch.__version__,
-                                             "cuda": torch.cuda.is_available()}, **record}
+    record = {
+        "benchmark": name,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "torch": torch.__version__,
+            "cuda": torch.cuda.is_available(),
+        },
+        **record,
+    }
     path = out or HERE / "results" / f"engine_{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=2))

@@ -16,17 +16,22 @@ from pathlib import Path
 
 import psutil
 import torch
-
 from engine_common import NoiseGenerator, parser, real_loader, write_json
+
 from gdaload import GenerativeLoader
 from gdaload.cache import SampleStore
 
 
 def run(args, store: SampleStore | None) -> list[float]:
     process = psutil.Process()
-    loader = GenerativeLoader(real_loader(args.real, args.batch_size), NoiseGenerator(),
-                              ratio=args.ratio, engine="thread", pool_size=args.pool_size,
-                              store=store)
+    loader = GenerativeLoader(
+        real_loader(args.real, args.batch_size),
+        NoiseGenerator(),
+        ratio=args.ratio,
+        engine="thread",
+        pool_size=args.pool_size,
+        store=store,
+    )
     rss = []
     with loader:
         for _ in range(args.epochs):
@@ -46,17 +51,25 @@ def main() -> None:
     p.add_argument("--pool-size", type=int, default=256)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    record = {"epochs": args.epochs, "synthetic_per_epoch": round(args.ratio * args.real),
-              "pool_size": args.pool_size}
+    record = {
+        "epochs": args.epochs,
+        "synthetic_per_epoch": round(args.ratio * args.real),
+        "pool_size": args.pool_size,
+    }
     with tempfile.TemporaryDirectory() as tmp:
         bounded = SampleStore.for_generator(Path(tmp), NoiseGenerator(), cache_bytes=32 << 20)
         stores = {"no_store": None, "store": bounded}
         for name, store in stores.items():
             rss = run(args, store)
-            record[name] = {"rss_mib": rss, "growth_mib": rss[-1] - rss[0],
-                            "spread_mib": max(rss) - min(rss)}
-            print(f"{name:9s} RSS per epoch (MiB): {' '.join(f'{v:.0f}' for v in rss)}  "
-                  f"growth first->last {rss[-1] - rss[0]:+.1f} MiB")
+            record[name] = {
+                "rss_mib": rss,
+                "growth_mib": rss[-1] - rss[0],
+                "spread_mib": max(rss) - min(rss),
+            }
+            print(
+                f"{name:9s} RSS per epoch (MiB): {' '.join(f'{v:.0f}' for v in rss)}  "
+                f"growth first->last {rss[-1] - rss[0]:+.1f} MiB"
+            )
     write_json("memory", record, args.out)
 
 

@@ -25,31 +25,53 @@ from collections.abc import Callable
 
 import torch
 from diffusers import DDPMScheduler, UNet2DModel
+from engine_common import (
+    NoiseGenerator,
+    burn_matmul,
+    calibrate_matmul,
+    cpu_parallelism,
+    parser,
+    real_loader,
+    timed,
+    write_json,
+)
 
-from engine_common import (NoiseGenerator, burn_matmul, calibrate_matmul, cpu_parallelism,
-                           parser, real_loader, timed, write_json)
-from gdaload import ClassConditionalPipeline, DiffusionGenerator, Generator, GenerativeLoader
+from gdaload import ClassConditionalPipeline, DiffusionGenerator, GenerativeLoader, Generator
 
 Step = Callable[[torch.Tensor, torch.Tensor], None]
 
 
 def diffusion_generator(device: str, steps: int) -> DiffusionGenerator:
     torch.manual_seed(0)
-    unet = UNet2DModel(sample_size=32, in_channels=3, out_channels=3, block_out_channels=(32, 64),
-                       layers_per_block=1, norm_num_groups=8,
-                       down_block_types=("DownBlock2D", "DownBlock2D"),
-                       up_block_types=("UpBlock2D", "UpBlock2D"), num_class_embeds=11)
-    return DiffusionGenerator(ClassConditionalPipeline(unet, DDPMScheduler()), sampler="ddim",
-                              steps=steps, device=device)
+    unet = UNet2DModel(
+        sample_size=32,
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        norm_num_groups=8,
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+        num_class_embeds=11,
+    )
+    return DiffusionGenerator(
+        ClassConditionalPipeline(unet, DDPMScheduler()), sampler="ddim", steps=steps, device=device
+    )
 
 
 def cnn_step(seconds: float, device: str, batch: int) -> Step:
     """A CNN's forward/backward/update, repeated to take about ``seconds`` per batch."""
     torch.manual_seed(0)
     model = torch.nn.Sequential(
-        torch.nn.Conv2d(3, 32, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
-        torch.nn.Conv2d(32, 64, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
-        torch.nn.Flatten(), torch.nn.Linear(64, 10)).to(device)
+        torch.nn.Conv2d(3, 32, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.MaxPool2d(2),
+        torch.nn.Conv2d(32, 64, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(64, 10),
+    ).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
 
     def once(x: torch.Tensor, y: torch.Tensor) -> None:
@@ -76,12 +98,16 @@ def cnn_step(seconds: float, device: str, batch: int) -> Step:
 def make_workload(args) -> tuple[Generator, Step]:
     batch = args.batch_size + args.synthetic_per_batch
     if args.workload == "sleep":
-        return (NoiseGenerator(cost="sleep", seconds=args.gen_ms / 1000),
-                lambda x, y: time.sleep(args.train_ms / 1000))
+        return (
+            NoiseGenerator(cost="sleep", seconds=args.gen_ms / 1000),
+            lambda x, y: time.sleep(args.train_ms / 1000),
+        )
     if args.workload == "matmul":
         reps = calibrate_matmul(args.train_ms / 1000, 256)
-        return (NoiseGenerator(cost="matmul", seconds=args.gen_ms / 1000),
-                lambda x, y: burn_matmul(reps, 256))
+        return (
+            NoiseGenerator(cost="matmul", seconds=args.gen_ms / 1000),
+            lambda x, y: burn_matmul(reps, 256),
+        )
     gen = diffusion_generator(args.device, args.steps)
     labels = torch.arange(args.synthetic_per_batch) % 10
     gen.generate(labels, list(range(len(labels))))  # first-call overheads
@@ -144,22 +170,31 @@ def main() -> None:
     thread = through("thread")
     bound = max(train_s, gen_s)
     record = {
-        "workload": args.workload, "device": args.device, "epochs": args.epochs,
-        "batches_per_epoch": args.batches, "real_per_batch": args.batch_size,
-        "synthetic_per_batch": n, "threads": args.threads,
-        "sum_train_seconds": train_s, "sum_generation_seconds": gen_s,
-        "sync_seconds": sync["seconds"], "thread_seconds": thread["seconds"],
+        "workload": args.workload,
+        "device": args.device,
+        "epochs": args.epochs,
+        "batches_per_epoch": args.batches,
+        "real_per_batch": args.batch_size,
+        "synthetic_per_batch": n,
+        "threads": args.threads,
+        "sum_train_seconds": train_s,
+        "sum_generation_seconds": gen_s,
+        "sync_seconds": sync["seconds"],
+        "thread_seconds": thread["seconds"],
         "sync_over_sum": sync["seconds"] / (train_s + gen_s),
         "thread_over_max": thread["seconds"] / bound,
         "speedup": sync["seconds"] / thread["seconds"],
-        "thread_wait_seconds": thread["wait_seconds"], "cpu_parallelism": parallelism,
+        "thread_wait_seconds": thread["wait_seconds"],
+        "cpu_parallelism": parallelism,
         "goal_thread_over_max": 1.10,
     }
-    print(f"[{args.workload}/{args.device}] sum T_t {train_s:.2f}s  sum T_g {gen_s:.2f}s  "
-          f"sync {sync['seconds']:.2f}s ({record['sync_over_sum']:.2f} x sum)  "
-          f"thread {thread['seconds']:.2f}s ({record['thread_over_max']:.2f} x max, goal <= 1.10)  "
-          f"speed-up {record['speedup']:.2f}x  loop waited {thread['wait_seconds']:.2f}s"
-          + (f"  [2-thread CPU parallelism now: {parallelism:.2f}x]" if parallelism else ""))
+    print(
+        f"[{args.workload}/{args.device}] sum T_t {train_s:.2f}s  sum T_g {gen_s:.2f}s  "
+        f"sync {sync['seconds']:.2f}s ({record['sync_over_sum']:.2f} x sum)  "
+        f"thread {thread['seconds']:.2f}s ({record['thread_over_max']:.2f} x max, goal <= 1.10)  "
+        f"speed-up {record['speedup']:.2f}x  loop waited {thread['wait_seconds']:.2f}s"
+        + (f"  [2-thread CPU parallelism now: {parallelism:.2f}x]" if parallelism else "")
+    )
     write_json(f"overlap-{args.workload}-{args.device.split(':')[0]}", record, args.out)
 
 

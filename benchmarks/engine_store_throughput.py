@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from engine_common import NoiseGenerator, parser, write_json
+
 from gdaload.cache import SampleStore
 
 
@@ -34,8 +34,12 @@ def main() -> None:
     images = torch.rand(args.shard, *generator.image_shape)  # content does not matter here
     labels = np.arange(args.samples) % generator.num_classes
     seeds = np.arange(args.samples) + 10**9
-    record = {"samples": args.samples, "shard": args.shard, "batch": args.batch,
-              "sample_bytes": images[0].numel() * 4}
+    record = {
+        "samples": args.samples,
+        "shard": args.shard,
+        "batch": args.batch,
+        "sample_bytes": images[0].numel() * 4,
+    }
     with tempfile.TemporaryDirectory() as tmp:
         folder = args.dir or Path(tmp)
         store = SampleStore.for_generator(folder, generator)
@@ -63,11 +67,13 @@ def main() -> None:
             record[f"read_{order}_per_second"] = args.samples / (time.perf_counter() - start)
             assert batch.shape[1:] == images.shape[1:] and fresh.stats()["misses"] == 0
         record["store_bytes"] = sum(p.stat().st_size for p in folder.rglob("*.safetensors"))
-    print(f"{args.samples} samples of 3x32x32 float32, shards of {args.shard}: write "
-          f"{record['write_per_second']:.0f}/s, read sequential "
-          f"{record['read_sequential_per_second']:.0f}/s, random "
-          f"{record['read_random_per_second']:.0f}/s (batches of {args.batch}), "
-          f"open {record['open_seconds']:.3f}s")
+    print(
+        f"{args.samples} samples of 3x32x32 float32, shards of {args.shard}: write "
+        f"{record['write_per_second']:.0f}/s, read sequential "
+        f"{record['read_sequential_per_second']:.0f}/s, random "
+        f"{record['read_random_per_second']:.0f}/s (batches of {args.batch}), "
+        f"open {record['open_seconds']:.3f}s"
+    )
     write_json("store_throughput", record, args.out)
 
 

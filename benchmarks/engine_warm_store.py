@@ -23,9 +23,9 @@ import time
 from pathlib import Path
 
 import torch
+from engine_common import NoiseGenerator, parser, real_loader, timed, write_json
 from torch.utils.data import DataLoader, TensorDataset
 
-from engine_common import NoiseGenerator, parser, real_loader, timed, write_json
 from gdaload import GenerativeLoader
 from gdaload.cache import SampleStore
 
@@ -63,8 +63,9 @@ def main() -> None:
         loaders = {"plain": plain}
         for engine in ("sync", "thread"):
             store = SampleStore.for_generator(folder, generator)
-            loaders[engine] = GenerativeLoader(real, generator, ratio=args.ratio, store=store,
-                                               engine=engine)
+            loaders[engine] = GenerativeLoader(
+                real, generator, ratio=args.ratio, store=store, engine=engine
+            )
         times: dict[str, list[float]] = {name: [] for name in loaders}
         for round_ in range(args.warmup + args.epochs):
             for name, loader in loaders.items():
@@ -78,24 +79,36 @@ def main() -> None:
         shard_bytes = sum(p.stat().st_size for p in folder.rglob("*.safetensors"))
     results = {"plain_seconds": statistics.median(times["plain"])}
     for engine in ("sync", "thread"):
-        ratios = [t / p for t, p in zip(times[engine], times["plain"])]
+        ratios = [t / p for t, p in zip(times[engine], times["plain"], strict=True)]
         quartiles = statistics.quantiles(ratios, n=4)
         results[f"{engine}_seconds"] = statistics.median(times[engine])
         results[f"{engine}_over_plain"] = statistics.median(ratios)
         results[f"{engine}_over_plain_iqr"] = [quartiles[0], quartiles[2]]
-    record = {"real": args.real, "synthetic": synthetic_total, "batch": total_batch,
-              "step_ms": args.step_ms, "threads": args.threads, "rounds": args.epochs,
-              "fill_seconds": fill_seconds, "store_bytes": shard_bytes, **results,
-              "goal_over_plain": 1.05}
+    record = {
+        "real": args.real,
+        "synthetic": synthetic_total,
+        "batch": total_batch,
+        "step_ms": args.step_ms,
+        "threads": args.threads,
+        "rounds": args.epochs,
+        "fill_seconds": fill_seconds,
+        "store_bytes": shard_bytes,
+        **results,
+        "goal_over_plain": 1.05,
+    }
 
     def ratio(engine: str) -> str:
         low, high = results[f"{engine}_over_plain_iqr"]
-        return (f"{engine} {results[f'{engine}_seconds']:.3f}s ({results[f'{engine}_over_plain']:.3f} "
-                f"x plain, IQR {low:.3f}-{high:.3f})")
+        return (
+            f"{engine} {results[f'{engine}_seconds']:.3f}s ({results[f'{engine}_over_plain']:.3f} "
+            f"x plain, IQR {low:.3f}-{high:.3f})"
+        )
 
-    print(f"plain {results['plain_seconds']:.3f}s  warm store: {ratio('sync')}, {ratio('thread')}; "
-          f"goal <= 1.05 "
-          f"[{len(x)} samples/epoch, batch {total_batch}, step {args.step_ms} ms]")
+    print(
+        f"plain {results['plain_seconds']:.3f}s  warm store: {ratio('sync')}, {ratio('thread')}; "
+        f"goal <= 1.05 "
+        f"[{len(x)} samples/epoch, batch {total_batch}, step {args.step_ms} ms]"
+    )
     write_json(f"warm_store-step{args.step_ms:g}ms", record, args.out)
 
 

@@ -32,15 +32,30 @@ import open_clip
 import torch
 
 from gdaload import GenMix
+from gdaload.bench.evaluate import (
+    ArmResults,
+    SeedRun,
+    dataset_tensors,
+    digits_task,
+    selection_stage,
+)
 from gdaload.datasets import DIGIT_CLASSES
-from gdaload.bench.evaluate import ArmResults, SeedRun, dataset_tensors, digits_task, selection_stage
 from gdaload.select import ClipFilter
 
 
 def tiny_clip(folder: Path) -> tuple[torch.nn.Module, Any]:
     name = "gdaload-bench-tiny-clip"
-    cfg = {"embed_dim": 32, "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "patch_size": 8},
-           "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2}}
+    cfg = {
+        "embed_dim": 32,
+        "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "patch_size": 8},
+        "text_cfg": {
+            "context_length": 16,
+            "vocab_size": 49408,
+            "width": 64,
+            "heads": 2,
+            "layers": 2,
+        },
+    }
     (folder / f"{name}.json").write_text(json.dumps(cfg))
     open_clip.add_model_config(folder / f"{name}.json")
     with torch.random.fork_rng():
@@ -50,40 +65,65 @@ def tiny_clip(folder: Path) -> tuple[torch.nn.Module, Any]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    task = digits_task(shots=args.shots, sampler=args.sampler, steps=args.steps,
-                       epochs=args.epochs, batch_size=args.batch_size)
+    task = digits_task(
+        shots=args.shots,
+        sampler=args.sampler,
+        steps=args.steps,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+    )
     clip_model, clip_tokenizer = tiny_clip(Path(tempfile.mkdtemp()))
     selections = (("topk", "TopK"), ("realism", "RealismScore"), ("cluster", "ClusterSelect"))
     results = ArmResults()
     for seed in range(args.seeds):
         run = SeedRun(task, seed, results)
         real_model = run.record("real only", run.real_batches())
-        run.record("real-real mixup", run.real_batches(),
-                   GenMix(10, alpha=args.alpha, beta="symmetric", pairing="real-real", seed=seed))
+        run.record(
+            "real-real mixup",
+            run.real_batches(),
+            GenMix(10, alpha=args.alpha, beta="symmetric", pairing="real-real", seed=seed),
+        )
         run.record("GDA", run.gda_batches(args.ratio))
-        run.record("GenMix", run.gda_batches(args.ratio),
-                   GenMix(10, alpha=args.alpha, beta="paper", seed=seed))
+        run.record(
+            "GenMix",
+            run.gda_batches(args.ratio),
+            GenMix(10, alpha=args.alpha, beta="paper", seed=seed),
+        )
         real_x, real_y = dataset_tensors(run.train)
-        stages = {f"GDA + {label}": selection_stage(key, real_model, real_x, real_y)
-                  for key, label in selections}
+        stages = {
+            f"GDA + {label}": selection_stage(key, real_model, real_x, real_y)
+            for key, label in selections
+        }
         stages["GDA + ClipFilter (random tiny CLIP)"] = ClipFilter(
-            clip_model, tokenizer=clip_tokenizer,
-            class_names=[f"digit {d}" for d in DIGIT_CLASSES], keep=0.5)
+            clip_model,
+            tokenizer=clip_tokenizer,
+            class_names=[f"digit {d}" for d in DIGIT_CLASSES],
+            keep=0.5,
+        )
         for name, stage in stages.items():
             run.record_selected(name, stage, args.ratio, args.candidates)
         accs = ", ".join(f"{k} {v[-1]:.4f}" for k, v in results.accuracy.items())
         print(f"seed {seed}: {accs} | generated {run.generator.generated}", flush=True)
-    return {"settings": vars(args), "accuracy": results.accuracy, "mean_ci95": results.summary(),
-            "gain_vs_real_ci95": results.gains(), "kept_fraction": results.kept_fraction,
-            "seconds": results.seconds}
+    return {
+        "settings": vars(args),
+        "accuracy": results.accuracy,
+        "mean_ci95": results.summary(),
+        "gain_vs_real_ci95": results.gains(),
+        "kept_fraction": results.kept_fraction,
+        "seconds": results.seconds,
+    }
 
 
 def markdown(report: dict[str, Any]) -> str:
     s = report["settings"]
-    lines = [f"Digits, {s['shots']} labelled images per class, {s['seeds']} seeds; m_G/m_S = {s['ratio']}, "
-             f"{s['sampler']} {s['steps']} steps, {s['candidates']} candidates per sample for selection; "
-             "mean ± 95% CI.", "",
-             "| arm | test accuracy | gain over real only (paired) | kept fraction |", "|---|---|---|---|"]
+    lines = [
+        f"Digits, {s['shots']} labelled images per class, {s['seeds']} seeds; m_G/m_S = {s['ratio']}, "
+        f"{s['sampler']} {s['steps']} steps, {s['candidates']} candidates per sample for selection; "
+        "mean ± 95% CI.",
+        "",
+        "| arm | test accuracy | gain over real only (paired) | kept fraction |",
+        "|---|---|---|---|",
+    ]
     for name, (mean, half) in report["mean_ci95"].items():
         gain, gain_half = report["gain_vs_real_ci95"][name]
         kept = report["kept_fraction"].get(name)
@@ -94,7 +134,9 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--shots", type=int, default=10)
     parser.add_argument("--ratio", type=float, default=2.0)

@@ -44,6 +44,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gdaload.bench.quickstart import mean_ci
+from gdaload.bench.views import ViewSet, generate_novel_views, tta_accuracy, view_cnn
 from gdaload.datasets.multiview import (
     CLASSES,
     VIEW_NAMES,
@@ -51,11 +53,9 @@ from gdaload.datasets.multiview import (
     lookalikes,
     render_instance,
 )
-from gdaload.bench.views import ViewSet, generate_novel_views, tta_accuracy, view_cnn
 from gdaload.generators.multiview.generator import MultiViewDiffusion
-from gdaload.train.multiview import train_multiview
-from gdaload.bench.quickstart import mean_ci
 from gdaload.seeding import derive_rng, derive_seed
+from gdaload.train.multiview import train_multiview
 
 
 def view_ceiling(view: int) -> float:
@@ -64,16 +64,19 @@ def view_ceiling(view: int) -> float:
     return sum(1 / len(lookalikes(c, view)) for c in range(len(CLASSES))) / len(CLASSES)
 
 
-def ideal_views(labels: torch.Tensor, views: torch.Tensor, instance_seeds: Sequence[int],
-                seed: int) -> torch.Tensor:
+def ideal_views(
+    labels: torch.Tensor, views: torch.Tensor, instance_seeds: Sequence[int], seed: int
+) -> torch.Tensor:
     """What a perfect novel-view generator could draw: each object re-rendered with a
     class picked at random among those its observed view cannot tell apart (the same
     instance seed, so body, colours, light and camera are the object's own)."""
     rng = derive_rng(seed, 14)
-    return torch.stack([
-        render_instance(int(rng.choice(lookalikes(int(c), int(v)))), int(s))
-        for c, v, s in zip(labels, views, instance_seeds)
-    ])
+    return torch.stack(
+        [
+            render_instance(int(rng.choice(lookalikes(int(c), int(v)))), int(s))
+            for c, v, s in zip(labels, views, instance_seeds, strict=True)
+        ]
+    )
 
 
 def small_cnn(num_classes: int, seed: int) -> nn.Module:
@@ -83,8 +86,14 @@ def small_cnn(num_classes: int, seed: int) -> nn.Module:
         return view_cnn(num_classes)
 
 
-def train_classifier(images: torch.Tensor, labels: torch.Tensor, steps: int, seed: int,
-                     batch_size: int = 64, lr: float = 2e-3) -> nn.Module:
+def train_classifier(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    steps: int,
+    seed: int,
+    batch_size: int = 64,
+    lr: float = 2e-3,
+) -> nn.Module:
     """Adam on random batches (drawn from ``seed``), a fixed number of steps."""
     model = small_cnn(int(labels.max()) + 1, seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
@@ -121,8 +130,13 @@ def family(labels: torch.Tensor) -> torch.Tensor:
     return labels // 4
 
 
-def generation_quality(gen: MultiViewDiffusion, objects: torch.Tensor, labels: torch.Tensor,
-                       judge: nn.Module, seed: int) -> list[dict[str, float]]:
+def generation_quality(
+    gen: MultiViewDiffusion,
+    objects: torch.Tensor,
+    labels: torch.Tensor,
+    judge: nn.Module,
+    seed: int,
+) -> list[dict[str, float]]:
     """PSNR, SSIM and coherence of the generated views for 1..V-1 observed views.
 
     Each object observes a random subset of the given size (drawn from its index and
@@ -139,17 +153,20 @@ def generation_quality(gen: MultiViewDiffusion, objects: torch.Tensor, labels: t
         fake, real = generated[~mask], objects[~mask]
         owner = labels[:, None].expand(n, v)[~mask]
         judged_fake, judged_real = predict(judge, fake).argmax(1), predict(judge, real).argmax(1)
-        rows.append({
-            "observed_views": k,
-            "psnr": float(psnr(fake, real).mean()),
-            "ssim": float(ssim(fake, real).mean()),
-            "coherence": float((judged_fake == owner).double().mean()),
-            "coherence_real_views": float((judged_real == owner).double().mean()),
-            # The family shows in every view, so unlike the class it is never ambiguous.
-            "family_coherence": float((family(judged_fake) == family(owner)).double().mean()),
-            "family_coherence_real_views":
-                float((family(judged_real) == family(owner)).double().mean()),
-        })
+        rows.append(
+            {
+                "observed_views": k,
+                "psnr": float(psnr(fake, real).mean()),
+                "ssim": float(ssim(fake, real).mean()),
+                "coherence": float((judged_fake == owner).double().mean()),
+                "coherence_real_views": float((judged_real == owner).double().mean()),
+                # The family shows in every view, so unlike the class it is never ambiguous.
+                "family_coherence": float((family(judged_fake) == family(owner)).double().mean()),
+                "family_coherence_real_views": float(
+                    (family(judged_real) == family(owner)).double().mean()
+                ),
+            }
+        )
     return rows
 
 
@@ -177,8 +194,7 @@ def summarise(values: Sequence[float]) -> dict[str, Any]:
     return {"mean": mean, "ci95": half, "values": list(values)}
 
 
-def fmt(summary: dict[str, Any], scale: float = 100.0, digits: int = 1,
-        sign: bool = False) -> str:
+def fmt(summary: dict[str, Any], scale: float = 100.0, digits: int = 1, sign: bool = False) -> str:
     mean, half = summary["mean"] * scale, summary["ci95"] * scale
     text = f"{mean:+.{digits}f}" if sign else f"{mean:.{digits}f}"
     return text if math.isnan(half) else f"{text} ± {half:.{digits}f}"
@@ -200,31 +216,50 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     folder = args.generator
     if folder is None:
         folder = train_multiview(
-            train, args.workdir, detail_channels=args.detail_channels,
-            ae_widths=args.ae_widths, ae_steps=args.ae_steps, widths=args.widths,
+            train,
+            args.workdir,
+            detail_channels=args.detail_channels,
+            ae_widths=args.ae_widths,
+            ae_steps=args.ae_steps,
+            widths=args.widths,
             attention=not args.no_attention,
-            steps=args.diffusion_steps, batch_size=args.batch_size, lr=args.lr,
-            seed=args.generator_seed, checkpoint_every=max(args.diffusion_steps, args.ae_steps),
+            steps=args.diffusion_steps,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            seed=args.generator_seed,
+            checkpoint_every=max(args.diffusion_steps, args.ae_steps),
             progress=not args.quiet,
         )
     timings["generator_training_s"] = time.perf_counter() - started
-    gen = MultiViewDiffusion.from_pretrained(folder, sampler=args.sampler,
-                                             steps=args.sampler_steps, device="cpu")
+    gen = MultiViewDiffusion.from_pretrained(
+        folder, sampler=args.sampler, steps=args.sampler_steps, device="cpu"
+    )
     with torch.inference_mode():
         recon = gen.autoencoder.decode(gen.autoencoder.encode(test_objects.flatten(0, 1)))
     autoencoder_psnr = float(psnr(recon, test_objects.flatten(0, 1)).mean())
 
     # The coherence judge: one classifier for every view, trained on all real views.
     tick = time.perf_counter()
-    judge = train_classifier(train_objects.flatten(0, 1), train_labels.repeat_interleave(4),
-                             args.judge_steps, seed=10_000)
+    judge = train_classifier(
+        train_objects.flatten(0, 1),
+        train_labels.repeat_interleave(4),
+        args.judge_steps,
+        seed=10_000,
+    )
     timings["judge_training_s"] = time.perf_counter() - tick
 
     quality: list[list[dict[str, float]]] = []
-    cells: dict[str, list[float]] = {k: [] for k in
-                                     ("single/single", "single/averaged", "augmented/single",
-                                      "augmented/averaged", "single/ideal_views",
-                                      "single/real_views")}
+    cells: dict[str, list[float]] = {
+        k: []
+        for k in (
+            "single/single",
+            "single/averaged",
+            "augmented/single",
+            "augmented/averaged",
+            "single/ideal_views",
+            "single/real_views",
+        )
+    }
     train_views = observed_views(args.view, len(clf_objects), args.data_seed, 21)
     test_views = observed_views(args.view, len(test_objects), args.data_seed, 22)
     train_single = clf_objects[torch.arange(len(clf_objects)), train_views]
@@ -241,8 +276,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         augmented_labels = torch.cat([clf_labels, clf_labels.repeat_interleave(novel.shape[1])])
         models = {
             "single": train_classifier(train_single, clf_labels, args.classifier_steps, seed),
-            "augmented": train_classifier(augmented_images, augmented_labels,
-                                          args.classifier_steps, seed),
+            "augmented": train_classifier(
+                augmented_images, augmented_labels, args.classifier_steps, seed
+            ),
         }
         test_set, views_cache = ViewSet(test_single, test_labels, test_views), {}
         for name, model in models.items():
@@ -255,17 +291,28 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         ideal = ideal_views(test_labels, test_views, test.instance_seeds, seed)
         cells["single/ideal_views"].append(averaged_over(models["single"], ideal, test_labels))
         cells["single/real_views"].append(
-            averaged_over(models["single"], test_objects, test_labels))
+            averaged_over(models["single"], test_objects, test_labels)
+        )
         timings[f"classification_seed{seed}_s"] = time.perf_counter() - tick
         if not args.quiet:
             scores = ", ".join(f"{k} {v[-1]:.3f}" for k, v in cells.items())
             print(f"seed {seed}: {scores}", flush=True)
 
     quality_summary = [
-        {"observed_views": k + 1,
-         **{m: summarise([q[k][m] for q in quality])
-            for m in ("psnr", "ssim", "coherence", "coherence_real_views", "family_coherence",
-                      "family_coherence_real_views")}}
+        {
+            "observed_views": k + 1,
+            **{
+                m: summarise([q[k][m] for q in quality])
+                for m in (
+                    "psnr",
+                    "ssim",
+                    "coherence",
+                    "coherence_real_views",
+                    "family_coherence",
+                    "family_coherence_real_views",
+                )
+            },
+        }
         for k in range(len(quality[0]))
     ]
     timings["total_s"] = time.perf_counter() - started
@@ -278,8 +325,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "classification": {k: summarise(v) for k, v in cells.items()},
         # Paired by seed: the same classifier and test views with and without averaging.
         "averaging_gain": {
-            name: summarise([a - b for a, b in zip(cells[f"{name}/averaged"],
-                                                   cells[f"{name}/single"])])
+            name: summarise(
+                [
+                    a - b
+                    for a, b in zip(cells[f"{name}/averaged"], cells[f"{name}/single"], strict=True)
+                ]
+            )
             for name in ("single", "augmented")
         },
         "timings": timings,
@@ -293,59 +344,90 @@ def markdown(results: dict[str, Any]) -> str:
     lines = [
         f"## DiMViDA protocol on MultiViewShapes ({s['seeds']} seeds, mean ± 95% CI)",
         "",
-        (f"Generator trained on all views of {s['train_per_class']} objects per class "
-        f"(16 classes); classifiers on one view of {s['classifier_per_class']} other objects "
-        f"per class; test: {s['test_per_class']} objects per class. "
-        f"Sampler {s['sampler']}, {s['sampler_steps']} steps. "
-        f"Autoencoder reconstruction PSNR {results['autoencoder_psnr']:.1f} dB."),
+        (
+            f"Generator trained on all views of {s['train_per_class']} objects per class "
+            f"(16 classes); classifiers on one view of {s['classifier_per_class']} other objects "
+            f"per class; test: {s['test_per_class']} objects per class. "
+            f"Sampler {s['sampler']}, {s['sampler_steps']} steps. "
+            f"Autoencoder reconstruction PSNR {results['autoencoder_psnr']:.1f} dB."
+        ),
         "",
         "### Generated views against the true missing views",
         "",
-        ("| observed views | PSNR (dB) | SSIM | coherence (%) | same judge on the real views (%) "
-        "| family coherence (%) | on the real views (%) |"),
+        (
+            "| observed views | PSNR (dB) | SSIM | coherence (%) | same judge on the real views (%) "
+            "| family coherence (%) | on the real views (%) |"
+        ),
         "|---|---|---|---|---|---|---|",
     ]
     for row in results["quality"]:
-        lines.append(f"| {row['observed_views']} | {fmt(row['psnr'], 1, 2)} | "
-                     f"{fmt(row['ssim'], 1, 3)} | {fmt(row['coherence'])} | "
-                     f"{fmt(row['coherence_real_views'])} | {fmt(row['family_coherence'])} | "
-                     f"{fmt(row['family_coherence_real_views'])} |")
+        lines.append(
+            f"| {row['observed_views']} | {fmt(row['psnr'], 1, 2)} | "
+            f"{fmt(row['ssim'], 1, 3)} | {fmt(row['coherence'])} | "
+            f"{fmt(row['coherence_real_views'])} | {fmt(row['family_coherence'])} | "
+            f"{fmt(row['family_coherence_real_views'])} |"
+        )
     lines += [
         "",
-        (f"### Classification accuracy (%), single view = {s['view']} "
-        f"(ceiling {100 * results['single_view_ceiling']:.0f}%)"),
+        (
+            f"### Classification accuracy (%), single view = {s['view']} "
+            f"(ceiling {100 * results['single_view_ceiling']:.0f}%)"
+        ),
         "",
-        ("| classifier trained on | test: single view | test: averaged over generated views "
-        "| averaging gain (paired) |"),
+        (
+            "| classifier trained on | test: single view | test: averaged over generated views "
+            "| averaging gain (paired) |"
+        ),
         "|---|---|---|---|",
-        (f"| single views | {fmt(c['single/single'])} | {fmt(c['single/averaged'])} "
-        f"| {fmt(g['single'], sign=True)} |"),
-        (f"| single + generated views | {fmt(c['augmented/single'])} | "
-        f"{fmt(c['augmented/averaged'])} | {fmt(g['augmented'], sign=True)} |"),
+        (
+            f"| single views | {fmt(c['single/single'])} | {fmt(c['single/averaged'])} "
+            f"| {fmt(g['single'], sign=True)} |"
+        ),
+        (
+            f"| single + generated views | {fmt(c['augmented/single'])} | "
+            f"{fmt(c['augmented/averaged'])} | {fmt(g['augmented'], sign=True)} |"
+        ),
         "",
-        ("References for the classifier trained on single views, averaged over the observed "
-        f"view and the 3 views an *ideal* generator could draw: {fmt(c['single/ideal_views'])}%; "
-        f"over the four *real* views (which also show what the observed view hides): "
-        f"{fmt(c['single/real_views'])}%."),
+        (
+            "References for the classifier trained on single views, averaged over the observed "
+            f"view and the 3 views an *ideal* generator could draw: {fmt(c['single/ideal_views'])}%; "
+            f"over the four *real* views (which also show what the observed view hides): "
+            f"{fmt(c['single/real_views'])}%."
+        ),
         f"Total time {results['timings']['total_s'] / 60:.1f} min.",
     ]
     return "\n".join(lines) + "\n"
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", default="benchmarks/results/multiview_protocol",
-                   help="folder for results.md and results.json")
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--out",
+        default="benchmarks/results/multiview_protocol",
+        help="folder for results.md and results.json",
+    )
     p.add_argument("--generator", default=None, help="a trained MultiViewDiffusion folder to reuse")
-    p.add_argument("--workdir", default="runs/multiview_protocol/generator",
-                   help="where the generator is trained (and resumed) without --generator")
-    p.add_argument("--view", default="random", choices=(*VIEW_NAMES, "random"),
-                   help="the single observed view, or 'random': one random view per object")
+    p.add_argument(
+        "--workdir",
+        default="runs/multiview_protocol/generator",
+        help="where the generator is trained (and resumed) without --generator",
+    )
+    p.add_argument(
+        "--view",
+        default="random",
+        choices=(*VIEW_NAMES, "random"),
+        help="the single observed view, or 'random': one random view per object",
+    )
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--train-per-class", type=int, default=100)
-    p.add_argument("--classifier-per-class", type=int, default=20,
-                   help="objects per class whose single view trains the classifiers")
+    p.add_argument(
+        "--classifier-per-class",
+        type=int,
+        default=20,
+        help="objects per class whose single view trains the classifiers",
+    )
     p.add_argument("--test-per-class", type=int, default=64)
     p.add_argument("--data-seed", type=int, default=0)
     p.add_argument("--generator-seed", type=int, default=0)
@@ -353,8 +435,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--ae-widths", type=int, nargs="+", default=[16, 32])
     p.add_argument("--ae-steps", type=int, default=1000)
     p.add_argument("--widths", type=int, nargs="+", default=[48, 96], help="UNet level widths")
-    p.add_argument("--no-attention", action="store_true",
-                   help="no self-attention at the UNet's coarsest level")
+    p.add_argument(
+        "--no-attention", action="store_true", help="no self-attention at the UNet's coarsest level"
+    )
     p.add_argument("--diffusion-steps", type=int, default=30000)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=2e-3)

@@ -46,16 +46,22 @@ import torch
 from torch.utils.data import DataLoader
 
 from gdaload import ClassConditionalPipeline, DiffusionGenerator
-from gdaload.datasets import digits_splits
 from gdaload.bench.evaluate import fit_classifier
-from gdaload.metrics import extract_features, frechet_distance, penultimate
 from gdaload.bench.quickstart import DIGITS_GENERATOR, digits_cnn
+from gdaload.datasets import digits_splits
+from gdaload.metrics import extract_features, frechet_distance, penultimate
 
 #: Dense (no sparsity) bf16 tensor-core peaks in TFLOP/s, by a substring of the device
 #: name, from the vendors' data sheets; the first match wins.
 BF16_PEAK_TFLOPS: tuple[tuple[str, float], ...] = (
-    ("H200", 989.4), ("H100 PCIe", 756.0), ("H100 NVL", 835.5), ("H100", 989.4),
-    ("A100", 312.0), ("L40S", 362.1), ("L4", 121.0), ("RTX 4090", 165.2),
+    ("H200", 989.4),
+    ("H100 PCIe", 756.0),
+    ("H100 NVL", 835.5),
+    ("H100", 989.4),
+    ("A100", 312.0),
+    ("L40S", 362.1),
+    ("L4", 121.0),
+    ("RTX 4090", 165.2),
 )
 #: Allowed FID excess over ``ddim`` at 50 steps for "same quality".
 TOLERANCE = 0.10
@@ -95,6 +101,7 @@ def baseline_maker(pipe: ClassConditionalPipeline) -> Maker:
     def make(labels: Sequence[int], seeds: Sequence[int]) -> torch.Tensor:
         # What the diffusers docs show: one generator for the batch, default steps.
         return pipe(labels, generator=torch.Generator().manual_seed(seeds[0])).images
+
     return make
 
 
@@ -102,12 +109,19 @@ def reference_features(device: torch.device) -> tuple[torch.nn.Module, torch.Ten
     """Penultimate features of a digits CNN trained on the generator pool; the pool's and
     the test set's features."""
     splits = digits_splits()
-    loader = DataLoader(splits.generator_pool, batch_size=64, shuffle=True,
-                        generator=torch.Generator().manual_seed(0))
+    loader = DataLoader(
+        splits.generator_pool,
+        batch_size=64,
+        shuffle=True,
+        generator=torch.Generator().manual_seed(0),
+    )
     model = fit_classifier(digits_cnn, loader, epochs=30, seed=0)
     features = penultimate(model).to(device)
-    return (features, extract_features(splits.generator_pool, features),
-            extract_features(splits.test, features))
+    return (
+        features,
+        extract_features(splits.generator_pool, features),
+        extract_features(splits.test, features),
+    )
 
 
 def digits_part(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
@@ -118,8 +132,9 @@ def digits_part(args: argparse.Namespace, device: torch.device) -> dict[str, Any
     def quality(make: Maker) -> tuple[float, float]:
         start = time.perf_counter()
         b = args.batch_size
-        images = torch.cat([make(labels[i : i + b].tolist(), seeds[i : i + b])
-                            for i in range(0, n, b)])
+        images = torch.cat(
+            [make(labels[i : i + b].tolist(), seeds[i : i + b]) for i in range(0, n, b)]
+        )
         _sync(device)
         seconds = time.perf_counter() - start
         return frechet_distance(pool_feats, extract_features(images, features)), n / seconds
@@ -133,62 +148,88 @@ def digits_part(args: argparse.Namespace, device: torch.device) -> dict[str, Any
     generators: dict[tuple[str, int], DiffusionGenerator] = {}
     for sampler in args.samplers:
         for steps in args.steps:
-            gen = DiffusionGenerator.from_pretrained(DIGITS_GENERATOR, sampler=sampler, steps=steps,
-                                                     device=device, max_batch_size=args.batch_size)
+            gen = DiffusionGenerator.from_pretrained(
+                DIGITS_GENERATOR,
+                sampler=sampler,
+                steps=steps,
+                device=device,
+                max_batch_size=args.batch_size,
+            )
             generators[sampler, steps] = gen
             fid, rate = quality(gen.generate)
-            sweep[f"{sampler} {steps}"] = {"sampler": sampler, "steps": steps, "fid": fid,
-                                           "images_per_s_sweep": rate}
-            print(f"{sampler:>13} {steps:>3} steps: FID {fid:.3f}  ({rate:.1f} images/s)",
-                  flush=True)
+            sweep[f"{sampler} {steps}"] = {
+                "sampler": sampler,
+                "steps": steps,
+                "fid": fid,
+                "images_per_s_sweep": rate,
+            }
+            print(
+                f"{sampler:>13} {steps:>3} steps: FID {fid:.3f}  ({rate:.1f} images/s)", flush=True
+            )
 
     real_floor = frechet_distance(pool_feats, test_feats)
     ddim50 = sweep.get("ddim 50", {}).get("fid")
-    dpm = sorted((v["steps"], v["fid"]) for v in sweep.values()
-                 if v.get("sampler") == "dpm-solver++")
+    dpm = sorted(
+        (v["steps"], v["fid"]) for v in sweep.values() if v.get("sampler") == "dpm-solver++"
+    )
     within = [s for s, f in dpm if ddim50 is not None and f <= (1 + TOLERANCE) * ddim50]
     matched = [s for s, f in dpm if f <= sweep["baseline"]["fid"]]
-    chosen = {"matches baseline FID": min(matched) if matched else None,
-              f"within {TOLERANCE:.0%} of ddim 50": min(within) if within else None,
-              "library default": 20}
+    chosen = {
+        "matches baseline FID": min(matched) if matched else None,
+        f"within {TOLERANCE:.0%} of ddim 50": min(within) if within else None,
+        "library default": 20,
+    }
     timed_steps = sorted({s for s in chosen.values() if s is not None})
     makers = {"baseline": baseline_maker(pipe)}
     for steps in timed_steps:
         gen = generators.get(("dpm-solver++", steps)) or DiffusionGenerator.from_pretrained(
-            DIGITS_GENERATOR, sampler="dpm-solver++", steps=steps, device=device,
-            max_batch_size=args.batch_size)
+            DIGITS_GENERATOR,
+            sampler="dpm-solver++",
+            steps=steps,
+            device=device,
+            max_batch_size=args.batch_size,
+        )
         makers[f"dpm-solver++ {steps}"] = gen.generate
     rates: dict[str, list[float]] = {name: [] for name in makers}
     # Interleaved rounds: a load change on a shared machine hits every contender alike.
     for _ in range(args.repeats):
         for name, make in makers.items():
             rates[name].append(
-                images_per_second(make, args.throughput_images, args.batch_size, device))
+                images_per_second(make, args.throughput_images, args.batch_size, device)
+            )
     throughput = {name: statistics.median(v) for name, v in rates.items()}
     base_rate = throughput["baseline"]
     ratios = {name: rate / base_rate for name, rate in throughput.items()}
     return {
-        "baseline": baseline_name, "samples": n, "fid_real_test_vs_pool": real_floor,
-        "sweep": sweep, "chosen_steps": chosen,
+        "baseline": baseline_name,
+        "samples": n,
+        "fid_real_test_vs_pool": real_floor,
+        "sweep": sweep,
+        "chosen_steps": chosen,
         "dpm_le20_within_tolerance_of_ddim50": bool(within and min(within) <= 20),
-        "throughput_images_per_s": throughput, "throughput_rounds": rates,
+        "throughput_images_per_s": throughput,
+        "throughput_rounds": rates,
         "speedup_vs_baseline": ratios,
     }
 
 
 def print_digits(record: dict[str, Any], steps: Sequence[int], samplers: Sequence[str]) -> None:
     sweep = record["sweep"]
-    print(f"\nFID against the real pool ({record['samples']} generated; real test images vs pool: "
-          f"{record['fid_real_test_vs_pool']:.3f}); baseline {record['baseline']}: "
-          f"{sweep['baseline']['fid']:.3f}\n")
+    print(
+        f"\nFID against the real pool ({record['samples']} generated; real test images vs pool: "
+        f"{record['fid_real_test_vs_pool']:.3f}); baseline {record['baseline']}: "
+        f"{sweep['baseline']['fid']:.3f}\n"
+    )
     print("| sampler | " + " | ".join(f"{s} steps" for s in steps) + " |")
     print("|---|" + "---|" * len(steps))
     for sampler in samplers:
         cells = " | ".join(f"{sweep[f'{sampler} {s}']['fid']:.3f}" for s in steps)
         print(f"| {sampler} | {cells} |")
-    print(f"\nfastest dpm-solver++ steps: {record['chosen_steps']}; dpm-solver++ at <= 20 "
-          f"steps within {TOLERANCE:.0%} of ddim 50: "
-          f"{record['dpm_le20_within_tolerance_of_ddim50']}\n")
+    print(
+        f"\nfastest dpm-solver++ steps: {record['chosen_steps']}; dpm-solver++ at <= 20 "
+        f"steps within {TOLERANCE:.0%} of ddim 50: "
+        f"{record['dpm_le20_within_tolerance_of_ddim50']}\n"
+    )
     print("| generator | images/s (median) | × baseline |")
     print("|---|---|---|")
     for name, rate in record["throughput_images_per_s"].items():
@@ -214,31 +255,67 @@ def sd15_pipeline(device: torch.device, dtype: torch.dtype) -> Any:
     tokens = ["<|startoftext|>", "<|endoftext|>"] + list(chars) + [c + "</w>" for c in chars]
     (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}))
     (folder / "merges.txt").write_text("#version: 0.2\n")
-    tokenizer = CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"),
-                              model_max_length=77)
+    tokenizer = CLIPTokenizer(
+        str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=77
+    )
     cuda = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=cuda), torch.device(device):
         torch.manual_seed(0)
-        text_encoder = CLIPTextModel(CLIPTextConfig(
-            vocab_size=49408, hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
-            num_attention_heads=12, max_position_embeddings=77, hidden_act="quick_gelu",
-            bos_token_id=0, eos_token_id=1, pad_token_id=1, projection_dim=768))
+        text_encoder = CLIPTextModel(
+            CLIPTextConfig(
+                vocab_size=49408,
+                hidden_size=768,
+                intermediate_size=3072,
+                num_hidden_layers=12,
+                num_attention_heads=12,
+                max_position_embeddings=77,
+                hidden_act="quick_gelu",
+                bos_token_id=0,
+                eos_token_id=1,
+                pad_token_id=1,
+                projection_dim=768,
+            )
+        )
         unet = UNet2DConditionModel(
-            sample_size=64, in_channels=4, out_channels=4, layers_per_block=2,
-            block_out_channels=(320, 640, 1280, 1280), cross_attention_dim=768,
+            sample_size=64,
+            in_channels=4,
+            out_channels=4,
+            layers_per_block=2,
+            block_out_channels=(320, 640, 1280, 1280),
+            cross_attention_dim=768,
             attention_head_dim=8,
             down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
-            up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3)
+            up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+        )
         vae = AutoencoderKL(
-            in_channels=3, out_channels=3, latent_channels=4, layers_per_block=2, sample_size=512,
+            in_channels=3,
+            out_channels=3,
+            latent_channels=4,
+            layers_per_block=2,
+            sample_size=512,
             block_out_channels=(128, 256, 512, 512),
-            down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4)
-    scheduler = PNDMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-                              num_train_timesteps=1000, skip_prk_steps=True, steps_offset=1,
-                              set_alpha_to_one=False)
+            down_block_types=("DownEncoderBlock2D",) * 4,
+            up_block_types=("UpDecoderBlock2D",) * 4,
+        )
+    scheduler = PNDMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        num_train_timesteps=1000,
+        skip_prk_steps=True,
+        steps_offset=1,
+        set_alpha_to_one=False,
+    )
     pipe = StableDiffusionPipeline(
-        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler,
-        safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device, dtype)
 
@@ -250,8 +327,9 @@ def bf16_peak(device: torch.device, override: float | None) -> float | None:
     return next((peak for key, peak in BF16_PEAK_TFLOPS if key in name), None)
 
 
-def denoiser_tflops(unet: torch.nn.Module, batch: int, dtype: torch.dtype, device: torch.device,
-                    calls: int) -> tuple[float, float]:
+def denoiser_tflops(
+    unet: torch.nn.Module, batch: int, dtype: torch.dtype, device: torch.device, calls: int
+) -> tuple[float, float]:
     """FLOPs of one UNet call (counted on the eager module) and achieved TFLOP/s."""
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -285,11 +363,16 @@ def sd15_part(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
     default_steps = call_default(StableDiffusionPipeline, "num_inference_steps")
     default_guidance = call_default(StableDiffusionPipeline, "guidance_scale")
     # A second pipeline object over the same modules: DiffusionGenerator swaps its scheduler.
-    gen = DiffusionGenerator(StableDiffusionPipeline(**pipe.components), sampler="dpm-solver++",
-                             steps=args.sd_steps, guidance_scale=default_guidance,
-                             prompts="a photo of a {name}",
-                             class_names=[f"class {i}" for i in range(10)],
-                             device=device, max_batch_size=args.sd_batch_size)
+    gen = DiffusionGenerator(
+        StableDiffusionPipeline(**pipe.components),
+        sampler="dpm-solver++",
+        steps=args.sd_steps,
+        guidance_scale=default_guidance,
+        prompts="a photo of a {name}",
+        class_names=[f"class {i}" for i in range(10)],
+        device=device,
+        max_batch_size=args.sd_batch_size,
+    )
     if args.compile:
         compiled = torch.compile(pipe.unet)
         pipe.unet = compiled
@@ -300,8 +383,10 @@ def sd15_part(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
         noise = torch.Generator(device).manual_seed(seeds[0])
         return pipe(prompts, generator=noise, output_type="pt").images
 
-    makers = {f"pipeline default: {type(pipe.scheduler).__name__} {default_steps} steps": baseline,
-              f"DiffusionGenerator dpm-solver++ {args.sd_steps} steps": gen.generate}
+    makers = {
+        f"pipeline default: {type(pipe.scheduler).__name__} {default_steps} steps": baseline,
+        f"DiffusionGenerator dpm-solver++ {args.sd_steps} steps": gen.generate,
+    }
     for make in makers.values():  # warm-up (and compilation) outside the timed rounds
         make([0] * args.sd_batch_size, list(range(args.sd_batch_size)))
     rates: dict[str, list[float]] = {name: [] for name in makers}
@@ -311,36 +396,51 @@ def sd15_part(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
     throughput = {name: statistics.median(v) for name, v in rates.items()}
     base = next(iter(throughput.values()))
     # Classifier-free guidance runs the denoiser on twice the batch.
-    flops, achieved = denoiser_tflops(pipe.unet, 2 * args.sd_batch_size, dtype, device,
-                                      args.flop_calls)
+    flops, achieved = denoiser_tflops(
+        pipe.unet, 2 * args.sd_batch_size, dtype, device, args.flop_calls
+    )
     peak = bf16_peak(device, args.peak_tflops)
     record = {
-        "gpu": torch.cuda.get_device_name(device), "dtype": str(dtype),
-        "channels_last": args.channels_last, "compile": args.compile, "resolution": 512,
+        "gpu": torch.cuda.get_device_name(device),
+        "dtype": str(dtype),
+        "channels_last": args.channels_last,
+        "compile": args.compile,
+        "resolution": 512,
         "batch_size": args.sd_batch_size,
-        "guidance_scale": default_guidance, "throughput_images_per_s": throughput,
+        "guidance_scale": default_guidance,
+        "throughput_images_per_s": throughput,
         "speedup_vs_baseline": {k: v / base for k, v in throughput.items()},
-        "denoiser_gflops_per_call": flops / 1e9, "denoiser_batch": 2 * args.sd_batch_size,
-        "denoiser_tflops_achieved": achieved, "bf16_peak_tflops": peak,
+        "denoiser_gflops_per_call": flops / 1e9,
+        "denoiser_batch": 2 * args.sd_batch_size,
+        "denoiser_tflops_achieved": achieved,
+        "bf16_peak_tflops": peak,
         "denoiser_fraction_of_peak": achieved / peak if peak and args.bf16 else None,
     }
-    print(f"\nSD-1.5 architecture (random weights) on {record['gpu']}, {dtype}, 512x512, batch "
-          f"{args.sd_batch_size}, guidance {default_guidance}, channels-last {args.channels_last}, "
-          f"compile {args.compile}\n")
+    print(
+        f"\nSD-1.5 architecture (random weights) on {record['gpu']}, {dtype}, 512x512, batch "
+        f"{args.sd_batch_size}, guidance {default_guidance}, channels-last {args.channels_last}, "
+        f"compile {args.compile}\n"
+    )
     print("| generator | images/s (median) | × baseline |")
     print("|---|---|---|")
     for name, rate in throughput.items():
         print(f"| {name} | {rate:.2f} | {rate / base:.2f} |")
-    print(f"\ndenoiser: {flops / 1e12:.2f} TFLOP per call (batch {2 * args.sd_batch_size}), "
-          f"{achieved:.1f} TFLOP/s achieved"
-          + (f" = {achieved / peak:.0%} of the {peak:.0f} TFLOP/s bf16 peak"
-             if peak and args.bf16 else ""))
+    print(
+        f"\ndenoiser: {flops / 1e12:.2f} TFLOP per call (batch {2 * args.sd_batch_size}), "
+        f"{achieved:.1f} TFLOP/s achieved"
+        + (
+            f" = {achieved / peak:.0%} of the {peak:.0f} TFLOP/s bf16 peak"
+            if peak and args.bf16
+            else ""
+        )
+    )
     return record
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--samples", type=int, default=1000, help="generated images per FID")
     parser.add_argument("--steps", type=int, nargs="+", default=[5, 10, 20, 50])
@@ -349,11 +449,16 @@ def main() -> None:
     parser.add_argument("--throughput-images", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=3, help="interleaved timing rounds")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True,
-                        help="SD-1.5 part: bf16 weights (default) or float32")
+    parser.add_argument(
+        "--bf16",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="SD-1.5 part: bf16 weights (default) or float32",
+    )
     parser.add_argument("--channels-last", action="store_true", help="SD-1.5 part")
-    parser.add_argument("--compile", action="store_true",
-                        help="SD-1.5 part: torch.compile the UNet")
+    parser.add_argument(
+        "--compile", action="store_true", help="SD-1.5 part: torch.compile the UNet"
+    )
     parser.add_argument("--sd-steps", type=int, default=20)
     parser.add_argument("--sd-batch-size", type=int, default=8)
     parser.add_argument("--sd-images", type=int, default=32)
@@ -367,8 +472,12 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    record: dict[str, Any] = {"settings": vars(args), "torch": torch.__version__,
-                              "machine": platform.machine(), "cpu_threads": torch.get_num_threads()}
+    record: dict[str, Any] = {
+        "settings": vars(args),
+        "torch": torch.__version__,
+        "machine": platform.machine(),
+        "cpu_threads": torch.get_num_threads(),
+    }
     if not args.skip_digits:
         record["digits"] = digits_part(args, device)
         print_digits(record["digits"], args.steps, args.samplers)

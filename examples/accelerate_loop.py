@@ -12,8 +12,8 @@ from accelerate import Accelerator
 from torch.utils.data import DataLoader
 
 from gdaload import DiffusionGenerator, GenerativeLoader, GenMix
-from gdaload.datasets import digits_splits
 from gdaload.bench.quickstart import DIGITS_GENERATOR, digits_cnn
+from gdaload.datasets import digits_splits
 
 
 def main() -> None:
@@ -24,9 +24,12 @@ def main() -> None:
     loader = DataLoader(splits.train, batch_size=20, shuffle=True)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
 
-    generator = DiffusionGenerator.from_pretrained(DIGITS_GENERATOR, sampler="dpm-solver++",
-                                                   steps=10, device=accelerator.device)
-    loader = GenerativeLoader(loader, generator, ratio=2.0, seed=0, return_mask=True)  # the one line
+    generator = DiffusionGenerator.from_pretrained(
+        DIGITS_GENERATOR, sampler="dpm-solver++", steps=10, device=accelerator.device
+    )
+    loader = GenerativeLoader(
+        loader, generator, ratio=2.0, seed=0, return_mask=True
+    )  # the one line
     genmix = GenMix(num_classes=10, alpha=1.0, seed=0)
 
     for epoch in range(20):

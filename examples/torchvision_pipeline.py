@@ -46,12 +46,14 @@ def main(model: str, epochs: int = 2) -> None:
     torch.manual_seed(0)  # seeds the shuffling and RandomAffine; GenerativeAugment has its own seed
     generator = DiffusionGenerator.from_pretrained(model, sampler="ddim", steps=10, device="cpu")
     augment = GenerativeAugment(generator, p=0.3, strength=(0.3, 0.6), seed=0)
-    pipeline = v2.Compose([
-        # The added line. It comes first so that each real image, not a randomly
-        # transformed copy, keys its variation: one per image and epoch.
-        augment,
-        v2.RandomAffine(degrees=10, translate=(0.1, 0.1)),
-    ])
+    pipeline = v2.Compose(
+        [
+            # The added line. It comes first so that each real image, not a randomly
+            # transformed copy, keys its variation: one per image and epoch.
+            augment,
+            v2.RandomAffine(degrees=10, translate=(0.1, 0.1)),
+        ]
+    )
     train = digits_splits(shots=10, seed=0).train
     loader = DataLoader(Transformed(train, pipeline), batch_size=25, shuffle=True, num_workers=2)
     images, labels = train.tensors
@@ -62,16 +64,23 @@ def main(model: str, epochs: int = 2) -> None:
         # Decisions are a pure function of (seed, epoch, label, image), so the main
         # process can count what the workers replaced without hearing back from them.
         replaced = int(augment.decisions(images, labels).sum())
-        print(f"epoch {epoch}: {replaced} of {seen} training images replaced by "
-              "generated variations")
+        print(
+            f"epoch {epoch}: {replaced} of {seen} training images replaced by generated variations"
+        )
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("model", nargs="?", default=str(DIGITS_GENERATOR),
-                        help="folder of a class-conditional diffusers pipeline for the 10 digits")
+    parser.add_argument(
+        "model",
+        nargs="?",
+        default=str(DIGITS_GENERATOR),
+        help="folder of a class-conditional diffusers pipeline for the 10 digits",
+    )
     args = parser.parse_args()
     if not Path(args.model).is_dir():
-        parser.error(f"no model folder at {args.model}; make one with "
-                     "`gdaload train-generator --data digits --output FOLDER` and pass it")
+        parser.error(
+            f"no model folder at {args.model}; make one with "
+            "`gdaload train-generator --data digits --output FOLDER` and pass it"
+        )
     main(args.model)

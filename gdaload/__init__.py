@@ -1,7 +1,7 @@
 """gdaload: on-the-fly generative data augmentation for PyTorch training loops."""
 
-from gdaload.data import CLASS_POLICIES, GenerativeDataset, GenerativeLoader
 from gdaload.cache import LatentCache, SampleStore
+from gdaload.data import CLASS_POLICIES, GenerativeDataset, GenerativeLoader
 from gdaload.generators import (
     SAMPLERS,
     ClassConditionalPipeline,
@@ -12,8 +12,8 @@ from gdaload.generators import (
     MultiViewDiffusion,
 )
 from gdaload.seeding import SeedPlan
-from gdaload.transforms import GenerativeAugment, GenMix
 from gdaload.train import train_multiview
+from gdaload.transforms import GenerativeAugment, GenMix
 from gdaload.tta import GenerativeTTA
 
 __version__ = "0.1.0"

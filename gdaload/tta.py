@@ -146,7 +146,8 @@ class GenerativeTTA(nn.Module):
         super().__init__()
         if isinstance(views, bool) or not isinstance(views, numbers.Integral) or views < 1:
             raise ValueError(
-                f"views must be an integer >= 1 (generated views per input), got {views!r}")
+                f"views must be an integer >= 1 (generated views per input), got {views!r}"
+            )
         if merge not in MERGE_MODES:
             raise ValueError(f"unknown merge mode {merge!r}; use one of {MERGE_MODES}")
         if not getattr(generator, "supports_source", False):
@@ -167,8 +168,11 @@ class GenerativeTTA(nn.Module):
         self.views = int(views)
         self.merge = merge
         self.include_original = bool(include_original)
-        self.strength: StrengthLike = (tuple(float(s) for s in strength)  # type: ignore[assignment]
-                                       if isinstance(strength, (tuple, list)) else float(strength))
+        self.strength: StrengthLike = (
+            tuple(float(s) for s in strength)  # type: ignore[assignment]
+            if isinstance(strength, (tuple, list))
+            else float(strength)
+        )
         self.seed = int(seed)
         self.batch_size = int(batch_size)
         self.cache_size = int(cache_size)
@@ -210,11 +214,14 @@ class GenerativeTTA(nn.Module):
         else:
             labels = torch.full((len(x),), -1, dtype=torch.long)
         context = (self.generator.config_hash(), repr(self.strength), self.views, self.seed)
-        keys = [(context, content_hash(img), int(lab))
-                for img, lab in zip(x.detach().cpu(), labels)]
-        out: list[torch.Tensor | None] = [self._cache.get(k) if self.cache_size else None
-                                          for k in keys]
-        for key, cached in zip(keys, out):
+        keys = [
+            (context, content_hash(img), int(lab))
+            for img, lab in zip(x.detach().cpu(), labels, strict=True)
+        ]
+        out: list[torch.Tensor | None] = [
+            self._cache.get(k) if self.cache_size else None for k in keys
+        ]
+        for key, cached in zip(keys, out, strict=True):
             if cached is not None:
                 self._cache.move_to_end(key)  # least recently used goes first
         todo = [i for i, v in enumerate(out) if v is None]
@@ -242,8 +249,12 @@ class GenerativeTTA(nn.Module):
             made = rounds * per_sample
         else:
             seeds = [derive_seed(self.seed, h, j) for h in hashes for j in range(k)]
-            images = gen.generate(labels.repeat_interleave(k), seeds,
-                                  source=source.repeat_interleave(k, 0), strength=self.strength)
+            images = gen.generate(
+                labels.repeat_interleave(k),
+                seeds,
+                source=source.repeat_interleave(k, 0),
+                strength=self.strength,
+            )
             made = k
         check_generated(images, len(x) * made, shape, source=type(gen).__name__)
         return images.reshape(len(x), made, *shape)[:, :k].detach().float().cpu()
@@ -276,8 +287,9 @@ class GenerativeTTA(nn.Module):
         return check_source(x, self.generator.image_shape, len(x))
 
     def _merge(self, original: torch.Tensor, generated: torch.Tensor) -> torch.Tensor:
-        stacked = (torch.cat([original[:, None], generated], 1) if self.include_original
-                   else generated)
+        stacked = (
+            torch.cat([original[:, None], generated], 1) if self.include_original else generated
+        )
         return merge_outputs(stacked, self.merge)
 
     def outputs(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -328,6 +340,8 @@ class GenerativeTTA(nn.Module):
         return {"single": single / total, "averaged": merged / total, "num_samples": total}
 
     def extra_repr(self) -> str:
-        return (f"views={self.views}, merge={self.merge!r}, "
-                f"include_original={self.include_original}, "
-                f"strength={self.strength}, seed={self.seed}, generator={self.generator!r}")
+        return (
+            f"views={self.views}, merge={self.merge!r}, "
+            f"include_original={self.include_original}, "
+            f"strength={self.strength}, seed={self.seed}, generator={self.generator!r}"
+        )

@@ -24,8 +24,16 @@ class SeedImageGenerator(Generator):
     def generate(self, labels: Any, seeds: Sequence[int]) -> torch.Tensor:
         labels = as_labels(labels, self.num_classes)
         seeds = as_seeds(seeds, len(labels))
-        out = torch.stack([torch.rand(self.image_shape, generator=torch.Generator().manual_seed(s))
-                           for s in seeds]) if seeds else torch.empty(0, *self.image_shape)
+        out = (
+            torch.stack(
+                [
+                    torch.rand(self.image_shape, generator=torch.Generator().manual_seed(s))
+                    for s in seeds
+                ]
+            )
+            if seeds
+            else torch.empty(0, *self.image_shape)
+        )
         if len(labels):
             out[:, 0, 0, 0] = labels.float() / max(self.num_classes - 1, 1)
         return out
@@ -47,8 +55,12 @@ def assert_pickle_round_trip(obj: Any, check: Callable[[Any, Any], None] | None 
     return copy
 
 
-def assert_same_per_sample(make: Callable[[list[int], list[int]], torch.Tensor],
-                           labels: list[int], seeds: list[int], atol: float = 1e-4) -> None:
+def assert_same_per_sample(
+    make: Callable[[list[int], list[int]], torch.Tensor],
+    labels: list[int],
+    seeds: list[int],
+    atol: float = 1e-4,
+) -> None:
     """Determinism checker: each sample equals the one made alone, whatever the batch."""
     batch = make(labels, seeds)
     for i in (0, len(labels) - 1):
@@ -82,12 +94,23 @@ class SourceBlendGenerator(SeedImageGenerator):
         super().__init__(num_classes, image_shape)
         self.calls: list[dict[str, Any]] = []
 
-    def generate(self, labels: Any, seeds: Sequence[int], source: torch.Tensor | None = None,
-                 strength: Any = 1.0) -> torch.Tensor:
+    def generate(
+        self,
+        labels: Any,
+        seeds: Sequence[int],
+        source: torch.Tensor | None = None,
+        strength: Any = 1.0,
+    ) -> torch.Tensor:
         labels = as_labels(labels, self.num_classes)
         seeds = as_seeds(seeds, len(labels))
-        self.calls.append({"labels": labels.tolist(), "seeds": list(seeds), "strength": strength,
-                           "n": len(labels)})
+        self.calls.append(
+            {
+                "labels": labels.tolist(),
+                "seeds": list(seeds),
+                "strength": strength,
+                "n": len(labels),
+            }
+        )
         noise = super().generate(labels, seeds)
         if source is None:
             return noise

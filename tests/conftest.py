@@ -37,7 +37,9 @@ def text_pipeline_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def class_generator(class_pipeline_dir: Path) -> DiffusionGenerator:
-    return DiffusionGenerator.from_pretrained(class_pipeline_dir, sampler="ddim", steps=2, device="cpu")
+    return DiffusionGenerator.from_pretrained(
+        class_pipeline_dir, sampler="ddim", steps=2, device="cpu"
+    )
 
 
 @pytest.fixture(autouse=True)

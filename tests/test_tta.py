@@ -24,14 +24,21 @@ class BlendGenerator(Generator):
     def __init__(self) -> None:
         self.calls: list[dict[str, Any]] = []
 
-    def generate(self, labels: Any, seeds: Sequence[int], *, source: torch.Tensor | None = None,
-                 strength: Any = 0.5) -> torch.Tensor:
+    def generate(
+        self,
+        labels: Any,
+        seeds: Sequence[int],
+        *,
+        source: torch.Tensor | None = None,
+        strength: Any = 0.5,
+    ) -> torch.Tensor:
         labels = as_labels(labels, self.num_classes)
         seeds = as_seeds(seeds, len(labels))
         self.calls.append({"labels": labels.tolist(), "seeds": seeds})
         source = check_source(source, self.image_shape, len(labels))
-        noise = torch.stack([torch.rand(SHAPE, generator=torch.Generator().manual_seed(s))
-                             for s in seeds])
+        noise = torch.stack(
+            [torch.rand(SHAPE, generator=torch.Generator().manual_seed(s)) for s in seeds]
+        )
         s = torch.tensor(sample_strengths(strength, seeds)).view(-1, 1, 1, 1)
         return (1 - s) * source + s * noise
 
@@ -47,8 +54,9 @@ class NovelViewGenerator(BlendGenerator):
 
     def novel_views(self, source: torch.Tensor, seeds: Sequence[int]) -> torch.Tensor:
         self.calls.append({"seeds": list(seeds)})
-        return torch.stack([torch.rand(3, *SHAPE, generator=torch.Generator().manual_seed(s))
-                            for s in seeds])
+        return torch.stack(
+            [torch.rand(3, *SHAPE, generator=torch.Generator().manual_seed(s)) for s in seeds]
+        )
 
 
 def linear_model(seed: int = 0) -> nn.Module:
@@ -75,8 +83,9 @@ def test_merge_modes_by_hand() -> None:
     p3 = [0.1, 0.3, 0.6]
     logits = log_probs([p1, p3])[None]
     g = [math.sqrt(0.08), math.sqrt(0.03), math.sqrt(0.06)]
-    torch.testing.assert_close(merge_outputs(logits, "gmean"),
-                               torch.tensor([[x / sum(g) for x in g]]))
+    torch.testing.assert_close(
+        merge_outputs(logits, "gmean"), torch.tensor([[x / sum(g) for x in g]])
+    )
     torch.testing.assert_close(merge_outputs(logits, "mean"), torch.tensor([[0.45, 0.2, 0.35]]))
 
 
@@ -113,8 +122,9 @@ def test_forward_merges_original_and_views() -> None:
         logits = torch.cat([model(x)[:, None], model(views.flatten(0, 1)).view(5, 3, 3)], 1)
         torch.testing.assert_close(tta(x), logits.softmax(-1).mean(1))
         # include_original=False merges the generated views only.
-        only = GenerativeTTA(model, gen, views=3, strength=0.4, seed=1, include_original=False,
-                             merge="max")
+        only = GenerativeTTA(
+            model, gen, views=3, strength=0.4, seed=1, include_original=False, merge="max"
+        )
         torch.testing.assert_close(only(x), logits[:, 1:].softmax(-1).amax(1))
 
 
@@ -133,8 +143,9 @@ def test_views_depend_only_on_input_and_seed() -> None:
     views = tta.generated_views(x)
     # The same input gets the same views alone, in another batch, or in another position.
     torch.testing.assert_close(tta.generated_views(x[2:3]), views[2:3])
-    torch.testing.assert_close(tta.generated_views(torch.cat([torch.rand(1, *SHAPE), x[:1]]))[1],
-                               views[0])
+    torch.testing.assert_close(
+        tta.generated_views(torch.cat([torch.rand(1, *SHAPE), x[:1]]))[1], views[0]
+    )
     again = GenerativeTTA(linear_model(), BlendGenerator(), views=2, strength=0.7, seed=3)
     torch.testing.assert_close(again.generated_views(x), views)
     other = GenerativeTTA(model, gen, views=2, strength=0.7, seed=4).generated_views(x)

@@ -17,22 +17,29 @@ from diffusers import (
 )
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
+from gdaload.generators.multiview.autoencoder import ViewAutoencoder
 from gdaload.generators.multiview.generator import MultiViewDiffusion, build_multiview_unet
 from gdaload.generators.pipeline import ClassConditionalPipeline
-from gdaload.generators.multiview.autoencoder import ViewAutoencoder
 
 
 def tiny_unet(num_classes: int = 3, channels: int = 1, size: int = 8, seed: int = 0) -> UNet2DModel:
     torch.manual_seed(seed)
     return UNet2DModel(
-        sample_size=size, in_channels=channels, out_channels=channels,
-        block_out_channels=(16, 32), layers_per_block=1, norm_num_groups=8,
-        down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
+        sample_size=size,
+        in_channels=channels,
+        out_channels=channels,
+        block_out_channels=(16, 32),
+        layers_per_block=1,
+        norm_num_groups=8,
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
         num_class_embeds=num_classes + 1,
     )
 
 
-def tiny_class_pipeline(num_classes: int = 3, channels: int = 1, size: int = 8) -> ClassConditionalPipeline:
+def tiny_class_pipeline(
+    num_classes: int = 3, channels: int = 1, size: int = 8
+) -> ClassConditionalPipeline:
     return ClassConditionalPipeline(tiny_unet(num_classes, channels, size), DDPMScheduler())
 
 
@@ -43,34 +50,66 @@ def tiny_tokenizer(folder: Path) -> CLIPTokenizer:
     tokens = ["<|startoftext|>", "<|endoftext|>"] + list(chars) + [c + "</w>" for c in chars]
     (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}))
     (folder / "merges.txt").write_text("#version: 0.2\n")
-    return CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=77)
+    return CLIPTokenizer(
+        str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=77
+    )
 
 
 def tiny_text_pipeline(tmp: Path) -> StableDiffusionPipeline:
     torch.manual_seed(0)
     tokenizer = tiny_tokenizer(tmp / "tok")
-    text_encoder = CLIPTextModel(CLIPTextConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=37, num_hidden_layers=2,
-        num_attention_heads=4, max_position_embeddings=77, bos_token_id=0, eos_token_id=1,
-        pad_token_id=1, projection_dim=32,
-    ))
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            intermediate_size=37,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            max_position_embeddings=77,
+            bos_token_id=0,
+            eos_token_id=1,
+            pad_token_id=1,
+            projection_dim=32,
+        )
+    )
     unet = UNet2DConditionModel(
-        sample_size=8, in_channels=4, out_channels=4, layers_per_block=1,
-        block_out_channels=(16, 32), norm_num_groups=8, cross_attention_dim=32,
+        sample_size=8,
+        in_channels=4,
+        out_channels=4,
+        layers_per_block=1,
+        block_out_channels=(16, 32),
+        norm_num_groups=8,
+        cross_attention_dim=32,
         attention_head_dim=4,
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
     )
     vae = AutoencoderKL(
-        in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(16, 16),
-        norm_num_groups=8, layers_per_block=1,
-        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        block_out_channels=(16, 16),
+        norm_num_groups=8,
+        layers_per_block=1,
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
     )
-    scheduler = DDPMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
-                              steps_offset=1, clip_sample=False)
+    scheduler = DDPMScheduler(
+        beta_schedule="scaled_linear",
+        beta_start=0.00085,
+        beta_end=0.012,
+        steps_offset=1,
+        clip_sample=False,
+    )
     return StableDiffusionPipeline(
-        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler,
-        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
     )
 
 
@@ -78,17 +117,29 @@ def tiny_dit(num_classes: int = 3) -> DiTTransformer2DModel:
     """A 2-layer DiT with learned sigma (it predicts noise and variance)."""
     torch.manual_seed(0)
     return DiTTransformer2DModel(
-        num_attention_heads=2, attention_head_dim=8, in_channels=4, out_channels=8, num_layers=2,
-        sample_size=4, patch_size=2, num_embeds_ada_norm=num_classes, norm_num_groups=1,
+        num_attention_heads=2,
+        attention_head_dim=8,
+        in_channels=4,
+        out_channels=8,
+        num_layers=2,
+        sample_size=4,
+        patch_size=2,
+        num_embeds_ada_norm=num_classes,
+        norm_num_groups=1,
     )
 
 
 def tiny_vae(channels: int = 1, latent_channels: int = 4) -> AutoencoderKL:
     torch.manual_seed(0)
     return AutoencoderKL(
-        in_channels=channels, out_channels=channels, latent_channels=latent_channels,
-        block_out_channels=(16, 16), norm_num_groups=8, layers_per_block=1,
-        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+        in_channels=channels,
+        out_channels=channels,
+        latent_channels=latent_channels,
+        block_out_channels=(16, 16),
+        norm_num_groups=8,
+        layers_per_block=1,
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
     )
 
 
@@ -100,5 +151,13 @@ def tiny_multiview(sampler: str = "ddim", steps: int = 3, **kwargs) -> MultiView
         ae = ViewAutoencoder(in_channels=3, detail_channels=2, widths=(8,))
         unet = build_multiview_unet(4, 5, 4, widths=(8, 16))
     scheduler = DDPMScheduler(prediction_type="v_prediction", clip_sample=False)
-    return MultiViewDiffusion(unet, ae, scheduler, view_names=["front", "back", "left", "right"],
-                              sampler=sampler, steps=steps, device="cpu", **kwargs)
+    return MultiViewDiffusion(
+        unet,
+        ae,
+        scheduler,
+        view_names=["front", "back", "left", "right"],
+        sampler=sampler,
+        steps=steps,
+        device="cpu",
+        **kwargs,
+    )

@@ -54,7 +54,7 @@ from gdaload.metrics import (
     penultimate,
     precision_recall,
 )
-from gdaload.seeding import derive_seed
+from gdaload.seeding import Stream, derive_seed
 from gdaload.select import ClusterSelect, RealismScore, SelectedGenerator, SelectionStage, TopK
 from gdaload.transforms.genmix import GenMix
 
@@ -85,12 +85,6 @@ __all__ = [
 RATIOS: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0)
 #: Name of the arm every gain is measured against.
 BASELINE = "real only"
-# Streams of the benchmark's own random draws, apart from the seed plans of the arms:
-# the order of the real images (the quickstart's stream, so both see the same order),
-# classic augmentation and the quality samples (bytes of "augm" and "qual").
-_REAL_ORDER = 2
-_AUGMENT_STREAM = 0x6175676D
-_QUALITY_STREAM = 0x7175616C
 
 
 class MemoGenerator(Generator):
@@ -118,11 +112,11 @@ class MemoGenerator(Generator):
         self.generated = 0
 
     def generate(self, labels: Any, seeds: Any) -> torch.Tensor:
-        keys = list(zip(torch.as_tensor(labels).tolist(), [int(s) for s in seeds]))
+        keys = list(zip(torch.as_tensor(labels).tolist(), [int(s) for s in seeds], strict=True))
         missing = [k for k in dict.fromkeys(keys) if k not in self.cache]
         if missing:
             images = self.inner.generate([k[0] for k in missing], [k[1] for k in missing])
-            self.cache.update(zip(missing, images))
+            self.cache.update(zip(missing, images, strict=True))
             self.generated += len(missing)
         if not keys:
             return torch.empty(0, *self.image_shape, device=self.device)
@@ -175,8 +169,9 @@ class BatchAugment:
         >>> augmented = BatchAugment(loader, affine, seed=0)  # doctest: +SKIP
     """
 
-    def __init__(self, batches: Iterable[Any], transform: Callable[[torch.Tensor], torch.Tensor],
-                 seed: int) -> None:
+    def __init__(
+        self, batches: Iterable[Any], transform: Callable[[torch.Tensor], torch.Tensor], seed: int
+    ) -> None:
         self.batches, self.transform, self.seed = batches, transform, seed
         self.epoch = 0
 
@@ -188,7 +183,7 @@ class BatchAugment:
     def __iter__(self) -> Iterator[Any]:
         for index, (x, *rest) in enumerate(self.batches):
             with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(derive_seed(self.seed, _AUGMENT_STREAM, self.epoch, index))
+                torch.manual_seed(derive_seed(self.seed, Stream.BENCH_AUGMENT, self.epoch, index))
                 x = self.transform(x)
             yield (x, *rest)
         self.epoch += 1
@@ -261,23 +256,32 @@ def digits_task(
     """
     from kornia.augmentation import RandomAffine
 
+    from gdaload.bench.quickstart import DIGITS_GENERATOR, digits_cnn
     from gdaload.datasets.digits import DIGIT_CLASSES, digits_splits
     from gdaload.generators.diffusion import DiffusionGenerator
-    from gdaload.bench.quickstart import DIGITS_GENERATOR, digits_cnn
 
     def splits(seed: int) -> tuple[Dataset, Dataset]:
         data = digits_splits(shots=shots, seed=seed)
         return data.train, data.test
 
     generator = DiffusionGenerator.from_pretrained(
-        Path(generator_path or DIGITS_GENERATOR), sampler=sampler, steps=steps, device="cpu",
+        Path(generator_path or DIGITS_GENERATOR),
+        sampler=sampler,
+        steps=steps,
+        device="cpu",
     )
     return Task(
-        name="digits", splits=splits, generator=generator, classifier=digits_cnn,
-        num_classes=10, class_names=DIGIT_CLASSES, epochs=epochs, batch_size=batch_size,
+        name="digits",
+        splits=splits,
+        generator=generator,
+        classifier=digits_cnn,
+        num_classes=10,
+        class_names=DIGIT_CLASSES,
+        epochs=epochs,
+        batch_size=batch_size,
         augment=RandomAffine(degrees=10.0, translate=(0.125, 0.125), scale=(0.9, 1.1), p=1.0),
         description=f"digits (8x8), {shots} labelled images per class; generator: shipped "
-                    f"digits model, {sampler} {steps} steps",
+        f"digits model, {sampler} {steps} steps",
     )
 
 
@@ -307,7 +311,9 @@ def dataset_tensors(dataset: Dataset, batch_size: int = 256) -> tuple[torch.Tens
     ``TensorDataset``)."""
     if isinstance(dataset, TensorDataset):
         return dataset.tensors[0], dataset.tensors[1].long()
-    xs, ys = zip(*((x, torch.as_tensor(y)) for x, y, *_ in DataLoader(dataset, batch_size)))
+    xs, ys = zip(
+        *((x, torch.as_tensor(y)) for x, y, *_ in DataLoader(dataset, batch_size)), strict=True
+    )
     return torch.cat(xs), torch.cat(ys).long()
 
 
@@ -365,8 +371,9 @@ def fit_classifier(
     return model
 
 
-def predict(model: nn.Module, images: torch.Tensor,
-            device: str | torch.device = "cpu") -> torch.Tensor:
+def predict(
+    model: nn.Module, images: torch.Tensor, device: str | torch.device = "cpu"
+) -> torch.Tensor:
     """Predicted classes of ``model`` for ``images``, in order, on the CPU."""
     model.eval()
     with torch.inference_mode():
@@ -420,8 +427,9 @@ class SeedRun:
         >>> run.record("GDA", run.gda_batches(ratio=2.0))  # doctest: +SKIP
     """
 
-    def __init__(self, task: Task, seed: int, results: ArmResults,
-                 generator: Generator | None = None) -> None:
+    def __init__(
+        self, task: Task, seed: int, results: ArmResults, generator: Generator | None = None
+    ) -> None:
         self.task, self.seed, self.results = task, seed, results
         self.train, self.test = task.splits(seed)
         self.test_x, self.test_y = dataset_tensors(self.test)
@@ -429,14 +437,20 @@ class SeedRun:
 
     def real_batches(self) -> DataLoader:
         """The real training images, shuffled in the same order for every arm."""
-        shuffle = torch.Generator().manual_seed(derive_seed(self.seed, _REAL_ORDER))
-        return DataLoader(self.train, batch_size=self.task.batch_size, shuffle=True,
-                          generator=shuffle)
+        shuffle = torch.Generator().manual_seed(derive_seed(self.seed, Stream.TRAIN_LOADER))
+        return DataLoader(
+            self.train, batch_size=self.task.batch_size, shuffle=True, generator=shuffle
+        )
 
     def gda_batches(self, ratio: float, generator: Generator | None = None) -> FixedEpoch:
         """Real batches with ``ratio`` synthetic samples per real one and a synthetic mask."""
-        loader = GenerativeLoader(self.real_batches(), generator or self.generator, ratio=ratio,
-                                  seed=self.seed, return_mask=True)
+        loader = GenerativeLoader(
+            self.real_batches(),
+            generator or self.generator,
+            ratio=ratio,
+            seed=self.seed,
+            return_mask=True,
+        )
         return FixedEpoch(loader)
 
     def augmented_batches(self) -> BatchAugment:
@@ -445,12 +459,20 @@ class SeedRun:
             raise ValueError(f"task {self.task.name!r} has no classic augmentation (augment=None)")
         return BatchAugment(self.real_batches(), self.task.augment, self.seed)
 
-    def record(self, name: str, batches: Iterable[Any], mix: Any = None,
-               ratio: float | None = None) -> nn.Module:
+    def record(
+        self, name: str, batches: Iterable[Any], mix: Any = None, ratio: float | None = None
+    ) -> nn.Module:
         """Train the task's classifier on ``batches``, test it, store the metrics under ``name``."""
         start = time.perf_counter()
-        model = fit_classifier(self.task.classifier, batches, self.task.epochs, self.seed,
-                               lr=self.task.lr, mix=mix, device=self.task.device)
+        model = fit_classifier(
+            self.task.classifier,
+            batches,
+            self.task.epochs,
+            self.seed,
+            lr=self.task.lr,
+            mix=mix,
+            device=self.task.device,
+        )
         r = self.results
         r.seconds[name] = r.seconds.get(name, 0.0) + time.perf_counter() - start
         preds = predict(model, self.test_x, self.task.device)
@@ -461,11 +483,13 @@ class SeedRun:
             r.ratios[name] = ratio
         return model
 
-    def record_selected(self, name: str, stage: SelectionStage, ratio: float,
-                        candidates: int) -> nn.Module:
+    def record_selected(
+        self, name: str, stage: SelectionStage, ratio: float, candidates: int
+    ) -> nn.Module:
         """GDA through ``stage`` (``candidates`` per sample); also stores the kept fraction."""
-        selected = SelectedGenerator(self.generator, [stage], candidates=candidates,
-                                     on_empty="best")
+        selected = SelectedGenerator(
+            self.generator, [stage], candidates=candidates, on_empty="best"
+        )
         model = self.record(name, self.gda_batches(ratio, selected), ratio=ratio)
         kept = selected.selection_report()["total"]["kept_fraction"]
         self.results.kept_fraction.setdefault(name, []).append(kept)
@@ -474,7 +498,7 @@ class SeedRun:
     def quality_samples(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """``n`` generated images, classes in turn, seeds from a stream of their own."""
         labels = torch.arange(n) % self.task.num_classes
-        seeds = [derive_seed(self.seed, _QUALITY_STREAM, i) for i in range(n)]
+        seeds = [derive_seed(self.seed, Stream.BENCH_QUALITY, i) for i in range(n)]
         return self.generator.generate(labels, seeds).cpu(), labels
 
 
@@ -482,8 +506,13 @@ class SeedRun:
 SELECTIONS: dict[str, str] = {"topk": "TopK", "realism": "RealismScore", "cluster": "ClusterSelect"}
 
 
-def selection_stage(name: str, real_model: nn.Module, real_x: torch.Tensor, real_y: torch.Tensor,
-                    feature_layer: str | None = None) -> SelectionStage:
+def selection_stage(
+    name: str,
+    real_model: nn.Module,
+    real_x: torch.Tensor,
+    real_y: torch.Tensor,
+    feature_layer: str | None = None,
+) -> SelectionStage:
     """A selection stage built from the real-only classifier of the same seed.
 
     ``topk``: its confidence in the intended class (the best of the candidates is kept);
@@ -537,13 +566,24 @@ class EvalSettings:
     @classmethod
     def quick(cls, **overrides: Any) -> EvalSettings:
         """A CI-sized run: 2 seeds, 10 epochs, two ratios, fewer samples."""
-        preset: dict[str, Any] = dict(seeds=(0, 1), ratios=(0.5, 2.0), epochs=10, candidates=2,
-                                      quality_samples=200, tsne_points=150)
+        preset: dict[str, Any] = dict(
+            seeds=(0, 1),
+            ratios=(0.5, 2.0),
+            epochs=10,
+            candidates=2,
+            quality_samples=200,
+            tsne_points=150,
+        )
         return cls(**{**preset, **overrides})
 
 
-def run_evaluation(task: Task, settings: EvalSettings | None = None, *,
-                   out: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
+def run_evaluation(
+    task: Task,
+    settings: EvalSettings | None = None,
+    *,
+    out: str | Path | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Run every arm of the benchmark on ``task`` for each seed.
 
     Args:
@@ -582,14 +622,19 @@ def run_evaluation(task: Task, settings: EvalSettings | None = None, *,
     quality: dict[str, list[float]] = {}
     pictures: dict[str, Any] = {}
     names = _arm_names(task, s)
-    bar = tqdm(total=len(s.seeds) * (len(names) + 1), desc=f"evaluate {task.name}",
-               disable=not progress, unit="arm")
+    bar = tqdm(
+        total=len(s.seeds) * (len(names) + 1),
+        desc=f"evaluate {task.name}",
+        disable=not progress,
+        unit="arm",
+    )
     for seed in s.seeds:
         run = SeedRun(task, seed, results)
         steps = iter(names)
 
-        def record(batches: Iterable[Any], mix: Any = None,
-                   ratio: float | None = None) -> nn.Module:
+        def record(
+            batches: Iterable[Any], mix: Any = None, ratio: float | None = None
+        ) -> nn.Module:
             model = run.record(next(steps), batches, mix, ratio)
             bar.update()
             return model
@@ -597,12 +642,19 @@ def run_evaluation(task: Task, settings: EvalSettings | None = None, *,
         real_model = record(run.real_batches())
         if task.augment is not None:
             record(run.augmented_batches())
-        record(run.real_batches(), GenMix(task.num_classes, alpha=s.alpha, beta="symmetric",
-                                          pairing="real-real", seed=seed))
+        record(
+            run.real_batches(),
+            GenMix(
+                task.num_classes, alpha=s.alpha, beta="symmetric", pairing="real-real", seed=seed
+            ),
+        )
         for ratio in s.ratios:
             record(run.gda_batches(ratio), ratio=ratio)
-        record(run.gda_batches(s.ratio), GenMix(task.num_classes, alpha=s.alpha, beta="paper",
-                                                seed=seed), ratio=s.ratio)
+        record(
+            run.gda_batches(s.ratio),
+            GenMix(task.num_classes, alpha=s.alpha, beta="paper", seed=seed),
+            ratio=s.ratio,
+        )
         real_x, real_y = dataset_tensors(run.train)
         stage = selection_stage(s.selection, real_model, real_x, real_y, task.feature_layer)
         run.record_selected(next(steps), stage, s.ratio, s.candidates)
@@ -631,33 +683,47 @@ def _arm_names(task: Task, s: EvalSettings) -> list[str]:
     return names
 
 
-def _quality(run: SeedRun, real_model: nn.Module,
-             s: EvalSettings) -> tuple[dict[str, float], dict[str, Any]]:
+def _quality(
+    run: SeedRun, real_model: nn.Module, s: EvalSettings
+) -> tuple[dict[str, float], dict[str, Any]]:
     """Scores of generated against test images in the real-only model's feature space,
     and what the pictures need."""
     features = penultimate(real_model, run.task.feature_layer)
     fake_x, fake_y = run.quality_samples(s.quality_samples)
     real_f, fake_f = extract_features(run.test_x, features), extract_features(fake_x, features)
-    scores = {"KID": kernel_inception_distance(real_f, fake_f, subsets=50,
-                                               subset_size=min(len(real_f), len(fake_f), 500))[0]}
+    scores = {
+        "KID": kernel_inception_distance(
+            real_f, fake_f, subsets=50, subset_size=min(len(real_f), len(fake_f), 500)
+        )[0]
+    }
     dim = real_f.shape[1]
     if min(len(real_f), len(fake_f)) > dim:
         scores["FID"] = frechet_distance(real_f, fake_f)
     scores["precision"], scores["recall"] = precision_recall(real_f, fake_f, k=3)
     scores["coherence"] = coherence(real_model, fake_x, fake_y)
     # The test set may be sorted by class: the map shows a random subset of it.
-    pick = torch.randperm(len(real_f), generator=torch.Generator().manual_seed(
-        derive_seed(run.seed, _QUALITY_STREAM)))[: s.tsne_points]
+    pick = torch.randperm(
+        len(real_f),
+        generator=torch.Generator().manual_seed(derive_seed(run.seed, Stream.BENCH_QUALITY)),
+    )[: s.tsne_points]
     train_x, train_y = dataset_tensors(run.train)
-    pictures = {"real_x": train_x, "real_y": train_y, "fake_x": fake_x, "fake_y": fake_y,
-                "real_f": real_f[pick], "real_fy": run.test_y[pick],
-                "fake_f": fake_f[: s.tsne_points], "fake_fy": fake_y[: s.tsne_points],
-                "seed": run.seed}
+    pictures = {
+        "real_x": train_x,
+        "real_y": train_y,
+        "fake_x": fake_x,
+        "fake_y": fake_y,
+        "real_f": real_f[pick],
+        "real_fy": run.test_y[pick],
+        "fake_f": fake_f[: s.tsne_points],
+        "fake_fy": fake_y[: s.tsne_points],
+        "seed": run.seed,
+    }
     return scores, pictures
 
 
-def _report(task: Task, s: EvalSettings, results: ArmResults,
-            quality: dict[str, list[float]]) -> dict[str, Any]:
+def _report(
+    task: Task, s: EvalSettings, results: ArmResults, quality: dict[str, list[float]]
+) -> dict[str, Any]:
     summary = results.summary()
     gains = results.gains()
     gda = {name: r for name, r in results.ratios.items() if name.startswith("GDA m_G")}
@@ -665,15 +731,22 @@ def _report(task: Task, s: EvalSettings, results: ArmResults,
     return {
         "task": task.name,
         "description": task.description,
-        "settings": {**dataclasses.asdict(s), "seeds": list(s.seeds), "ratios": list(s.ratios),
-                     "epochs": task.epochs, "batch_size": task.batch_size, "lr": task.lr},
+        "settings": {
+            **dataclasses.asdict(s),
+            "seeds": list(s.seeds),
+            "ratios": list(s.ratios),
+            "epochs": task.epochs,
+            "batch_size": task.batch_size,
+            "lr": task.lr,
+        },
         "accuracy": results.accuracy,
         "macro_f1": results.macro_f1,
         "mean_ci95": summary,
         "macro_f1_ci95": results.summary(results.macro_f1),
         "gain_vs_real_ci95": gains,
-        "gain_ci_excludes_zero": {name: bool(m - h > 0 or m + h < 0)
-                                  for name, (m, h) in gains.items() if name != BASELINE},
+        "gain_ci_excludes_zero": {
+            name: bool(m - h > 0 or m + h < 0) for name, (m, h) in gains.items() if name != BASELINE
+        },
         "ratios": results.ratios,
         "best_ratio": gda[best],
         "kept_fraction": results.kept_fraction,
@@ -688,7 +761,8 @@ def markdown(report: dict[str, Any]) -> str:
     s = report["settings"]
     lines = [
         f"{report['description']}; {len(s['seeds'])} seeds, {s['epochs']} epochs, batch "
-        f"{s['batch_size']} real images; mean ± 95% CI over seeds, gains paired by seed.", "",
+        f"{s['batch_size']} real images; mean ± 95% CI over seeds, gains paired by seed.",
+        "",
         "| arm | m_G/m_S | test accuracy (%) | gain over real only | macro F1 (%) | seconds |",
         "|---|---|---|---|---|---|",
     ]
@@ -700,22 +774,26 @@ def markdown(report: dict[str, Any]) -> str:
             f"| {name.split(' m_G/m_S=')[0]} | {'' if ratio is None else f'{ratio:g}'} | "
             f"{100 * mean:.2f} ± {100 * half:.2f} | "
             f"{'' if name == BASELINE else f'{100 * gain:+.2f} ± {100 * gain_half:.2f}'} | "
-            f"{100 * f1:.2f} ± {100 * f1_half:.2f} | {report['seconds'][name]:.1f} |")
+            f"{100 * f1:.2f} ± {100 * f1_half:.2f} | {report['seconds'][name]:.1f} |"
+        )
     lines += ["", f"Best GDA ratio m_G* = {report['best_ratio']:g} of {s['ratios']}.", ""]
     q = report["generated_quality_ci95"]
     # KID is the small-sample fallback: with enough samples for FID it adds only noise.
     keys = ["FID" if "FID" in q else "KID", "precision", "recall", "coherence"]
-    lines += [f"{s['quality_samples']} generated images per seed against the test images, in the "
-              "penultimate features of the seed's real-only classifier:", "",
-              "| " + " | ".join(keys) + " |", "|" + "---|" * len(keys),
-              "| " + " | ".join(f"{q[k][0]:.3g} ± {q[k][1]:.2g}" for k in keys) + " |"]
+    lines += [
+        f"{s['quality_samples']} generated images per seed against the test images, in the "
+        "penultimate features of the seed's real-only classifier:",
+        "",
+        "| " + " | ".join(keys) + " |",
+        "|" + "---|" * len(keys),
+        "| " + " | ".join(f"{q[k][0]:.3g} ± {q[k][1]:.2g}" for k in keys) + " |",
+    ]
     return "\n".join(lines)
 
 
-
-
-def _write(report: dict[str, Any], pictures: dict[str, Any], task: Task,
-           out: Path) -> dict[str, str]:
+def _write(
+    report: dict[str, Any], pictures: dict[str, Any], task: Task, out: Path
+) -> dict[str, str]:
     from gdaload.metrics.plots import accuracy_vs_ratio, sample_grid, tsne_map
 
     out.mkdir(parents=True, exist_ok=True)
@@ -723,38 +801,61 @@ def _write(report: dict[str, Any], pictures: dict[str, Any], task: Task,
     p = pictures
     names = task.class_names
     files = {
-        "samples": sample_grid(p["real_x"], p["real_y"], p["fake_x"], p["fake_y"],
-                               out / f"{task.name}_samples.png", class_names=names,
-                               title=f"{task.name}: real training images and generated ones"),
-        "tsne": tsne_map(p["real_f"], p["real_fy"], p["fake_f"], p["fake_fy"],
-                         out / f"{task.name}_tsne.png", class_names=names,
-                         title=f"{task.name}: test and generated images, features of the "
-                               f"real-only classifier (seed {p['seed']})"),
+        "samples": sample_grid(
+            p["real_x"],
+            p["real_y"],
+            p["fake_x"],
+            p["fake_y"],
+            out / f"{task.name}_samples.png",
+            class_names=names,
+            title=f"{task.name}: real training images and generated ones",
+        ),
+        "tsne": tsne_map(
+            p["real_f"],
+            p["real_fy"],
+            p["fake_f"],
+            p["fake_fy"],
+            out / f"{task.name}_tsne.png",
+            class_names=names,
+            title=f"{task.name}: test and generated images, features of the "
+            f"real-only classifier (seed {p['seed']})",
+        ),
     }
     summary = report["mean_ci95"]
     gda = {n: r for n, r in report["ratios"].items() if n.startswith("GDA m_G")}
     files["accuracy_vs_ratio"] = accuracy_vs_ratio(
-        list(gda.values()), [100 * summary[n][0] for n in gda], [100 * summary[n][1] for n in gda],
+        list(gda.values()),
+        [100 * summary[n][0] for n in gda],
+        [100 * summary[n][1] for n in gda],
         out / f"{task.name}_accuracy_vs_ratio.png",
         baseline=tuple(100 * v for v in summary[BASELINE]),
-        points={n.split(" m_G/m_S=")[0]: (r, 100 * summary[n][0], 100 * summary[n][1])
-                for n, r in report["ratios"].items() if n not in gda},
+        points={
+            n.split(" m_G/m_S=")[0]: (r, 100 * summary[n][0], 100 * summary[n][1])
+            for n, r in report["ratios"].items()
+            if n not in gda
+        },
         title=f"{task.name}: accuracy against m_G/m_S "
-              f"({len(report['settings']['seeds'])} seeds, 95% CI)",
+        f"({len(report['settings']['seeds'])} seeds, 95% CI)",
     )
-    return write_report(stem, markdown(report), report,
-                        {key: str(path) for key, path in files.items()})
+    return write_report(
+        stem, markdown(report), report, {key: str(path) for key, path in files.items()}
+    )
 
 
-def write_report(stem: Path, text: str, report: dict[str, Any],
-                 files: dict[str, str]) -> dict[str, str]:
+def write_report(
+    stem: Path, text: str, report: dict[str, Any], files: dict[str, str]
+) -> dict[str, str]:
     """Write ``text`` to ``stem.md`` and ``report`` (with the list of files) to
     ``stem.json``; return ``files`` with those two added."""
-    files = {**files, "markdown": str(stem.with_suffix(".md")),
-             "json": str(stem.with_suffix(".json"))}
+    files = {
+        **files,
+        "markdown": str(stem.with_suffix(".md")),
+        "json": str(stem.with_suffix(".json")),
+    }
     stem.with_suffix(".md").write_text(text + "\n")
-    stem.with_suffix(".json").write_text(json.dumps(_json_safe({**report, "files": files}),
-                                                    indent=2))
+    stem.with_suffix(".json").write_text(
+        json.dumps(_json_safe({**report, "files": files}), indent=2)
+    )
     return files
 
 
@@ -769,9 +870,15 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-def evaluate(task: str = "digits", *, out: str | Path | None = "gdaload-evaluate",
-             quick: bool = False, progress: bool = True,
-             task_options: dict[str, Any] | None = None, **settings: Any) -> dict[str, Any]:
+def evaluate(
+    task: str = "digits",
+    *,
+    out: str | Path | None = "gdaload-evaluate",
+    quick: bool = False,
+    progress: bool = True,
+    task_options: dict[str, Any] | None = None,
+    **settings: Any,
+) -> dict[str, Any]:
     """Build a built-in task and run its benchmark: the entry of ``gdaload evaluate``.
 
     Class tasks (:data:`TASKS`) run every arm of :func:`run_evaluation`; view tasks
@@ -802,15 +909,23 @@ def evaluate(task: str = "digits", *, out: str | Path | None = "gdaload-evaluate
     if task in VIEW_TASKS:
         extra = sorted(set(settings) - {"seeds", "epochs"})
         if extra:
-            raise ValueError(f"task {task!r} compares single-view and averaged accuracy; the "
-                             f"settings {extra} do not apply to it (only seeds and epochs do)")
+            raise ValueError(
+                f"task {task!r} compares single-view and averaged accuracy; the "
+                f"settings {extra} do not apply to it (only seeds and epochs do)"
+            )
         seeds = chosen.seeds if quick or "seeds" in settings else (0, 1, 2)
-        report = run_view_evaluation(VIEW_TASKS[task](**(task_options or {})), seeds,
-                                     epochs=chosen.epochs, out=out, progress=progress)
+        report = run_view_evaluation(
+            VIEW_TASKS[task](**(task_options or {})),
+            seeds,
+            epochs=chosen.epochs,
+            out=out,
+            progress=progress,
+        )
         text = view_markdown(report)
     else:
-        report = run_evaluation(get_task(task, **(task_options or {})), chosen, out=out,
-                                progress=progress)
+        report = run_evaluation(
+            get_task(task, **(task_options or {})), chosen, out=out, progress=progress
+        )
         text = markdown(report)
     print("\n" + text)
     if out is not None:

@@ -21,11 +21,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from gdaload.bench.evaluate import fit_classifier, mean_ci, predict
 from gdaload.data.loader import GenerativeLoader
 from gdaload.datasets.digits import digits_splits
-from gdaload.bench.evaluate import fit_classifier, mean_ci, predict
 from gdaload.generators.diffusion import DiffusionGenerator
-from gdaload.seeding import derive_seed
+from gdaload.seeding import Stream, derive_seed
 
 __all__ = ["DIGITS_GENERATOR", "accuracy", "digits_cnn", "run_quickstart"]
 
@@ -38,9 +38,15 @@ MULTIVIEW_GENERATOR = resources.files("gdaload") / "assets" / "multiview-generat
 def digits_cnn(num_classes: int = 10) -> nn.Module:
     """A small CNN for 8x8 grayscale digits."""
     return nn.Sequential(
-        nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(),
-        nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(64 * 16, 128), nn.ReLU(), nn.Linear(128, num_classes),
+        nn.Conv2d(1, 32, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(32, 64, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(64 * 16, 128),
+        nn.ReLU(),
+        nn.Linear(128, num_classes),
     )
 
 
@@ -71,8 +77,11 @@ def run_quickstart(
         settings, also written to ``json_path`` when given.
     """
     generator = DiffusionGenerator.from_pretrained(
-        Path(generator_path or DIGITS_GENERATOR), sampler=sampler, steps=steps,
-        guidance_scale=guidance_scale, device="cpu",
+        Path(generator_path or DIGITS_GENERATOR),
+        sampler=sampler,
+        steps=steps,
+        guidance_scale=guidance_scale,
+        device="cpu",
     )
     results: dict[str, list[float]] = {"real only": [], "GDA": []}
     timing = {"real only": 0.0, "GDA": 0.0}
@@ -81,7 +90,7 @@ def run_quickstart(
 
         def real_loader() -> DataLoader:
             # Both arms see the real images in the same order.
-            shuffle = torch.Generator().manual_seed(derive_seed(seed, 2))
+            shuffle = torch.Generator().manual_seed(derive_seed(seed, Stream.TRAIN_LOADER))
             return DataLoader(splits.train, batch_size=batch_size, shuffle=True, generator=shuffle)
 
         start = time.perf_counter()
@@ -90,15 +99,21 @@ def run_quickstart(
         timing["real only"] += time.perf_counter() - start
         start = time.perf_counter()
         gda = GenerativeLoader(real_loader(), generator, ratio=ratio, seed=seed)
-        results["GDA"].append(accuracy(fit_classifier(digits_cnn, gda, epochs, seed, lr), splits.test))
+        results["GDA"].append(
+            accuracy(fit_classifier(digits_cnn, gda, epochs, seed, lr), splits.test)
+        )
         timing["GDA"] += time.perf_counter() - start
-        print(f"seed {seed}: real only {results['real only'][-1]:.4f}  GDA {results['GDA'][-1]:.4f}",
-              flush=True)
+        print(
+            f"seed {seed}: real only {results['real only'][-1]:.4f}  GDA {results['GDA'][-1]:.4f}",
+            flush=True,
+        )
     gains = np.subtract(results["GDA"], results["real only"])
     summary = {name: mean_ci(accs) for name, accs in results.items()}
     summary["GDA - real only"] = mean_ci(gains)
-    print(f"\nDigits, {shots} labelled images per class, {len(seeds)} seeds, test set of "
-          f"{len(splits.test)} images; GDA ratio m_G/m_S = {ratio}, {sampler} {steps} steps\n")
+    print(
+        f"\nDigits, {shots} labelled images per class, {len(seeds)} seeds, test set of "
+        f"{len(splits.test)} images; GDA ratio m_G/m_S = {ratio}, {sampler} {steps} steps\n"
+    )
     print("| method | test accuracy (mean ± 95% CI) | seconds |")
     print("|---|---|---|")
     for name in results:
@@ -107,9 +122,17 @@ def run_quickstart(
     mean, half = summary["GDA - real only"]
     print(f"| GDA - real only (paired) | {100 * mean:+.2f} ± {100 * half:.2f} | |")
     report = {
-        "task": "digits", "shots": shots, "seeds": list(seeds), "ratio": ratio, "epochs": epochs,
-        "sampler": sampler, "steps": steps, "guidance_scale": guidance_scale,
-        "accuracy": results, "mean_ci95": summary, "seconds": timing,
+        "task": "digits",
+        "shots": shots,
+        "seeds": list(seeds),
+        "ratio": ratio,
+        "epochs": epochs,
+        "sampler": sampler,
+        "steps": steps,
+        "guidance_scale": guidance_scale,
+        "accuracy": results,
+        "mean_ci95": summary,
+        "seconds": timing,
     }
     if json_path:
         Path(json_path).write_text(json.dumps(report, indent=2))

@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from gdaload.bench.evaluate import fit_classifier, mean_ci, write_report
 from gdaload.generators.multiview.generator import MultiViewDiffusion
-from gdaload.seeding import derive_rng, derive_seed
+from gdaload.seeding import Stream, derive_rng, derive_seed
 from gdaload.tta import GenerativeTTA
 
 __all__ = [
@@ -50,11 +50,6 @@ __all__ = [
 
 #: Training arms of the table; each is tested on single views and with averaging.
 ARMS: tuple[str, ...] = ("real only", "+ generated views")
-# Streams of the benchmark's own draws (bytes of "view", "novl", "ordr", "pict").
-_VIEW_STREAM = 0x76696577
-_NOVEL_STREAM = 0x6E6F766C
-_ORDER_STREAM = 0x6F726472
-_PICTURE_STREAM = 0x70696374
 
 
 @dataclass
@@ -69,9 +64,11 @@ class ViewSet:
     def __post_init__(self) -> None:
         n = len(self.images)
         if self.images.dim() != 4 or len(self.labels) != n or len(self.views) != n:
-            raise ValueError(f"a ViewSet needs images (N, C, H, W) with N labels and N view "
-                             f"indices, got {tuple(self.images.shape)}, {len(self.labels)} and "
-                             f"{len(self.views)}")
+            raise ValueError(
+                f"a ViewSet needs images (N, C, H, W) with N labels and N view "
+                f"indices, got {tuple(self.images.shape)}, {len(self.labels)} and "
+                f"{len(self.views)}"
+            )
 
 
 @dataclass
@@ -132,8 +129,8 @@ def multiview_task(
         >>> task.generator.num_views  # doctest: +SKIP
         4
     """
-    from gdaload.datasets.multiview import MultiViewShapes
     from gdaload.bench.quickstart import MULTIVIEW_GENERATOR
+    from gdaload.datasets.multiview import MultiViewShapes
 
     folder = Path(generator_path or MULTIVIEW_GENERATOR)
     if not (folder / "unet").is_dir():
@@ -141,15 +138,20 @@ def multiview_task(
             f"no multi-view generator at {folder}; train one with `gdaload train-multiview "
             "--output runs/multiview` and pass generator_path= (--generator) to it"
         )
-    generator = MultiViewDiffusion.from_pretrained(folder, sampler=sampler, steps=steps,
-                                                   device="cpu")
+    generator = MultiViewDiffusion.from_pretrained(
+        folder, sampler=sampler, steps=steps, device="cpu"
+    )
 
     def single_views(dataset: MultiViewShapes, seed: int) -> ViewSet:
         objects = torch.stack([dataset[i][0] for i in range(len(dataset))])
-        views = torch.from_numpy(derive_rng(seed, _VIEW_STREAM, int(dataset.split == "test"))
-                                 .integers(objects.shape[1], size=len(objects)))
-        return ViewSet(objects[torch.arange(len(objects)), views],
-                       torch.tensor(dataset.targets), views)
+        views = torch.from_numpy(
+            derive_rng(seed, Stream.BENCH_VIEW, int(dataset.split == "test")).integers(
+                objects.shape[1], size=len(objects)
+            )
+        )
+        return ViewSet(
+            objects[torch.arange(len(objects)), views], torch.tensor(dataset.targets), views
+        )
 
     def splits(seed: int) -> tuple[ViewSet, ViewSet]:
         # Objects of their own: other instances than the generator's (data_seed, train).
@@ -158,11 +160,14 @@ def multiview_task(
         return single_views(train, seed), single_views(test, data_seed)
 
     return ViewTask(
-        name="multiview", splits=splits, generator=generator,
+        name="multiview",
+        splits=splits,
+        generator=generator,
         classifier=functools.partial(view_cnn, 16),
-        num_classes=16, epochs=epochs,
+        num_classes=16,
+        epochs=epochs,
         description=f"MultiViewShapes single views (32x32), {shots} objects per class, one "
-                    f"random view each; generator: {folder.name}, {sampler} {steps} steps",
+        f"random view each; generator: {folder.name}, {sampler} {steps} steps",
     )
 
 
@@ -173,15 +178,23 @@ VIEW_TASKS: dict[str, Callable[..., ViewTask]] = {"multiview": multiview_task}
 def view_cnn(num_classes: int = 16) -> nn.Module:
     """A three-level CNN for 32x32 RGB views."""
     return nn.Sequential(
-        nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(64 * 16, num_classes),
+        nn.Conv2d(3, 16, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(16, 32, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(64 * 16, num_classes),
     )
 
 
-def _by_observed_view(generator: MultiViewDiffusion,
-                      views: torch.Tensor) -> Iterator[tuple[int, torch.Tensor]]:
+def _by_observed_view(
+    generator: MultiViewDiffusion, views: torch.Tensor
+) -> Iterator[tuple[int, torch.Tensor]]:
     """``(view, indices of the images showing it)`` per view, with the generator's
     :attr:`~gdaload.MultiViewDiffusion.observed_view` set to it meanwhile (and restored)."""
     observed = generator.observed_view
@@ -193,14 +206,14 @@ def _by_observed_view(generator: MultiViewDiffusion,
         generator.observed_view = observed
 
 
-def generate_novel_views(generator: MultiViewDiffusion, images: torch.Tensor,
-                         views: torch.Tensor, seeds: Sequence[int]) -> torch.Tensor:
+def generate_novel_views(
+    generator: MultiViewDiffusion, images: torch.Tensor, views: torch.Tensor, seeds: Sequence[int]
+) -> torch.Tensor:
     """The ``V - 1`` missing views of each image, from the view it shows:
     ``(N, V - 1, C, H, W)`` on the CPU."""
     out = torch.empty(len(images), generator.num_views - 1, *generator.image_shape)
     for _, index in _by_observed_view(generator, views):
-        out[index] = generator.novel_views(images[index],
-                                           [seeds[i] for i in index.tolist()]).cpu()
+        out[index] = generator.novel_views(images[index], [seeds[i] for i in index.tolist()]).cpu()
     return out
 
 
@@ -215,13 +228,17 @@ class ViewBatches:
         seed: Seeds the order (the same for every arm of a seed).
     """
 
-    def __init__(self, data: ViewSet, novel: torch.Tensor | None, batch_size: int,
-                 seed: int) -> None:
+    def __init__(
+        self, data: ViewSet, novel: torch.Tensor | None, batch_size: int, seed: int
+    ) -> None:
         self.data, self.novel, self.batch_size, self.seed = data, novel, batch_size, seed
         tensors = (data.images, data.labels) + (() if novel is None else (novel,))
-        self._loader = DataLoader(TensorDataset(*tensors), batch_size=batch_size, shuffle=True,
-                                  generator=torch.Generator().manual_seed(
-                                      derive_seed(seed, _ORDER_STREAM)))
+        self._loader = DataLoader(
+            TensorDataset(*tensors),
+            batch_size=batch_size,
+            shuffle=True,
+            generator=torch.Generator().manual_seed(derive_seed(seed, Stream.BENCH_ORDER)),
+        )
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         for x, y, *novel in self._loader:
@@ -237,8 +254,13 @@ class ViewBatches:
         return len(self._loader)
 
 
-def tta_accuracy(model: nn.Module, generator: MultiViewDiffusion, test: ViewSet, seed: int,
-                 cache: dict[int, GenerativeTTA] | None = None) -> tuple[float, float]:
+def tta_accuracy(
+    model: nn.Module,
+    generator: MultiViewDiffusion,
+    test: ViewSet,
+    seed: int,
+    cache: dict[int, GenerativeTTA] | None = None,
+) -> tuple[float, float]:
     """Accuracy on single views and averaged over the real view and its generated views.
 
     Views of the test images depend on the generator and seed, not on the model: pass
@@ -250,8 +272,9 @@ def tta_accuracy(model: nn.Module, generator: MultiViewDiffusion, test: ViewSet,
     for view, index in _by_observed_view(generator, test.views):
         tta = cache.get(view)
         if tta is None:
-            tta = cache[view] = GenerativeTTA(model, generator, views=generator.num_views - 1,
-                                              seed=seed, cache_size=len(index))
+            tta = cache[view] = GenerativeTTA(
+                model, generator, views=generator.num_views - 1, seed=seed, cache_size=len(index)
+            )
         tta.model = model
         report = tta.evaluate([(test.images[index], test.labels[index])])
         hits += np.array([report["single"], report["averaged"]]) * report["num_samples"]
@@ -259,9 +282,14 @@ def tta_accuracy(model: nn.Module, generator: MultiViewDiffusion, test: ViewSet,
     return float(single), float(averaged)
 
 
-def run_view_evaluation(task: ViewTask, seeds: Sequence[int] = (0, 1, 2), *,
-                        epochs: int | None = None, out: str | Path | None = None,
-                        progress: bool = True) -> dict[str, Any]:
+def run_view_evaluation(
+    task: ViewTask,
+    seeds: Sequence[int] = (0, 1, 2),
+    *,
+    epochs: int | None = None,
+    out: str | Path | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Run the 2x2 protocol on ``task`` for each seed.
 
     Args:
@@ -293,43 +321,75 @@ def run_view_evaluation(task: ViewTask, seeds: Sequence[int] = (0, 1, 2), *,
     accuracy = {arm: {"single": [], "averaged": []} for arm in ARMS}
     seconds: dict[str, float] = {}
     picture = None
-    bar = tqdm(total=len(seeds) * len(ARMS), desc=f"evaluate {task.name}", unit="arm",
-               disable=not progress)
+    bar = tqdm(
+        total=len(seeds) * len(ARMS), desc=f"evaluate {task.name}", unit="arm", disable=not progress
+    )
     for seed in seeds:
         train, test = task.splits(seed)
         start = time.perf_counter()
-        novel = generate_novel_views(task.generator, train.images, train.views,
-                                     [derive_seed(seed, _NOVEL_STREAM, i)
-                                      for i in range(len(train.images))])
-        seconds["generating views"] = seconds.get("generating views", 0.0) + \
-            time.perf_counter() - start
+        novel = generate_novel_views(
+            task.generator,
+            train.images,
+            train.views,
+            [derive_seed(seed, Stream.BENCH_NOVEL, i) for i in range(len(train.images))],
+        )
+        seconds["generating views"] = (
+            seconds.get("generating views", 0.0) + time.perf_counter() - start
+        )
         cache: dict[int, GenerativeTTA] = {}
-        for arm, extra in zip(ARMS, (None, novel)):
+        for arm, extra in zip(ARMS, (None, novel), strict=True):
             start = time.perf_counter()
-            model = fit_classifier(task.classifier, ViewBatches(train, extra, task.batch_size, seed),
-                                   task.epochs, seed, lr=task.lr, device=task.device)
+            model = fit_classifier(
+                task.classifier,
+                ViewBatches(train, extra, task.batch_size, seed),
+                task.epochs,
+                seed,
+                lr=task.lr,
+                device=task.device,
+            )
             single, averaged = tta_accuracy(model, task.generator, test, seed, cache)
             accuracy[arm]["single"].append(single)
             accuracy[arm]["averaged"].append(averaged)
             seconds[arm] = seconds.get(arm, 0.0) + time.perf_counter() - start
             bar.update()
         if picture is None:
-            picture = (test.images[:8], generate_novel_views(
-                task.generator, test.images[:8], test.views[:8],
-                [derive_seed(seed, _PICTURE_STREAM, i) for i in range(8)]), test.views[:8])
-        bar.write(f"seed {seed}: " + ", ".join(
-            f"{arm} {cell} {values[-1]:.4f}" for arm, cells in accuracy.items()
-            for cell, values in cells.items()))
+            picture = (
+                test.images[:8],
+                generate_novel_views(
+                    task.generator,
+                    test.images[:8],
+                    test.views[:8],
+                    [derive_seed(seed, Stream.BENCH_PICTURE, i) for i in range(8)],
+                ),
+                test.views[:8],
+            )
+        bar.write(
+            f"seed {seed}: "
+            + ", ".join(
+                f"{arm} {cell} {values[-1]:.4f}"
+                for arm, cells in accuracy.items()
+                for cell, values in cells.items()
+            )
+        )
     bar.close()
     report = {
-        "task": task.name, "description": task.description,
-        "settings": {"seeds": list(seeds), "epochs": task.epochs, "batch_size": task.batch_size,
-                     "lr": task.lr, "generated_views": task.generator.num_views - 1},
+        "task": task.name,
+        "description": task.description,
+        "settings": {
+            "seeds": list(seeds),
+            "epochs": task.epochs,
+            "batch_size": task.batch_size,
+            "lr": task.lr,
+            "generated_views": task.generator.num_views - 1,
+        },
         "accuracy": accuracy,
-        "mean_ci95": {arm: {cell: mean_ci(v) for cell, v in cells.items()}
-                      for arm, cells in accuracy.items()},
-        "averaging_gain_ci95": {arm: mean_ci(np.subtract(cells["averaged"], cells["single"]))
-                                for arm, cells in accuracy.items()},
+        "mean_ci95": {
+            arm: {cell: mean_ci(v) for cell, v in cells.items()} for arm, cells in accuracy.items()
+        },
+        "averaging_gain_ci95": {
+            arm: mean_ci(np.subtract(cells["averaged"], cells["single"]))
+            for arm, cells in accuracy.items()
+        },
         "seconds": seconds,
     }
     if out is not None:
@@ -346,16 +406,23 @@ def view_markdown(report: dict[str, Any]) -> str:
         return f"{100 * mean:{'+' if sign else ''}.2f} ± {100 * half:.2f}"
 
     lines = [
-        (f"{report['description']}; {len(s['seeds'])} seeds, {s['epochs']} epochs, batch "
-         f"{s['batch_size']} real images; mean ± 95% CI over seeds, averaging gain paired by "
-         "seed."), "",
-        ("| classifier trained on | test: single view (%) | test: averaged over the real view "
-         f"and {s['generated_views']} generated (%) | averaging gain (points) |"),
+        (
+            f"{report['description']}; {len(s['seeds'])} seeds, {s['epochs']} epochs, batch "
+            f"{s['batch_size']} real images; mean ± 95% CI over seeds, averaging gain paired by "
+            "seed."
+        ),
+        "",
+        (
+            "| classifier trained on | test: single view (%) | test: averaged over the real view "
+            f"and {s['generated_views']} generated (%) | averaging gain (points) |"
+        ),
         "|---|---|---|---|",
     ]
     for arm, cells in report["mean_ci95"].items():
-        lines.append(f"| {arm} | {cell(cells['single'])} | {cell(cells['averaged'])} | "
-                     f"{cell(report['averaging_gain_ci95'][arm], sign=True)} |")
+        lines.append(
+            f"| {arm} | {cell(cells['single'])} | {cell(cells['averaged'])} | "
+            f"{cell(report['averaging_gain_ci95'][arm], sign=True)} |"
+        )
     return "\n".join(lines)
 
 
@@ -364,8 +431,14 @@ def _write(report: dict[str, Any], picture: Any, task: ViewTask, out: Path) -> d
 
     out.mkdir(parents=True, exist_ok=True)
     images, novel, views = picture
-    grid = view_grid(images, novel, views, out / f"{task.name}_views.png",
-                     view_names=task.generator.view_names,
-                     title=f"{task.name}: test views (left) and the views generated from them")
-    return write_report(out / f"{task.name}_report", view_markdown(report), report,
-                        {"views": str(grid)})
+    grid = view_grid(
+        images,
+        novel,
+        views,
+        out / f"{task.name}_views.png",
+        view_names=task.generator.view_names,
+        title=f"{task.name}: test views (left) and the views generated from them",
+    )
+    return write_report(
+        out / f"{task.name}_report", view_markdown(report), report, {"views": str(grid)}
+    )

@@ -47,11 +47,18 @@ class LatentCache:
         >>> latents = cache.get_or_encode(images, encode)  # no encoder call  # doctest: +SKIP
     """
 
-    def __init__(self, namespace: str, directory: str | os.PathLike | None = None, *,
-                 max_items: int | None = None) -> None:
+    def __init__(
+        self,
+        namespace: str,
+        directory: str | os.PathLike | None = None,
+        *,
+        max_items: int | None = None,
+    ) -> None:
         if not isinstance(namespace, str) or not namespace.isalnum():
-            raise ValueError(f"namespace must be a non-empty alphanumeric string (e.g. "
-                             f"module_fingerprint(vae)), got {namespace!r}")
+            raise ValueError(
+                f"namespace must be a non-empty alphanumeric string (e.g. "
+                f"module_fingerprint(vae)), got {namespace!r}"
+            )
         if max_items is not None and int(max_items) < 1:
             raise ValueError(f"max_items must be >= 1 or None, got {max_items}")
         self.namespace = namespace
@@ -64,8 +71,12 @@ class LatentCache:
             self._load_folder()
 
     @classmethod
-    def for_module(cls, encoder: torch.nn.Module, directory: str | os.PathLike | None = None,
-                   **kwargs: int | None) -> LatentCache:
+    def for_module(
+        cls,
+        encoder: torch.nn.Module,
+        directory: str | os.PathLike | None = None,
+        **kwargs: int | None,
+    ) -> LatentCache:
         """A cache whose namespace is the fingerprint of ``encoder``'s weights."""
         return cls(module_fingerprint(encoder), directory, **kwargs)
 
@@ -74,8 +85,12 @@ class LatentCache:
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as err:
-            warnings.warn(f"cannot create the latent cache folder {self.folder} ({err}); "
-                          "keeping latents in memory only", RuntimeWarning, stacklevel=3)
+            warnings.warn(
+                f"cannot create the latent cache folder {self.folder} ({err}); "
+                "keeping latents in memory only",
+                RuntimeWarning,
+                stacklevel=3,
+            )
             self.folder = None
             return
         for path in sorted(self.folder.glob(f"*{SHARD_SUFFIX}")):
@@ -85,11 +100,12 @@ class LatentCache:
                 if meta.get("namespace") != self.namespace or len(keys) != len(tensors["latents"]):
                     raise CorruptShardError("its keys do not match its latents")
             except (CorruptShardError, KeyError, ValueError) as err:
-                warnings.warn(f"dropping damaged latent shard {path}: {err}", RuntimeWarning,
-                              stacklevel=3)
+                warnings.warn(
+                    f"dropping damaged latent shard {path}: {err}", RuntimeWarning, stacklevel=3
+                )
                 path.unlink(missing_ok=True)
                 continue
-            for key, latent in zip(keys, tensors["latents"]):
+            for key, latent in zip(keys, tensors["latents"], strict=True):
                 self._keep(key, latent)
 
     def _keep(self, key: str, latent: torch.Tensor) -> None:
@@ -98,8 +114,9 @@ class LatentCache:
         if self.max_items is not None and len(self._latents) > self.max_items:
             self._latents.popitem(last=False)
 
-    def get_or_encode(self, images: torch.Tensor,
-                      encode_fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    def get_or_encode(
+        self, images: torch.Tensor, encode_fn: Callable[[torch.Tensor], torch.Tensor]
+    ) -> torch.Tensor:
         """Latents of ``images`` ``(B, C, H, W)``; ``encode_fn`` runs on unseen images only.
 
         Returns:
@@ -123,10 +140,12 @@ class LatentCache:
                 encoded = encode_fn(images[[first[k] for k in missing]])
             if not isinstance(encoded, torch.Tensor) or len(encoded) != len(missing):
                 got = len(encoded) if isinstance(encoded, torch.Tensor) else type(encoded).__name__
-                raise ValueError(f"encode_fn must return a tensor with one latent per image "
-                                 f"({len(missing)}), got {got}")
+                raise ValueError(
+                    f"encode_fn must return a tensor with one latent per image "
+                    f"({len(missing)}), got {got}"
+                )
             encoded = encoded.detach().cpu()
-            found.update(zip(missing, encoded.clone()))
+            found.update(zip(missing, encoded.clone(), strict=True))
             with self._lock:
                 for key in missing:
                     self._keep(key, found[key])
@@ -138,11 +157,18 @@ class LatentCache:
             return
         name = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}{SHARD_SUFFIX}"
         try:
-            write_shard(self.folder / name, {"latents": latents},
-                        {"keys": json.dumps(keys), "namespace": self.namespace})
+            write_shard(
+                self.folder / name,
+                {"latents": latents},
+                {"keys": json.dumps(keys), "namespace": self.namespace},
+            )
         except OSError as err:
-            warnings.warn(f"cannot write the latent cache at {self.folder} ({err}); keeping "
-                          "latents in memory only", RuntimeWarning, stacklevel=3)
+            warnings.warn(
+                f"cannot write the latent cache at {self.folder} ({err}); keeping "
+                "latents in memory only",
+                RuntimeWarning,
+                stacklevel=3,
+            )
             self.folder = None
 
     def __len__(self) -> int:

@@ -21,12 +21,27 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-__all__ = ["SHARD_FORMAT", "SHARD_SUFFIX", "CorruptShardError", "read_shard", "tensor_checksum",
-           "write_shard"]
+__all__ = [
+    "SHARD_FORMAT",
+    "SHARD_SUFFIX",
+    "CorruptShardError",
+    "read_shard",
+    "tensor_checksum",
+    "write_shard",
+]
 
-_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16,
-           "BF16": torch.bfloat16, "I64": torch.int64, "I32": torch.int32, "I16": torch.int16,
-           "I8": torch.int8, "U8": torch.uint8, "BOOL": torch.bool}
+_DTYPES = {
+    "F64": torch.float64,
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "I64": torch.int64,
+    "I32": torch.int32,
+    "I16": torch.int16,
+    "I8": torch.int8,
+    "U8": torch.uint8,
+    "BOOL": torch.bool,
+}
 
 #: Version tag in every shard's metadata; a shard with another tag is not read.
 SHARD_FORMAT = "gdaload-shard-1"
@@ -51,8 +66,9 @@ def tensor_checksum(tensors: Mapping[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
-def write_shard(path: Path, tensors: Mapping[str, torch.Tensor],
-                metadata: Mapping[str, str]) -> int:
+def write_shard(
+    path: Path, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str]
+) -> int:
     """Atomically write ``tensors`` with ``metadata`` and a checksum to ``path``.
 
     Returns:
@@ -97,8 +113,9 @@ def read_shard(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     except (ValueError, KeyError, TypeError, RuntimeError) as err:  # json, layout, torch
         raise CorruptShardError(f"shard {path} cannot be parsed ({err})") from err
     if metadata.get("format") != SHARD_FORMAT:
-        raise CorruptShardError(f"shard {path} has format {metadata.get('format')!r}, "
-                                f"expected {SHARD_FORMAT!r}")
+        raise CorruptShardError(
+            f"shard {path} has format {metadata.get('format')!r}, expected {SHARD_FORMAT!r}"
+        )
     if identity not in _VERIFIED:
         if tensor_checksum(tensors) != metadata.get("checksum"):
             raise CorruptShardError(f"shard {path} fails its checksum")
@@ -123,8 +140,11 @@ def _parse(data: bytearray) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
         count = math.prod(shape)
         if begin != covered or end - begin != count * dtype.itemsize or start + end > len(data):
             raise ValueError(f"tensor {name!r} does not fit the file's data section")
-        flat = torch.frombuffer(data, dtype=dtype, count=count, offset=start + begin) if count \
+        flat = (
+            torch.frombuffer(data, dtype=dtype, count=count, offset=start + begin)
+            if count
             else torch.empty(0, dtype=dtype)
+        )
         tensors[name] = flat.view(shape)
         covered = end
     if start + covered != len(data):

@@ -75,10 +75,15 @@ class SampleStore:
         cache_bytes: int = 256 << 20,
     ) -> None:
         if not isinstance(config_hash, str) or not config_hash or not config_hash.isalnum():
-            raise ValueError(f"config_hash must be a non-empty alphanumeric string such as "
-                             f"generator.config_hash(), got {config_hash!r}")
-        for name, value in (("max_bytes", max_bytes), ("memory_bytes", memory_bytes),
-                            ("cache_bytes", cache_bytes)):
+            raise ValueError(
+                f"config_hash must be a non-empty alphanumeric string such as "
+                f"generator.config_hash(), got {config_hash!r}"
+            )
+        for name, value in (
+            ("max_bytes", max_bytes),
+            ("memory_bytes", memory_bytes),
+            ("cache_bytes", cache_bytes),
+        ):
             if value is not None and int(value) < 0:
                 raise ValueError(f"{name} must be >= 0, got {value}")
         self.root = Path(directory)
@@ -91,8 +96,9 @@ class SampleStore:
         self._open(config)
 
     @classmethod
-    def for_generator(cls, directory: str | os.PathLike, generator: Generator,
-                      **kwargs: Any) -> SampleStore:
+    def for_generator(
+        cls, directory: str | os.PathLike, generator: Generator, **kwargs: Any
+    ) -> SampleStore:
         """A store for ``generator``'s samples under ``directory``."""
         return cls(directory, generator.config_hash(), config=generator.config, **kwargs)
 
@@ -118,8 +124,10 @@ class SampleStore:
             self._fall_back(f"cannot write the sample store at {self.folder} ({err})")
             return
         if foreign:
-            self._fall_back(f"{self.folder} holds samples of another generator config whose "
-                            "hash collides with this one; they are not served")
+            self._fall_back(
+                f"{self.folder} holds samples of another generator config whose "
+                "hash collides with this one; they are not served"
+            )
             return
         self._scan()
 
@@ -142,9 +150,12 @@ class SampleStore:
 
     def _fall_back(self, reason: str) -> None:
         self.memory_only = True
-        warnings.warn(f"{reason}; keeping generated samples in memory (up to "
-                      f"{self.memory_bytes / 2**20:.0f} MiB) for this run instead",
-                      RuntimeWarning, stacklevel=3)
+        warnings.warn(
+            f"{reason}; keeping generated samples in memory (up to "
+            f"{self.memory_bytes / 2**20:.0f} MiB) for this run instead",
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
     def _scan(self) -> None:
         """Index every shard of this config (headers and keys only, no images)."""
@@ -158,21 +169,29 @@ class SampleStore:
                     meta = f.metadata() or {}
                     labels, seeds = f.get_tensor("labels"), f.get_tensor("seeds")
                 if meta.get("config_hash") != self.config_hash:
-                    logger.warning("ignoring shard %s: written for config %s, not %s", path,
-                                   meta.get("config_hash"), self.config_hash)
+                    logger.warning(
+                        "ignoring shard %s: written for config %s, not %s",
+                        path,
+                        meta.get("config_hash"),
+                        self.config_hash,
+                    )
                     continue
             except Exception as err:  # safetensors raises its own error type for bad files
                 self._drop(path.name, f"cannot read its header ({err})")
                 continue
             self._register(path.name, path.stat().st_size, labels.tolist(), seeds.tolist())
-        logger.debug("sample store %s: %d samples in %d shards", self.folder, len(self._index),
-                     len(self._shards))
+        logger.debug(
+            "sample store %s: %d samples in %d shards",
+            self.folder,
+            len(self._index),
+            len(self._shards),
+        )
 
     def _all_shards(self) -> list[Path]:
         return list(self.root.glob(f"*/*{SHARD_SUFFIX}"))
 
     def _register(self, name: str, size: int, labels: list[int], seeds: list[int]) -> None:
-        keys = list(zip(labels, seeds))
+        keys = list(zip(labels, seeds, strict=True))
         self._shards[name] = (size, keys)
         for row, key in enumerate(keys):
             self._index[key] = (name, row)
@@ -188,18 +207,23 @@ class SampleStore:
                 self._scan()
 
     # ------------------------------------------------------------------ reading
-    def get(self, labels: Sequence[int] | torch.Tensor,
-            seeds: Sequence[int] | torch.Tensor) -> list[torch.Tensor | None]:
+    def get(
+        self, labels: Sequence[int] | torch.Tensor, seeds: Sequence[int] | torch.Tensor
+    ) -> list[torch.Tensor | None]:
         """The stored image for each ``(label, seed)``, or ``None`` where there is none."""
         keys = _keys(labels, seeds)
         out: list[torch.Tensor | None] = [None] * len(keys)
         for rows, images, source_rows in self._locate(keys):
-            for i, row in zip(rows, source_rows):
+            for i, row in zip(rows, source_rows, strict=True):
                 out[i] = images[row]  # a view: the caller's stack is the only copy
         return out
 
-    def fetch(self, labels: Sequence[int] | torch.Tensor, seeds: Sequence[int] | torch.Tensor,
-              out: torch.Tensor) -> list[int]:
+    def fetch(
+        self,
+        labels: Sequence[int] | torch.Tensor,
+        seeds: Sequence[int] | torch.Tensor,
+        out: torch.Tensor,
+    ) -> list[int]:
         """Copy the stored image of each ``(label, seed)`` into its row of ``out``.
 
         One copy per shard straight into the caller's batch (a slice copy when the rows
@@ -213,7 +237,7 @@ class SampleStore:
             for i in rows:
                 found[i] = True
             if _is_run(rows) and _is_run(source_rows):
-                out[rows[0]:rows[-1] + 1].copy_(images[source_rows[0]:source_rows[-1] + 1])
+                out[rows[0] : rows[-1] + 1].copy_(images[source_rows[0] : source_rows[-1] + 1])
             else:
                 out[rows] = images[source_rows].to(out.dtype)
         return [i for i, hit in enumerate(found) if not hit]
@@ -235,8 +259,9 @@ class SampleStore:
                     rows.append(i)
                     source_rows.append(where[1])
             if memory_rows:
-                parts.append((memory_rows, torch.stack(memory_images),
-                              list(range(len(memory_rows)))))
+                parts.append(
+                    (memory_rows, torch.stack(memory_images), list(range(len(memory_rows))))
+                )
             for name, (rows, source_rows) in by_shard.items():
                 images = self._load(name)
                 if images is not None:
@@ -278,8 +303,12 @@ class SampleStore:
 
     def _drop(self, name: str, reason: str) -> None:
         """Delete a damaged shard so it is regenerated, never served."""
-        warnings.warn(f"dropping damaged sample-store shard {self.folder / name}: {reason}; "
-                      "its samples will be generated again", RuntimeWarning, stacklevel=4)
+        warnings.warn(
+            f"dropping damaged sample-store shard {self.folder / name}: {reason}; "
+            "its samples will be generated again",
+            RuntimeWarning,
+            stacklevel=4,
+        )
         (self.folder / name).unlink(missing_ok=True)
         self._forget(name)
 
@@ -294,8 +323,12 @@ class SampleStore:
             self._decoded_bytes -= old.numel() * old.element_size()
 
     # ------------------------------------------------------------------ writing
-    def put(self, labels: Sequence[int] | torch.Tensor, seeds: Sequence[int] | torch.Tensor,
-            images: torch.Tensor) -> None:
+    def put(
+        self,
+        labels: Sequence[int] | torch.Tensor,
+        seeds: Sequence[int] | torch.Tensor,
+        images: torch.Tensor,
+    ) -> None:
         """Store generated ``images`` under their ``(label, seed)``; never raises on I/O.
 
         Samples already stored are skipped. A write failure switches the store to memory
@@ -307,8 +340,11 @@ class SampleStore:
         images = images.detach().to("cpu", torch.float32)
         with self._lock:
             self._ensure_scanned()
-            new = [i for i, key in enumerate(keys)
-                   if key not in self._index and key not in self._memory]
+            new = [
+                i
+                for i, key in enumerate(keys)
+                if key not in self._index and key not in self._memory
+            ]
             if not new:
                 return
             keys = [keys[i] for i in new]
@@ -325,8 +361,11 @@ class SampleStore:
         name = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}{SHARD_SUFFIX}"
         labels = torch.tensor([k[0] for k in keys], dtype=torch.int64)
         seeds = torch.tensor([k[1] for k in keys], dtype=torch.int64)
-        size = write_shard(self.folder / name, {"images": images, "labels": labels, "seeds": seeds},
-                           {"config_hash": self.config_hash})
+        size = write_shard(
+            self.folder / name,
+            {"images": images, "labels": labels, "seeds": seeds},
+            {"config_hash": self.config_hash},
+        )
         self._root_bytes += size
         self._register(name, size, labels.tolist(), seeds.tolist())
         self._cache(name, images)
@@ -355,7 +394,7 @@ class SampleStore:
 
     def _remember(self, keys: list[Key], images: torch.Tensor) -> None:
         size = images[0].numel() * images.element_size() if len(images) else 0
-        for key, image in zip(keys, images.clone()):
+        for key, image in zip(keys, images.clone(), strict=True):
             self._memory[key] = image
             self._memory_used += size
         while self._memory and self._memory_used > self.memory_bytes:
@@ -376,15 +415,26 @@ class SampleStore:
     def stats(self) -> dict[str, Any]:
         """Hits, misses, stored samples and shards, bytes on disk, memory fallback."""
         with self._lock:
-            return {"hits": self.hits, "misses": self.misses,
-                    "samples": len(self._index) + len(self._memory), "shards": len(self._shards),
-                    "bytes": sum(s for s, _ in self._shards.values()),
-                    "memory_only": self.memory_only}
+            return {
+                "hits": self.hits,
+                "misses": self.misses,
+                "samples": len(self._index) + len(self._memory),
+                "shards": len(self._shards),
+                "bytes": sum(s for s, _ in self._shards.values()),
+                "memory_only": self.memory_only,
+            }
 
     def __getstate__(self) -> dict[str, Any]:
         # DataLoader workers get the location and settings; each re-reads the index.
-        keep = ("root", "config_hash", "folder", "max_bytes", "memory_bytes", "cache_bytes",
-                "memory_only")
+        keep = (
+            "root",
+            "config_hash",
+            "folder",
+            "max_bytes",
+            "memory_bytes",
+            "cache_bytes",
+            "memory_only",
+        )
         return {k: self.__dict__[k] for k in keep}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -399,7 +449,8 @@ class SampleStore:
 def _is_run(rows: list[int]) -> bool:
     """Whether ``rows`` are consecutive and increasing (then one slice copies them)."""
     return rows[-1] - rows[0] == len(rows) - 1 and all(
-        b == a + 1 for a, b in itertools.pairwise(rows))
+        b == a + 1 for a, b in itertools.pairwise(rows)
+    )
 
 
 def _keys(labels: Sequence[int] | torch.Tensor, seeds: Sequence[int] | torch.Tensor) -> list[Key]:
@@ -407,4 +458,4 @@ def _keys(labels: Sequence[int] | torch.Tensor, seeds: Sequence[int] | torch.Ten
     seeds = seeds.tolist() if isinstance(seeds, torch.Tensor) else [int(v) for v in seeds]
     if len(labels) != len(seeds):
         raise ValueError(f"got {len(labels)} labels but {len(seeds)} seeds")
-    return list(zip(labels, seeds))
+    return list(zip(labels, seeds, strict=True))

@@ -12,6 +12,7 @@ import torch
 from torch.utils.data import Dataset, get_worker_info
 from tqdm.auto import tqdm
 
+from gdaload.cache.store import SampleStore
 from gdaload.data.plan import SyntheticPlan
 from gdaload.data.policies import (
     CLASS_POLICIES,
@@ -20,7 +21,6 @@ from gdaload.data.policies import (
     real_class_counts,
 )
 from gdaload.engine.base import EngineStats, fetch_stored, make_samples
-from gdaload.cache.store import SampleStore
 from gdaload.generators.base import Generator
 from gdaload.seeding import SeedPlan
 
@@ -81,16 +81,22 @@ class GenerativeDataset(Dataset):
         store: str | os.PathLike | SampleStore | None = None,
     ) -> None:
         if not isinstance(generator, Generator):
-            raise TypeError(f"generator must be a gdaload.Generator, got {type(generator).__name__}")
+            raise TypeError(
+                f"generator must be a gdaload.Generator, got {type(generator).__name__}"
+            )
         if class_policy not in CLASS_POLICIES:
-            raise ValueError(f"unknown class_policy {class_policy!r}; valid ones are {list(CLASS_POLICIES)}")
+            raise ValueError(
+                f"unknown class_policy {class_policy!r}; valid ones are {list(CLASS_POLICIES)}"
+            )
         self.real, self.generator = real, generator
         self.ratio = check_ratio(ratio)
         self.plan = SeedPlan(seed)
         self.class_policy = class_policy
         self.synthetic_transform = synthetic_transform
         self.return_mask = return_mask
-        real_labels = np.asarray(labels, dtype=np.int64) if labels is not None else dataset_labels(real)
+        real_labels = (
+            np.asarray(labels, dtype=np.int64) if labels is not None else dataset_labels(real)
+        )
         self.num_real = len(real)
         if len(real_labels) != self.num_real:
             raise ValueError(f"got {len(real_labels)} labels for {self.num_real} real samples")
@@ -101,8 +107,9 @@ class GenerativeDataset(Dataset):
         if isinstance(store, (str, os.PathLike)):
             store = SampleStore.for_generator(store, generator)
         elif store is not None and not isinstance(store, SampleStore):
-            raise TypeError(f"store must be a folder path or a SampleStore, got "
-                            f"{type(store).__name__}")
+            raise TypeError(
+                f"store must be a folder path or a SampleStore, got {type(store).__name__}"
+            )
         if store is not None and store.config_hash != generator.config_hash():
             raise ValueError(
                 f"the store holds samples of generator config {store.config_hash}, but this "
@@ -130,8 +137,15 @@ class GenerativeDataset(Dataset):
 
     def _synthetic_plan(self) -> SyntheticPlan:
         counts = tuple(int(c) for c in self.class_counts)
-        return SyntheticPlan(self.plan.seed, self.class_policy, counts, self.ratio,
-                             self.generator.num_classes, rank=0, world=1)
+        return SyntheticPlan(
+            self.plan.seed,
+            self.class_policy,
+            counts,
+            self.ratio,
+            self.generator.num_classes,
+            rank=0,
+            world=1,
+        )
 
     def synthetic_labels(self) -> np.ndarray:
         """Labels of this epoch's synthetic samples, in index order."""
@@ -150,7 +164,9 @@ class GenerativeDataset(Dataset):
         if bad:
             raise IndexError(f"indices {bad[:5]} out of range for GenerativeDataset of length {n}")
         synthetic = [i for i in indices if i >= self.num_real]
-        generated = dict(zip(synthetic, self._generate(synthetic))) if synthetic else {}
+        generated = (
+            dict(zip(synthetic, self._generate(synthetic), strict=True)) if synthetic else {}
+        )
         out = []
         for i in indices:
             item = generated[i] if i in generated else self.real[i]
@@ -161,10 +177,16 @@ class GenerativeDataset(Dataset):
         js = [i - self.num_real for i in indices]
         plan = self._synthetic_plan()
         labels, seeds = plan.labels(self.epoch, js), plan.seeds(self.epoch, js)
-        fetched = (fetch_stored(self.store, labels, seeds, self.generator.image_shape)
-                   if self.store is not None else None)
-        if (get_worker_info() is not None and self.generator.device.type == "cuda"
-                and (fetched is None or fetched[1])):
+        fetched = (
+            fetch_stored(self.store, labels, seeds, self.generator.image_shape)
+            if self.store is not None
+            else None
+        )
+        if (
+            get_worker_info() is not None
+            and self.generator.device.type == "cuda"
+            and (fetched is None or fetched[1])
+        ):
             raise RuntimeError(
                 "a CUDA generator cannot run inside DataLoader worker processes (forked "
                 "workers cannot use CUDA, and each would load its own copy of the model). "
@@ -173,17 +195,27 @@ class GenerativeDataset(Dataset):
                 "gdaload.GenerativeLoader(loader, generator, ratio=...), which generates in "
                 "the main process."
             )
-        images = make_samples(self.generator, self.store, labels, seeds, self._engine_stats,
-                              host=True, fetched=fetched)
+        images = make_samples(
+            self.generator,
+            self.store,
+            labels,
+            seeds,
+            self._engine_stats,
+            host=True,
+            fetched=fetched,
+        )
         items = []
-        for image, label in zip(images, labels.tolist()):
-            items.append((self.synthetic_transform(image) if self.synthetic_transform else image, label))
+        for image, label in zip(images, labels.tolist(), strict=True):
+            items.append(
+                (self.synthetic_transform(image) if self.synthetic_transform else image, label)
+            )
         if not self._shape_checked:
             self._check_like_real(items[0][0])
         return items
 
-    def fill_store(self, epochs: int | Iterable[int] | None = None, batch_size: int = 64,
-                   progress: bool = True) -> int:
+    def fill_store(
+        self, epochs: int | Iterable[int] | None = None, batch_size: int = 64, progress: bool = True
+    ) -> int:
         """Generate the synthetic samples of ``epochs`` into the store, skipping stored ones.
 
         Run it in the main process before training (on the GPU, say) so that DataLoader
@@ -208,13 +240,22 @@ class GenerativeDataset(Dataset):
             raise ValueError(f"epochs must be >= 0, got {epochs}")
         before = self._engine_stats.generated
         plan = self._synthetic_plan()
-        with tqdm(total=len(epochs) * self.num_synthetic, desc="gdaload store",
-                  unit="sample", disable=None if progress else True) as bar:
+        with tqdm(
+            total=len(epochs) * self.num_synthetic,
+            desc="gdaload store",
+            unit="sample",
+            disable=None if progress else True,
+        ) as bar:
             for epoch in epochs:
                 for start in range(0, self.num_synthetic, batch_size):
                     js = list(range(start, min(start + batch_size, self.num_synthetic)))
-                    make_samples(self.generator, self.store, plan.labels(epoch, js),
-                                 plan.seeds(epoch, js), self._engine_stats)
+                    make_samples(
+                        self.generator,
+                        self.store,
+                        plan.labels(epoch, js),
+                        plan.seeds(epoch, js),
+                        self._engine_stats,
+                    )
                     bar.update(len(js))
         return self._engine_stats.generated - before
 
@@ -233,6 +274,8 @@ class GenerativeDataset(Dataset):
                 )
 
     def __repr__(self) -> str:
-        return (f"GenerativeDataset(real={self.num_real}, synthetic={self.num_synthetic}, "
-                f"ratio={self.ratio}, policy={self.class_policy}, epoch={self.epoch}, "
-                f"generator={self.generator!r})")
+        return (
+            f"GenerativeDataset(real={self.num_real}, synthetic={self.num_synthetic}, "
+            f"ratio={self.ratio}, policy={self.class_policy}, epoch={self.epoch}, "
+            f"generator={self.generator!r})"
+        )

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from gdaload.cache.store import SampleStore
 from gdaload.data.plan import SyntheticPlan
 from gdaload.data.policies import (
     CLASS_POLICIES,
@@ -27,7 +28,6 @@ from gdaload.data.policies import (
 )
 from gdaload.engine.base import ENGINES, Engine, EngineStats
 from gdaload.engine.pool import check_pool_settings
-from gdaload.cache.store import SampleStore
 from gdaload.engine.sync import SyncEngine
 from gdaload.engine.threaded import ThreadEngine
 from gdaload.generators.base import Generator
@@ -43,8 +43,6 @@ def _distributed_rank_world() -> tuple[int, int]:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank(), torch.distributed.get_world_size()
     return 0, 1
-
-
 
 
 def _real_per_epoch(loader: Iterable[Any]) -> int | None:
@@ -148,9 +146,13 @@ class GenerativeLoader:
         progress: bool = True,
     ) -> None:
         if not isinstance(generator, Generator):
-            raise TypeError(f"generator must be a gdaload.Generator, got {type(generator).__name__}")
+            raise TypeError(
+                f"generator must be a gdaload.Generator, got {type(generator).__name__}"
+            )
         if class_policy not in CLASS_POLICIES:
-            raise ValueError(f"unknown class_policy {class_policy!r}; valid ones are {list(CLASS_POLICIES)}")
+            raise ValueError(
+                f"unknown class_policy {class_policy!r}; valid ones are {list(CLASS_POLICIES)}"
+            )
         self.loader, self.generator = loader, generator
         self.ratio = check_ratio(ratio)
         self.plan = SeedPlan(seed)
@@ -159,8 +161,9 @@ class GenerativeLoader:
         self.return_mask = return_mask
         self.class_counts = self._class_counts(labels)
         self.epoch = 0
-        self._configure_engine(engine, pool_size, generation_batch_size, dry_policy, reuse_limit,
-                               warmup)
+        self._configure_engine(
+            engine, pool_size, generation_batch_size, dry_policy, reuse_limit, warmup
+        )
         self.store = self._open_store(store)
         self.progress = progress
         self._stats = {"real": 0, "synthetic": 0, "batches": 0}
@@ -170,12 +173,20 @@ class GenerativeLoader:
         self._real_seen_last: int | None = None
         self._warmed = False
 
-    def _configure_engine(self, engine: str | None, pool_size: int, batch_size: int | None,
-                          dry_policy: str, reuse_limit: int, warmup: int | bool) -> None:
+    def _configure_engine(
+        self,
+        engine: str | None,
+        pool_size: int,
+        batch_size: int | None,
+        dry_policy: str,
+        reuse_limit: int,
+        warmup: int | bool,
+    ) -> None:
         self.engine = "sync" if engine is None else engine
         if self.engine not in ENGINES:
-            raise ValueError(f"unknown engine {engine!r}; valid ones are {list(ENGINES)} "
-                             "(None means 'sync')")
+            raise ValueError(
+                f"unknown engine {engine!r}; valid ones are {list(ENGINES)} (None means 'sync')"
+            )
         if batch_size is None:
             batch_size = min(32, pool_size) if isinstance(pool_size, int) and pool_size > 0 else 1
         check_pool_settings(pool_size, batch_size, dry_policy, reuse_limit)
@@ -183,11 +194,14 @@ class GenerativeLoader:
         self.pool_size, self.dry_policy, self.reuse_limit = pool_size, dry_policy, reuse_limit
         self.warmup = pool_size if warmup is True else int(warmup)
         if self.warmup < 0:
-            raise ValueError(f"warmup must be >= 0 samples (or True to fill the pool), "
-                             f"got {warmup!r}")
+            raise ValueError(
+                f"warmup must be >= 0 samples (or True to fill the pool), got {warmup!r}"
+            )
         if self.engine == "sync" and (dry_policy != "wait" or self.warmup):
-            raise ValueError("dry_policy='reuse' and warmup= need a pool of samples generated "
-                             "ahead; pass engine='thread'")
+            raise ValueError(
+                "dry_policy='reuse' and warmup= need a pool of samples generated "
+                "ahead; pass engine='thread'"
+            )
 
     def _open_store(self, store: str | os.PathLike | SampleStore | None) -> SampleStore | None:
         if store is None or isinstance(store, SampleStore):
@@ -264,15 +278,20 @@ class GenerativeLoader:
         if self._engine is None:
             if self.engine == "thread":
                 self._engine = ThreadEngine(
-                    self.generator, store=self.store, stats=self._engine_stats,
-                    pool_size=self.pool_size, generation_batch_size=self.generation_batch_size,
-                    dry_policy=self.dry_policy, reuse_limit=self.reuse_limit,
+                    self.generator,
+                    store=self.store,
+                    stats=self._engine_stats,
+                    pool_size=self.pool_size,
+                    generation_batch_size=self.generation_batch_size,
+                    dry_policy=self.dry_policy,
+                    reuse_limit=self.reuse_limit,
                 )
                 # Stops the thread if the loader is dropped without close().
                 self._finalizer = weakref.finalize(self, self._engine.close)
             else:
-                self._engine = SyncEngine(self.generator, store=self.store,
-                                          stats=self._engine_stats)
+                self._engine = SyncEngine(
+                    self.generator, store=self.store, stats=self._engine_stats
+                )
         return self._engine
 
     def close(self) -> None:
@@ -298,8 +317,15 @@ class GenerativeLoader:
     def _source(self) -> SyntheticPlan:
         rank, world = _distributed_rank_world()
         counts = None if self.class_counts is None else tuple(int(c) for c in self.class_counts)
-        return SyntheticPlan(self.plan.seed, self.class_policy, counts, self.ratio,
-                              self.generator.num_classes, rank, world)
+        return SyntheticPlan(
+            self.plan.seed,
+            self.class_policy,
+            counts,
+            self.ratio,
+            self.generator.num_classes,
+            rank,
+            world,
+        )
 
     def _expected_synthetic(self) -> int | None:
         real = self._real_seen_last
@@ -342,8 +368,10 @@ class GenerativeLoader:
             )
         x, y = batch
         if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):
-            raise TypeError("GenerativeLoader expects tensor inputs and labels; use a collate_fn "
-                            "that stacks samples into tensors")
+            raise TypeError(
+                "GenerativeLoader expects tensor inputs and labels; use a collate_fn "
+                "that stacks samples into tensors"
+            )
         if y.dim() != 1 or y.dtype.is_floating_point:
             raise ValueError(
                 f"GenerativeLoader expects integer class labels of shape (B,), got {y.dtype} of "
@@ -351,8 +379,9 @@ class GenerativeLoader:
             )
         return x, y
 
-    def _merge(self, x: torch.Tensor, y: torch.Tensor, epoch: int, positions: range,
-               engine: Engine | None) -> Batch:
+    def _merge(
+        self, x: torch.Tensor, y: torch.Tensor, epoch: int, positions: range, engine: Engine | None
+    ) -> Batch:
         real = len(y)
         mask = torch.zeros(real + len(positions), dtype=torch.bool, device=y.device)
         if len(positions):
@@ -371,12 +400,14 @@ class GenerativeLoader:
             # run asynchronously.
             x = torch.cat([x, images.to(device=x.device, dtype=x.dtype, non_blocking=True)])
             y = torch.cat([y, served.labels.to(device=y.device, dtype=y.dtype)])
-            mask[-len(positions):] = True
+            mask[-len(positions) :] = True
         self._stats["real"] += real  # counted on the host: no device sync per batch
         self._stats["synthetic"] += len(positions)
         self._stats["batches"] += 1
         return (x, y, mask) if self.return_mask else (x, y)
 
     def __repr__(self) -> str:
-        return (f"GenerativeLoader(ratio={self.ratio}, policy={self.class_policy}, "
-                f"epoch={self.epoch}, engine={self.engine}, generator={self.generator!r})")
+        return (
+            f"GenerativeLoader(ratio={self.ratio}, policy={self.class_policy}, "
+            f"epoch={self.epoch}, engine={self.engine}, generator={self.generator!r})"
+        )

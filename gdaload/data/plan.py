@@ -15,15 +15,21 @@ import numpy as np
 import torch
 
 from gdaload.data.policies import plan_labels
-from gdaload.seeding.vectorised import plan_seeds
 from gdaload.seeding import SeedPlan
+from gdaload.seeding.vectorised import plan_seeds
 
 __all__ = ["SyntheticPlan"]
 
 
 @functools.lru_cache(maxsize=4)
-def _label_plan(seed: int, policy: str, class_counts: tuple[int, ...] | None, ratio: float,
-                num_classes: int, epoch: int) -> np.ndarray:
+def _label_plan(
+    seed: int,
+    policy: str,
+    class_counts: tuple[int, ...] | None,
+    ratio: float,
+    num_classes: int,
+    epoch: int,
+) -> np.ndarray:
     rng = SeedPlan(seed).label_rng(epoch)
     if class_counts is None:
         bag = np.arange(num_classes)
@@ -40,8 +46,9 @@ _SEED_CHUNK = 1024
 @functools.lru_cache(maxsize=64)
 def _seed_chunk(seed: int, epoch: int, chunk: int) -> np.ndarray:
     start = chunk * _SEED_CHUNK
-    return np.asarray(plan_seeds(SeedPlan(seed), epoch, range(start, start + _SEED_CHUNK)),
-                      dtype=np.uint64)
+    return np.asarray(
+        plan_seeds(SeedPlan(seed), epoch, range(start, start + _SEED_CHUNK)), dtype=np.uint64
+    )
 
 
 @dataclass(frozen=True)
@@ -63,8 +70,9 @@ class SyntheticPlan:
         return np.asarray(positions, dtype=np.int64) * self.world + self.rank
 
     def labels(self, epoch: int, positions: Sequence[int]) -> torch.Tensor:
-        plan = _label_plan(self.seed, self.policy, self.class_counts, self.ratio,
-                           self.num_classes, epoch)
+        plan = _label_plan(
+            self.seed, self.policy, self.class_counts, self.ratio, self.num_classes, epoch
+        )
         return torch.as_tensor(plan[self._indices(positions) % len(plan)], dtype=torch.long)
 
     def seeds(self, epoch: int, positions: Sequence[int]) -> list[int]:

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
-from gdaload.seeding import derive_rng
+from gdaload.seeding import Stream, derive_rng
 
 __all__ = ["DIGIT_CLASSES", "DigitsSplits", "digits_splits"]
 
@@ -38,8 +38,9 @@ def _as_dataset(images: np.ndarray, labels: np.ndarray) -> TensorDataset:
     return TensorDataset(x, torch.from_numpy(labels.astype(np.int64)))
 
 
-def digits_splits(shots: int = 10, seed: int = 0, test_fraction: float = 0.3,
-                  pool_fraction: float = 0.5) -> DigitsSplits:
+def digits_splits(
+    shots: int = 10, seed: int = 0, test_fraction: float = 0.3, pool_fraction: float = 0.5
+) -> DigitsSplits:
     """Split the digits into a few-shot train set, a generator pool and a test set.
 
     Args:
@@ -63,7 +64,7 @@ def digits_splits(shots: int = 10, seed: int = 0, test_fraction: float = 0.3,
     images, labels = data.images, data.target
     test_idx, pool_idx, train_idx = [], [], []
     partition = derive_rng(PARTITION_SEED)
-    draw = derive_rng(seed, 1)
+    draw = derive_rng(seed, Stream.SPLIT_DRAW)
     for c in range(10):
         idx = partition.permutation(np.flatnonzero(labels == c))
         n_test, n_pool = round(len(idx) * test_fraction), round(len(idx) * pool_fraction)
@@ -71,8 +72,14 @@ def digits_splits(shots: int = 10, seed: int = 0, test_fraction: float = 0.3,
         pool_idx.extend(idx[n_test : n_test + n_pool])
         reservoir = idx[n_test + n_pool :]
         if shots > len(reservoir):
-            raise ValueError(f"class {c} has only {len(reservoir)} images for few-shot training; "
-                             f"ask for shots <= {len(reservoir)}")
+            raise ValueError(
+                f"class {c} has only {len(reservoir)} images for few-shot training; "
+                f"ask for shots <= {len(reservoir)}"
+            )
         train_idx.extend(draw.choice(reservoir, size=shots, replace=False))
-    return DigitsSplits(*(_as_dataset(images[i], labels[i]) for i in
-                          (np.array(train_idx), np.array(pool_idx), np.array(test_idx))))
+    return DigitsSplits(
+        *(
+            _as_dataset(images[i], labels[i])
+            for i in (np.array(train_idx), np.array(pool_idx), np.array(test_idx))
+        )
+    )

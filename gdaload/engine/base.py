@@ -21,8 +21,15 @@ import torch
 from gdaload.cache.store import SampleStore
 from gdaload.generators.base import Generator, check_generated
 
-__all__ = ["ENGINES", "Engine", "EngineStats", "Served", "SyntheticSource", "fetch_stored",
-           "make_samples"]
+__all__ = [
+    "ENGINES",
+    "Engine",
+    "EngineStats",
+    "Served",
+    "SyntheticSource",
+    "fetch_stored",
+    "make_samples",
+]
 
 #: Engine names accepted by :class:`~gdaload.GenerativeLoader`.
 ENGINES = ("sync", "thread")
@@ -97,15 +104,21 @@ class Engine(abc.ABC):
     positions in order ``0, 1, 2, ...``.
     """
 
-    def __init__(self, generator: Generator, *, store: SampleStore | None = None,
-                 stats: EngineStats | None = None) -> None:
+    def __init__(
+        self,
+        generator: Generator,
+        *,
+        store: SampleStore | None = None,
+        stats: EngineStats | None = None,
+    ) -> None:
         self.generator = generator
         self.store = store
         self.stats = stats if stats is not None else EngineStats()
         self._source: SyntheticSource | None = None
 
-    def begin_epoch(self, source: SyntheticSource, epoch: int, total: int | None,
-                    next_total: int | None = None) -> None:
+    def begin_epoch(
+        self, source: SyntheticSource, epoch: int, total: int | None, next_total: int | None = None
+    ) -> None:
         """Start serving ``epoch``.
 
         Args:
@@ -163,16 +176,20 @@ def make_samples(
     if store is None:
         images, missing = None, list(range(len(seeds)))
     else:
-        images, missing = fetched if fetched is not None else fetch_stored(
-            store, labels, seeds, generator.image_shape, pin=host and pin)
+        images, missing = (
+            fetched
+            if fetched is not None
+            else fetch_stored(store, labels, seeds, generator.image_shape, pin=host and pin)
+        )
         stats.cache_hits += len(seeds) - len(missing)
         stats.cache_misses += len(missing)
     if missing:
         start = time.perf_counter()
         with torch.no_grad():
             generated = generator.generate(labels[missing], [seeds[i] for i in missing])
-        check_generated(generated, len(missing), generator.image_shape,
-                        source=type(generator).__name__)
+        check_generated(
+            generated, len(missing), generator.image_shape, source=type(generator).__name__
+        )
         stats.generation_seconds += time.perf_counter() - start
         stats.generated += len(missing)
         if images is None:
@@ -186,8 +203,14 @@ def make_samples(
     return to_host(images, pin) if host else images
 
 
-def fetch_stored(store: SampleStore, labels: torch.Tensor, seeds: list[int],
-                 image_shape: Sequence[int], *, pin: bool = False) -> tuple[torch.Tensor, list[int]]:
+def fetch_stored(
+    store: SampleStore,
+    labels: torch.Tensor,
+    seeds: list[int],
+    image_shape: Sequence[int],
+    *,
+    pin: bool = False,
+) -> tuple[torch.Tensor, list[int]]:
     """A float32 CPU batch holding the stored images of ``(labels, seeds)``, and the rows
     that are not stored (still to be generated)."""
     images = torch.empty(len(seeds), *image_shape, pin_memory=pin)

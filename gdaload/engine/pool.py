@@ -37,18 +37,24 @@ def check_pool_settings(pool_size: int, block_size: int, dry_policy: str, reuse_
             dry policy or a reuse limit < 1.
     """
     if not isinstance(pool_size, int) or pool_size < 1:
-        raise ValueError(f"pool_size must be an integer >= 1 (samples held ready), got "
-                         f"{pool_size!r}; e.g. pool_size=4 * generation_batch_size")
+        raise ValueError(
+            f"pool_size must be an integer >= 1 (samples held ready), got "
+            f"{pool_size!r}; e.g. pool_size=4 * generation_batch_size"
+        )
     if not isinstance(block_size, int) or not 1 <= block_size <= pool_size:
-        raise ValueError(f"generation_batch_size must be an integer in 1..pool_size "
-                         f"({pool_size}), got {block_size!r}; raise pool_size or lower "
-                         "generation_batch_size")
+        raise ValueError(
+            f"generation_batch_size must be an integer in 1..pool_size "
+            f"({pool_size}), got {block_size!r}; raise pool_size or lower "
+            "generation_batch_size"
+        )
     if dry_policy not in DRY_POLICIES:
         raise ValueError(f"unknown dry_policy {dry_policy!r}; valid ones are {list(DRY_POLICIES)}")
     if not isinstance(reuse_limit, int) or reuse_limit < 1:
-        raise ValueError(f"reuse_limit must be an integer >= 1 (times one generated sample "
-                         f"may be served again), got {reuse_limit!r}; use dry_policy='wait' "
-                         "to never reuse")
+        raise ValueError(
+            f"reuse_limit must be an integer >= 1 (times one generated sample "
+            f"may be served again), got {reuse_limit!r}; use dry_policy='wait' "
+            "to never reuse"
+        )
 
 
 class ReuseBank:
@@ -141,8 +147,9 @@ class SamplePool:
         self._token = 0
 
     # ------------------------------------------------------------------ plan
-    def begin_epoch(self, epoch: int, total: int | None, next_total: int | None,
-                    new_plan: bool) -> None:
+    def begin_epoch(
+        self, epoch: int, total: int | None, next_total: int | None, new_plan: bool
+    ) -> None:
         """Move the cursor to position 0 of ``epoch`` and forget what the plan no longer needs.
 
         Args:
@@ -196,9 +203,13 @@ class SamplePool:
                 break
             index += 1
         start = index - index % self.block_size
-        block = [(epoch, i) for i in range(start, start + self.block_size)
-                 if self._wanted((epoch, i)) and (epoch, i) not in self._ready
-                 and (epoch, i) not in self._inflight]
+        block = [
+            (epoch, i)
+            for i in range(start, start + self.block_size)
+            if self._wanted((epoch, i))
+            and (epoch, i) not in self._ready
+            and (epoch, i) not in self._inflight
+        ]
         room = self.capacity - len(self._ready) - len(self._inflight)
         if len(block) > room:
             if self._cursor not in block:
@@ -211,14 +222,15 @@ class SamplePool:
         self._inflight.update(block)
         return self._token, block
 
-    def deliver(self, token: int, block: list[Position], images: torch.Tensor,
-                labels: list[int]) -> None:
+    def deliver(
+        self, token: int, block: list[Position], images: torch.Tensor, labels: list[int]
+    ) -> None:
         """Hand over the generated samples of a block from :meth:`next_block`."""
         current = token == self._token
         if current:
             self._inflight.difference_update(block)
         epoch = self._cursor[0] if self._cursor is not None else None
-        for row, (position, label) in enumerate(zip(block, labels)):
+        for row, (position, label) in enumerate(zip(block, labels, strict=True)):
             if current and self._wanted(position):
                 self._ready[position] = (images, row, label)
             elif current and self.bank is not None and position[0] == epoch:
@@ -234,8 +246,9 @@ class SamplePool:
         ``row`` of ``batch``, and whether it is a reused sample. ``None`` when it must be
         waited for. Advances the cursor on success; notify :attr:`cond` afterwards."""
         if position != self._cursor:
-            raise RuntimeError(f"positions must be taken in order: expected {self._cursor}, "
-                               f"got {position}")
+            raise RuntimeError(
+                f"positions must be taken in order: expected {self._cursor}, got {position}"
+            )
         entry = self._ready.pop(position, None)
         if entry is not None:
             batch, row, stored_label = entry

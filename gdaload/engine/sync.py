@@ -29,8 +29,9 @@ class SyncEngine(Engine):
             raise RuntimeError("call begin_epoch before take")
         labels = self._source.labels(epoch, positions)
         start = time.perf_counter()
-        images = make_samples(self.generator, self.store, labels,
-                              self._source.seeds(epoch, positions), self.stats)
+        images = make_samples(
+            self.generator, self.store, labels, self._source.seeds(epoch, positions), self.stats
+        )
         self.stats.wait_seconds += time.perf_counter() - start
         self.stats.served += len(positions)
         return Served(images, labels)

@@ -26,9 +26,9 @@ import time
 import torch
 from tqdm.auto import tqdm
 
+from gdaload.cache.store import SampleStore
 from gdaload.engine.base import Engine, EngineStats, Served, SyntheticSource, make_samples
 from gdaload.engine.pool import SamplePool, check_pool_settings
-from gdaload.cache.store import SampleStore
 from gdaload.generators.base import Generator
 
 __all__ = ["ThreadEngine"]
@@ -99,8 +99,9 @@ class ThreadEngine(Engine):
         check_pool_settings(pool_size, generation_batch_size, dry_policy, reuse_limit)
         super().__init__(generator, store=store, stats=stats)
         self.dry_policy = dry_policy
-        self.pool = SamplePool(pool_size, generation_batch_size,
-                               reuse_limit if dry_policy == "reuse" else None)
+        self.pool = SamplePool(
+            pool_size, generation_batch_size, reuse_limit if dry_policy == "reuse" else None
+        )
         self.pin = torch.cuda.is_available() if pin_memory is None else bool(pin_memory)
         self.join_timeout = join_timeout
         self._dropped_before = self.stats.dropped
@@ -112,8 +113,11 @@ class ThreadEngine(Engine):
     # ------------------------------------------------------------------ producer
     def _produce(self) -> None:
         cond = self.pool.cond
-        stream = (torch.cuda.Stream(device=self.generator.device)
-                  if self.generator.device.type == "cuda" else None)
+        stream = (
+            torch.cuda.Stream(device=self.generator.device)
+            if self.generator.device.type == "cuda"
+            else None
+        )
         try:
             while True:
                 with cond:
@@ -130,9 +134,15 @@ class ThreadEngine(Engine):
                 assert source is not None
                 labels = source.labels(epoch, indices)
                 with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
-                    images = make_samples(self.generator, self.store, labels,
-                                          source.seeds(epoch, indices), self.stats,
-                                          host=True, pin=self.pin)
+                    images = make_samples(
+                        self.generator,
+                        self.store,
+                        labels,
+                        source.seeds(epoch, indices),
+                        self.stats,
+                        host=True,
+                        pin=self.pin,
+                    )
                 with cond:
                     self.pool.deliver(token, block, images, labels.tolist())
         except BaseException as err:  # noqa: BLE001 - handed to the training loop as is
@@ -142,8 +152,9 @@ class ThreadEngine(Engine):
                 cond.notify_all()
 
     # ------------------------------------------------------------------ consumer
-    def begin_epoch(self, source: SyntheticSource, epoch: int, total: int | None,
-                    next_total: int | None = None) -> None:
+    def begin_epoch(
+        self, source: SyntheticSource, epoch: int, total: int | None, next_total: int | None = None
+    ) -> None:
         with self.pool.cond:
             new_plan = source != self._source
             self._source = source
@@ -169,7 +180,7 @@ class ThreadEngine(Engine):
             self._check()
             if len(positions):
                 self.pool.expect((epoch, positions[-1]))
-            for index, label in zip(positions, labels.tolist()):
+            for index, label in zip(positions, labels.tolist(), strict=True):
                 while (got := self.pool.take((epoch, index), label)) is None:
                     self._check()
                     cond.notify_all()  # the producer may be waiting for the room just freed
@@ -210,8 +221,16 @@ class ThreadEngine(Engine):
         with cond:
             reachable = self.pool.reachable()
             count = min(count, self.pool.capacity, reachable if reachable is not None else count)
-        with tqdm(total=count, desc="gdaload warm-up", unit="sample", leave=False,
-                  disable=None if progress else True) as bar, cond:
+        with (
+            tqdm(
+                total=count,
+                desc="gdaload warm-up",
+                unit="sample",
+                leave=False,
+                disable=None if progress else True,
+            ) as bar,
+            cond,
+        ):
             while (fill := self.pool.fill()) < count:
                 self._check()
                 bar.update(fill - bar.n)
@@ -232,9 +251,14 @@ class ThreadEngine(Engine):
             return
         self._thread.join(self.join_timeout)
         if self._thread.is_alive():
-            logger.warning("the generation thread is still finishing a block after %.1f s; it "
-                           "exits when the block is done", self.join_timeout)
+            logger.warning(
+                "the generation thread is still finishing a block after %.1f s; it "
+                "exits when the block is done",
+                self.join_timeout,
+            )
 
     def __repr__(self) -> str:
-        return (f"ThreadEngine(pool={self.pool.capacity}, block={self.pool.block_size}, "
-                f"dry_policy={self.dry_policy}, generator={self.generator!r})")
+        return (
+            f"ThreadEngine(pool={self.pool.capacity}, block={self.pool.block_size}, "
+            f"dry_policy={self.dry_policy}, generator={self.generator!r})"
+        )

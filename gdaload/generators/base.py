@@ -219,11 +219,14 @@ def check_source(source: Any, image_shape: Sequence[int], n: int) -> torch.Tenso
             message names the expected shape and the transform that fixes it.
     """
     if not isinstance(source, torch.Tensor):
-        raise ValueError(f"source must be a tensor (B, C, H, W), got {type(source).__name__}; "
-                         "convert PIL images with v2.functional.to_image")
+        raise ValueError(
+            f"source must be a tensor (B, C, H, W), got {type(source).__name__}; "
+            "convert PIL images with v2.functional.to_image"
+        )
     if source.dim() != 4 or source.shape[0] != n:
-        raise ValueError(f"source must have shape ({n}, C, H, W), one image per label; got "
-                         f"{tuple(source.shape)}")
+        raise ValueError(
+            f"source must have shape ({n}, C, H, W), one image per label; got {tuple(source.shape)}"
+        )
     channels, height, width = image_shape
     if source.shape[1] != channels:
         fix = "v2.Grayscale(num_output_channels=1)" if channels == 1 else "v2.RGB()"
@@ -250,7 +253,7 @@ def sample_strengths(strength: StrengthLike, seeds: Sequence[int]) -> list[float
     Raises:
         ValueError: If a strength lies outside [0, 1] or a range has min > max.
     """
-    from gdaload.seeding import derive_rng
+    from gdaload.seeding import Stream, derive_rng
 
     if isinstance(strength, (tuple, list)):
         if len(strength) != 2:
@@ -258,8 +261,10 @@ def sample_strengths(strength: StrengthLike, seeds: Sequence[int]) -> list[float
         lo, hi = (float(v) for v in strength)
         if not (0 <= lo <= hi <= 1):
             raise ValueError(f"strength range must satisfy 0 <= min <= max <= 1, got {strength!r}")
-        return [lo + (hi - lo) * float(derive_rng(s, 2).random()) for s in seeds]
+        return [lo + (hi - lo) * float(derive_rng(s, Stream.STRENGTH).random()) for s in seeds]
     value = float(strength)
     if not 0 <= value <= 1:
-        raise ValueError(f"strength must be in [0, 1] (0 keeps the source, 1 ignores it), got {strength!r}")
+        raise ValueError(
+            f"strength must be in [0, 1] (0 keeps the source, 1 ignores it), got {strength!r}"
+        )
     return [value] * len(seeds)

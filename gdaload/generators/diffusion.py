@@ -35,7 +35,7 @@ from gdaload.generators.base import (
 )
 from gdaload.generators.pipeline import GDALOAD_META, ClassConditionalPipeline
 from gdaload.generators.samplers import SAMPLERS, make_scheduler
-from gdaload.seeding import derive_rng
+from gdaload.seeding import Stream, derive_rng
 
 __all__ = ["DiffusionGenerator", "ModelNotAvailableError", "PromptsLike"]
 
@@ -160,7 +160,9 @@ class DiffusionGenerator(Generator):
             raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
         self._device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         # Cast only when asked: diffusers warns about casting modules it keeps in float32.
-        self.pipeline = pipeline.to(self._device) if dtype is None else pipeline.to(self._device, dtype)
+        self.pipeline = (
+            pipeline.to(self._device) if dtype is None else pipeline.to(self._device, dtype)
+        )
         self.dtype = self.pipeline.dtype
         self.pipeline.set_progress_bar_config(disable=True)
         # Freshly built modules are in training mode; DiT's label dropout would then drop
@@ -172,7 +174,9 @@ class DiffusionGenerator(Generator):
         self.guidance_scale = float(guidance_scale)
         self.max_batch_size = int(max_batch_size)
         self.negative_prompt = negative_prompt
-        self.model_id = model_id or getattr(pipeline, "name_or_path", None) or type(pipeline).__name__
+        self.model_id = (
+            model_id or getattr(pipeline, "name_or_path", None) or type(pipeline).__name__
+        )
         self.pipeline.scheduler = make_scheduler(sampler, pipeline.scheduler)
         self._img2img: DiffusionPipeline | None = None
         self.latent_cache = latent_cache
@@ -181,16 +185,20 @@ class DiffusionGenerator(Generator):
         if isinstance(pipeline, ClassConditionalPipeline):
             self.mode = "class"
             if prompts is not None:
-                raise ValueError("prompts are for text-to-image pipelines; this model is "
-                                 "class-conditional, pass class_names only")
+                raise ValueError(
+                    "prompts are for text-to-image pipelines; this model is "
+                    "class-conditional, pass class_names only"
+                )
             self.num_classes = pipeline.num_classes
             self.image_shape = pipeline.image_shape
             self.prompts: list[list[str]] | None = None
         elif hasattr(pipeline, "encode_prompt"):
             self.mode = "text"
             if prompts is None:
-                raise ValueError("a text-to-image model needs prompts=: a template such as "
-                                 "'a photo of a {name}' with class_names, or prompts per class")
+                raise ValueError(
+                    "a text-to-image model needs prompts=: a template such as "
+                    "'a photo of a {name}' with class_names, or prompts per class"
+                )
             self.prompts = _resolve_prompts(prompts, class_names)
             self.num_classes = len(self.prompts)
             factor = getattr(pipeline, "vae_scale_factor", 8)
@@ -202,9 +210,13 @@ class DiffusionGenerator(Generator):
                 "(class-conditional UNet2DModel/DiT) or a Stable-Diffusion-family pipeline"
             )
         if class_names is not None and len(class_names) != self.num_classes:
-            raise ValueError(f"the model has {self.num_classes} classes but {len(class_names)} "
-                             "class_names were given")
-        self.class_names = list(class_names) if class_names else [str(i) for i in range(self.num_classes)]
+            raise ValueError(
+                f"the model has {self.num_classes} classes but {len(class_names)} "
+                "class_names were given"
+            )
+        self.class_names = (
+            list(class_names) if class_names else [str(i) for i in range(self.num_classes)]
+        )
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -245,7 +257,9 @@ class DiffusionGenerator(Generator):
                 f"{path} has no model_index.json; save the model with "
                 "pipeline.save_pretrained(folder) or gdaload train-generator"
             )
-        if not path.exists() and (path.is_absolute() or name.startswith(".") or name.count("/") > 1):
+        if not path.exists() and (
+            path.is_absolute() or name.startswith(".") or name.count("/") > 1
+        ):
             raise ModelNotAvailableError(
                 f"model folder {name} does not exist; pass the folder written by "
                 "save_pretrained or `gdaload train-generator --output FOLDER`"
@@ -300,8 +314,10 @@ class DiffusionGenerator(Generator):
         not share cached samples.
         """
         return modules_fingerprint(
-            (name, component) for name, component in sorted(self.pipeline.components.items())
-            if isinstance(component, torch.nn.Module))
+            (name, component)
+            for name, component in sorted(self.pipeline.components.items())
+            if isinstance(component, torch.nn.Module)
+        )
 
     def generate(
         self,
@@ -335,8 +351,9 @@ class DiffusionGenerator(Generator):
         if len(labels) == 0:
             return torch.empty(0, *self.image_shape, device=self.device)
         if source is not None and latents is not None:
-            raise ValueError("pass either source= (image-to-image) or latents= (e.g. inverted "
-                             "noise), not both")
+            raise ValueError(
+                "pass either source= (image-to-image) or latents= (e.g. inverted noise), not both"
+            )
         if source is None:
             per_sample = [1.0] * len(labels)
             encoded = None
@@ -351,7 +368,9 @@ class DiffusionGenerator(Generator):
             for start in range(0, len(group), self.max_batch_size):
                 idx = group[start : start + self.max_batch_size]
                 out[idx] = self._generate_chunk(
-                    labels[idx], [seeds[i] for i in idx], k / self.steps,
+                    labels[idx],
+                    [seeds[i] for i in idx],
+                    k / self.steps,
                     None if encoded is None else encoded[idx],
                     None if latents is None else latents[idx],
                 ).float()
@@ -376,21 +395,34 @@ class DiffusionGenerator(Generator):
 
         return self.latent_cache.get_or_encode(images, encode).to(self.device, vae.dtype)
 
-    def _generate_chunk(self, labels: torch.Tensor, seeds: list[int], strength: float,
-                        encoded: torch.Tensor | None, latents: torch.Tensor | None) -> torch.Tensor:
+    def _generate_chunk(
+        self,
+        labels: torch.Tensor,
+        seeds: list[int],
+        strength: float,
+        encoded: torch.Tensor | None,
+        latents: torch.Tensor | None,
+    ) -> torch.Tensor:
         gens = [torch.Generator().manual_seed(s) for s in seeds]
-        common: dict[str, Any] = dict(num_inference_steps=self.steps, guidance_scale=self.guidance_scale,
-                                      generator=gens, output_type="pt")
+        common: dict[str, Any] = dict(
+            num_inference_steps=self.steps,
+            guidance_scale=self.guidance_scale,
+            generator=gens,
+            output_type="pt",
+        )
         if self.mode == "class":
-            return self.pipeline(labels, latents=latents, image_latents=encoded, strength=strength,
-                                 **common).images
+            return self.pipeline(
+                labels, latents=latents, image_latents=encoded, strength=strength, **common
+            ).images
         positive, negative = self._prompt_embeddings(labels.tolist(), seeds)
         common.update(prompt_embeds=positive, negative_prompt_embeds=negative)
         if encoded is not None and strength < 1:
             if strength == 0:  # diffusers' img2img needs at least one step
                 with torch.inference_mode():
                     vae = self.pipeline.vae
-                    return (vae.decode(encoded / vae.config.scaling_factor).sample / 2 + 0.5).clamp(0, 1)
+                    return (vae.decode(encoded / vae.config.scaling_factor).sample / 2 + 0.5).clamp(
+                        0, 1
+                    )
             # 4-channel inputs are taken as latents by the img2img pipeline.
             return self._img2img_pipeline()(image=encoded, strength=strength, **common).images
         _, height, width = self.image_shape
@@ -407,8 +439,12 @@ class DiffusionGenerator(Generator):
         return self._img2img
 
     @torch.inference_mode()
-    def invert(self, source: torch.Tensor, labels: torch.Tensor | Sequence[int],
-               guidance_scale: float = 1.0) -> torch.Tensor:
+    def invert(
+        self,
+        source: torch.Tensor,
+        labels: torch.Tensor | Sequence[int],
+        guidance_scale: float = 1.0,
+    ) -> torch.Tensor:
         """Deterministic DDIM inversion: the noise that DDIM maps back to ``source``.
 
         Regenerate from it with ``generate(labels, seeds, latents=noise)`` using the
@@ -436,6 +472,7 @@ class DiffusionGenerator(Generator):
         inverse = DDIMInverseScheduler.from_config(config)
         inverse.set_timesteps(self.steps, device=self.device)
         if self.mode == "class":
+
             def eps(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
                 return self.pipeline.eps(x, t, labels.to(self.device), guidance_scale)
         else:
@@ -445,9 +482,11 @@ class DiffusionGenerator(Generator):
                 unet = self.pipeline.unet
                 if guidance_scale == 1.0:
                     return unet(x, t, encoder_hidden_states=positive).sample
-                e_u, e_c = unet(torch.cat([x, x]), t,
-                                encoder_hidden_states=torch.cat([negative, positive])).sample.chunk(2)
+                e_u, e_c = unet(
+                    torch.cat([x, x]), t, encoder_hidden_states=torch.cat([negative, positive])
+                ).sample.chunk(2)
                 return e_u + guidance_scale * (e_c - e_u)
+
         for t in inverse.timesteps:
             x = inverse.step(eps(x, t), t, x).prev_sample
         return x
@@ -459,9 +498,13 @@ class DiffusionGenerator(Generator):
         from the sample's seed, and each distinct prompt is encoded only once."""
         assert self.prompts is not None
         positive, negative = [], []
-        for label, seed in zip(labels, seeds):
+        for label, seed in zip(labels, seeds, strict=True):
             choices = self.prompts[label]
-            index = int(derive_rng(seed, 1).integers(len(choices))) if len(choices) > 1 else 0
+            index = (
+                int(derive_rng(seed, Stream.PROMPT_CHOICE).integers(len(choices)))
+                if len(choices) > 1
+                else 0
+            )
             key = (label, index)
             if key not in self._prompt_cache:
                 self._prompt_cache[key] = self.pipeline.encode_prompt(
@@ -473,6 +516,8 @@ class DiffusionGenerator(Generator):
         return torch.cat(positive), torch.cat(negative)
 
     def __repr__(self) -> str:
-        return (f"DiffusionGenerator(model={self.model_id!r}, mode={self.mode}, "
-                f"sampler={self.sampler}, steps={self.steps}, guidance={self.guidance_scale}, "
-                f"classes={self.num_classes}, image_shape={self.image_shape}, device={self.device})")
+        return (
+            f"DiffusionGenerator(model={self.model_id!r}, mode={self.mode}, "
+            f"sampler={self.sampler}, steps={self.steps}, guidance={self.guidance_scale}, "
+            f"classes={self.num_classes}, image_shape={self.image_shape}, device={self.device})"
+        )

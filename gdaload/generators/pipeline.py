@@ -117,8 +117,9 @@ class ClassConditionalPipeline(DiffusionPipeline):
             x = self.vae.decode(x / self.vae.config.scaling_factor).sample
         return (x.float() / 2 + 0.5).clamp(0, 1)
 
-    def eps(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor,
-            guidance_scale: float) -> torch.Tensor:
+    def eps(
+        self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor, guidance_scale: float
+    ) -> torch.Tensor:
         """Noise prediction with classifier-free guidance through the null class."""
         if guidance_scale == 1.0:
             return self._denoise(x, t, labels)
@@ -166,8 +167,13 @@ class ClassConditionalPipeline(DiffusionPipeline):
             raise ValueError(f"strength must be in [0, 1], got {strength}")
         if image is not None and image_latents is None:
             image_latents = self.encode_images(image)
-        noise = randn_tensor(self._latent_shape(len(labels)), generator=generator,
-                             device=device, dtype=dtype) if latents is None else latents.to(device, dtype)
+        noise = (
+            randn_tensor(
+                self._latent_shape(len(labels)), generator=generator, device=device, dtype=dtype
+            )
+            if latents is None
+            else latents.to(device, dtype)
+        )
         self.scheduler.set_timesteps(num_inference_steps, device=device)
         timesteps = self.scheduler.timesteps
         if image_latents is None or strength == 1:
@@ -175,7 +181,9 @@ class ClassConditionalPipeline(DiffusionPipeline):
         else:
             # SDEdit as in diffusers' img2img pipelines: skip the first steps of the schedule
             # and start from the source noised to the first remaining timestep.
-            t_start = num_inference_steps - min(int(num_inference_steps * strength), num_inference_steps)
+            t_start = num_inference_steps - min(
+                int(num_inference_steps * strength), num_inference_steps
+            )
             timesteps = timesteps[t_start * self.scheduler.order :]
             if hasattr(self.scheduler, "set_begin_index"):
                 self.scheduler.set_begin_index(t_start * self.scheduler.order)

@@ -160,8 +160,8 @@ class ClassificationReport:
         total = float(c.sum())
         if total == 0:
             raise ValueError("the confusion matrix is empty (no samples)")
-        names = tuple(str(i) for i in range(c.shape[0])) if class_names is None else tuple(
-            class_names
+        names = (
+            tuple(str(i) for i in range(c.shape[0])) if class_names is None else tuple(class_names)
         )
         if len(names) != c.shape[0]:
             raise ValueError(f"got {len(names)} class names for {c.shape[0]} classes")

@@ -258,9 +258,7 @@ class Penultimate(nn.Module):
         # Looked up per call rather than stored, so the layer is not registered twice
         # (it would appear under two prefixes in the state dict).
         target = self.model.get_submodule(self.layer)
-        handle = target.register_forward_pre_hook(
-            lambda _module, args: captured.append(args[0])
-        )
+        handle = target.register_forward_pre_hook(lambda _module, args: captured.append(args[0]))
         try:
             self.model(x)
         finally:
@@ -375,9 +373,7 @@ def load_inception(weights_path: str | Path, resize: bool = True) -> InceptionFe
     # Built on the meta device and filled by assignment: no time is spent on (and no
     # global random state is consumed by) an initialisation that loading overwrites.
     with torch.device("meta"):
-        net = inception_v3(
-            weights=None, aux_logits=True, init_weights=False, transform_input=False
-        )
+        net = inception_v3(weights=None, aux_logits=True, init_weights=False, transform_input=False)
     state = {
         k: v.float() if v.is_floating_point() else v
         for k, v in state.items()

@@ -108,10 +108,14 @@ def sample_grid(
         raise ValueError(f"per_class must be >= 1, got {per_class}")
     sets = [_as_images(real, "real"), _as_images(generated, "generated")]
     if sets[0].shape[1:] != sets[1].shape[1:]:
-        raise ValueError(f"real images are {sets[0].shape[1:]} but generated ones are "
-                         f"{sets[1].shape[1:]} (H, W, C); resize one set")
-    labels = [_labels(real_labels, len(sets[0]), "real_labels"),
-              _labels(generated_labels, len(sets[1]), "generated_labels")]
+        raise ValueError(
+            f"real images are {sets[0].shape[1:]} but generated ones are "
+            f"{sets[1].shape[1:]} (H, W, C); resize one set"
+        )
+    labels = [
+        _labels(real_labels, len(sets[0]), "real_labels"),
+        _labels(generated_labels, len(sets[1]), "generated_labels"),
+    ]
     num_classes = int(max((lab.max() + 1 for lab in labels if len(lab)), default=0))
     if num_classes == 0:
         raise ValueError("no images to draw: both sets are empty")
@@ -120,29 +124,44 @@ def sample_grid(
     half = per_class * (w + _GAP)
     # White canvas; tiles are pasted at fixed slots so missing images stay blank.
     canvas = np.ones((num_classes * (h + _GAP), 2 * half + _BLOCK_GAP, c), dtype=np.float32)
-    for side, (images, labs) in enumerate(zip(sets, labels)):
+    for side, (images, labs) in enumerate(zip(sets, labels, strict=True)):
         left = side * (half + _BLOCK_GAP)
         for cls in range(num_classes):
             for k, i in enumerate(np.flatnonzero(labs == cls)[:per_class]):
                 top, x0 = cls * (h + _GAP), left + k * (w + _GAP)
                 canvas[top : top + h, x0 : x0 + w] = images[i]
-    fig = _tiled_figure(canvas, (max(4.0, canvas.shape[1] / h * 0.45),
-                                 max(2.5, num_classes * 0.45 + 0.8)),
-                        [cls * (h + _GAP) + h / 2 - 0.5 for cls in range(num_classes)],
-                        names[:num_classes], [half / 2, half + _BLOCK_GAP + half / 2],
-                        ["real", "generated"], title)
+    fig = _tiled_figure(
+        canvas,
+        (max(4.0, canvas.shape[1] / h * 0.45), max(2.5, num_classes * 0.45 + 0.8)),
+        [cls * (h + _GAP) + h / 2 - 0.5 for cls in range(num_classes)],
+        names[:num_classes],
+        [half / 2, half + _BLOCK_GAP + half / 2],
+        ["real", "generated"],
+        title,
+    )
     return _save(fig, path, dpi)
 
 
-def _tiled_figure(canvas: np.ndarray, size: tuple[float, float], yticks: list[float],
-                  ylabels: list[str], xticks: list[float], xlabels: list[str],
-                  title: str | None) -> Figure:
+def _tiled_figure(
+    canvas: np.ndarray,
+    size: tuple[float, float],
+    yticks: list[float],
+    ylabels: list[str],
+    xticks: list[float],
+    xlabels: list[str],
+    title: str | None,
+) -> Figure:
     """A figure showing a canvas of tiles, labelled by row and by column block."""
     fig = _new_figure(*size)
     ax = fig.add_subplot()
     gray = canvas.shape[-1] == 1
-    ax.imshow(canvas[..., 0] if gray else canvas, cmap="gray" if gray else None,
-              vmin=0, vmax=1, interpolation="nearest")
+    ax.imshow(
+        canvas[..., 0] if gray else canvas,
+        cmap="gray" if gray else None,
+        vmin=0,
+        vmax=1,
+        interpolation="nearest",
+    )
     ax.set_yticks(yticks, ylabels)
     ax.set_xticks(xticks, xlabels)
     ax.xaxis.tick_top()
@@ -189,8 +208,9 @@ def view_grid(
     observed = _as_images(images, "images")
     n, (h, w, c) = len(observed), observed.shape[1:]
     if generated.dim() != 5 or len(generated) != n:
-        raise ValueError(f"generated must be (N={n}, K, C, H, W) views, got "
-                         f"{tuple(generated.shape)}")
+        raise ValueError(
+            f"generated must be (N={n}, K, C, H, W) views, got {tuple(generated.shape)}"
+        )
     novel = _as_images(generated.flatten(0, 1), "generated").reshape(n, -1, h, w, c)
     index = _labels(views, n, "views")
     names = _class_names(view_names, int(index.max()) + 1 if n else 0)
@@ -202,11 +222,15 @@ def view_grid(
         for j in range(k):
             x0 = w + _BLOCK_GAP + j * (w + _GAP)
             canvas[top : top + h, x0 : x0 + w] = novel[row, j]
-    fig = _tiled_figure(canvas, (max(3.0, canvas.shape[1] / w * 0.6), max(2.5, n * 0.6 + 0.8)),
-                        [row * (h + _GAP) + h / 2 - 0.5 for row in range(n)],
-                        [names[v] for v in index],
-                        [w / 2, w + _BLOCK_GAP + k * (w + _GAP) / 2], ["observed", "generated"],
-                        title)
+    fig = _tiled_figure(
+        canvas,
+        (max(3.0, canvas.shape[1] / w * 0.6), max(2.5, n * 0.6 + 0.8)),
+        [row * (h + _GAP) + h / 2 - 0.5 for row in range(n)],
+        [names[v] for v in index],
+        [w / 2, w + _BLOCK_GAP + k * (w + _GAP) / 2],
+        ["observed", "generated"],
+        title,
+    )
     return _save(fig, path, dpi)
 
 
@@ -261,15 +285,23 @@ def tsne_map(
     real = as_feature_matrix(real_features, "real_features", torch.float64).cpu().numpy()
     fake = as_feature_matrix(generated_features, "generated_features", torch.float64).cpu().numpy()
     if real.shape[1] != fake.shape[1]:
-        raise ValueError(f"feature dimensions differ: real {real.shape[1]}, generated "
-                         f"{fake.shape[1]}; embed both sets with the same model")
-    labels = np.concatenate([_labels(real_labels, len(real), "real_labels"),
-                             _labels(generated_labels, len(fake), "generated_labels")])
+        raise ValueError(
+            f"feature dimensions differ: real {real.shape[1]}, generated "
+            f"{fake.shape[1]}; embed both sets with the same model"
+        )
+    labels = np.concatenate(
+        [
+            _labels(real_labels, len(real), "real_labels"),
+            _labels(generated_labels, len(fake), "generated_labels"),
+        ]
+    )
     n = len(labels)
     if n < 4:
         raise ValueError(f"t-SNE needs at least 4 samples in all, got {n}")
     embedding = TSNE(
-        n_components=2, perplexity=min(perplexity, (n - 1) / 3), init="pca",
+        n_components=2,
+        perplexity=min(perplexity, (n - 1) / 3),
+        init="pca",
         random_state=random_state,
     ).fit_transform(np.concatenate([real, fake]))
     names = _class_names(class_names, int(labels.max()) + 1)
@@ -279,14 +311,25 @@ def tsne_map(
     ax = fig.add_subplot()
     is_real = np.arange(n) < len(real)
     for mask, marker, size in ((is_real, "o", 14), (~is_real, "x", 18)):
-        ax.scatter(embedding[mask, 0], embedding[mask, 1], c=[cmap[c] for c in labels[mask]],
-                   marker=marker, s=size, linewidths=0.9, alpha=0.8)
-    handles = [Line2D([], [], linestyle="", marker="s", color=cmap[c], label=names[c])
-               for c in classes]
-    handles += [Line2D([], [], linestyle="", marker="o", color="0.3", label="real"),
-                Line2D([], [], linestyle="", marker="x", color="0.3", label="generated")]
-    ax.legend(handles=handles, loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8,
-              frameon=False)
+        ax.scatter(
+            embedding[mask, 0],
+            embedding[mask, 1],
+            c=[cmap[c] for c in labels[mask]],
+            marker=marker,
+            s=size,
+            linewidths=0.9,
+            alpha=0.8,
+        )
+    handles = [
+        Line2D([], [], linestyle="", marker="s", color=cmap[c], label=names[c]) for c in classes
+    ]
+    handles += [
+        Line2D([], [], linestyle="", marker="o", color="0.3", label="real"),
+        Line2D([], [], linestyle="", marker="x", color="0.3", label="generated"),
+    ]
+    ax.legend(
+        handles=handles, loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False
+    )
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_title(title or f"t-SNE of {len(real)} real and {len(fake)} generated samples")
@@ -347,8 +390,10 @@ def accuracy_vs_ratio(
     """
     r, m, hw = (np.asarray(v, dtype=np.float64) for v in (ratios, means, half_widths))
     if not (len(r) == len(m) == len(hw)) or len(r) == 0:
-        raise ValueError(f"ratios, means and half_widths must be non-empty and of equal length, "
-                         f"got {len(r)}, {len(m)}, {len(hw)}")
+        raise ValueError(
+            f"ratios, means and half_widths must be non-empty and of equal length, "
+            f"got {len(r)}, {len(m)}, {len(hw)}"
+        )
     if not np.all(np.isfinite(r) & (r > 0)):
         raise ValueError(f"ratios must be positive and finite (log axis), got {r.tolist()}")
     order = np.argsort(r)
@@ -357,19 +402,34 @@ def accuracy_vs_ratio(
     ax = fig.add_subplot()
     if baseline is not None:
         mean, half = baseline
-        ax.axhline(mean, color="0.35", linestyle="--", linewidth=1,
-                   label=f"{baseline_label} ({mean:.1f})")
+        ax.axhline(
+            mean, color="0.35", linestyle="--", linewidth=1, label=f"{baseline_label} ({mean:.1f})"
+        )
         if math.isfinite(half):
             ax.axhspan(mean - half, mean + half, color="0.35", alpha=0.15, linewidth=0)
     ax.errorbar(r, m, yerr=hw, marker="o", capsize=4, label=label)
     best = int(np.argmax(m))
-    ax.plot([r[best]], [m[best]], marker="*", markersize=15, color="C3", linestyle="",
-            label=f"best m_G/m_S = {r[best]:g}")
+    ax.plot(
+        [r[best]],
+        [m[best]],
+        marker="*",
+        markersize=15,
+        color="C3",
+        linestyle="",
+        label=f"best m_G/m_S = {r[best]:g}",
+    )
     for k, (name, (ratio, mean, half)) in enumerate((points or {}).items()):
         # Dodged sideways so that arms at the same ratio as the curve stay readable.
-        ax.errorbar([ratio * 2 ** (0.07 * (k + 1))], [mean],
-                    yerr=[half if math.isfinite(half) else 0.0],
-                    marker="D", capsize=4, linestyle="", color=f"C{k + 4}", label=name)
+        ax.errorbar(
+            [ratio * 2 ** (0.07 * (k + 1))],
+            [mean],
+            yerr=[half if math.isfinite(half) else 0.0],
+            marker="D",
+            capsize=4,
+            linestyle="",
+            color=f"C{k + 4}",
+            label=name,
+        )
     ax.set_xscale("log", base=2)
     ax.set_xticks(r, [f"{v:g}" for v in r])
     ax.minorticks_off()

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from gdaload.seeding.streams import Stream
+
 __all__ = ["SeedPlan", "derive_rng", "derive_seed"]
 
 
@@ -43,8 +45,6 @@ class SeedPlan:
         True
     """
 
-    _SAMPLE, _LABELS = 0, 1
-
     def __init__(self, seed: int) -> None:
         if not isinstance(seed, (int, np.integer)) or seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
@@ -52,11 +52,11 @@ class SeedPlan:
 
     def sample_seed(self, epoch: int, index: int) -> int:
         """Seed of synthetic sample ``index`` of ``epoch``."""
-        return derive_seed(self.seed, self._SAMPLE, epoch, index)
+        return derive_seed(self.seed, Stream.PLAN_SAMPLE, epoch, index)
 
     def label_rng(self, epoch: int) -> np.random.Generator:
         """Generator that orders the synthetic labels of ``epoch``."""
-        return derive_rng(self.seed, self._LABELS, epoch)
+        return derive_rng(self.seed, Stream.PLAN_LABELS, epoch)
 
     def __repr__(self) -> str:
         return f"SeedPlan({self.seed})"

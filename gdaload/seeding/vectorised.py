@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from gdaload.seeding.plan import SeedPlan
+from gdaload.seeding.streams import Stream
 
 __all__ = ["derive_seeds", "plan_seeds"]
 
@@ -104,7 +105,7 @@ def plan_seeds(plan: SeedPlan, epoch: int, indices: Sequence[int] | np.ndarray) 
         return []
     if int(indices.min()) < 0:
         raise ValueError(f"synthetic indices must be >= 0, got {int(indices.min())}")
-    seeds = derive_seeds([plan.seed, SeedPlan._SAMPLE, epoch], indices).tolist()
+    seeds = derive_seeds([plan.seed, Stream.PLAN_SAMPLE, epoch], indices).tolist()
     if seeds[0] != plan.sample_seed(epoch, int(indices[0])):
         logger.warning("vectorised seeds disagree with SeedPlan; using the scalar path")
         return [plan.sample_seed(epoch, int(j)) for j in indices]

@@ -520,8 +520,14 @@ class SelectedGenerator(Generator):
         self._stats: dict[int, dict[str, Any]] = defaultdict(self._empty_counts)
 
     def _empty_counts(self) -> dict[str, Any]:
-        return {"requests": 0, "rounds": 0, "candidates": 0, "passed": [0] * len(self.stages),
-                "kept": 0, "fallbacks": 0}
+        return {
+            "requests": 0,
+            "rounds": 0,
+            "candidates": 0,
+            "passed": [0] * len(self.stages),
+            "kept": 0,
+            "fallbacks": 0,
+        }
 
     def selection_report(self) -> dict[str, Any]:
         """Per-class and total selection counts since construction or :meth:`reset_stats`.

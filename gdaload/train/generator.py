@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from gdaload.data.policies import dataset_labels
 from gdaload.generators.pipeline import GDALOAD_META, ClassConditionalPipeline
-from gdaload.seeding import derive_seed
+from gdaload.seeding import Stream, derive_seed
 
 __all__ = ["image_folder_dataset", "train_generator"]
 
@@ -49,8 +49,12 @@ def image_folder_dataset(root: str | os.PathLike, image_size: int, channels: int
 
 def _default_unet(channels: int, size: int, num_classes: int, widths: Sequence[int]) -> UNet2DModel:
     return UNet2DModel(
-        sample_size=size, in_channels=channels, out_channels=channels,
-        block_out_channels=tuple(widths), layers_per_block=2, norm_num_groups=8,
+        sample_size=size,
+        in_channels=channels,
+        out_channels=channels,
+        block_out_channels=tuple(widths),
+        layers_per_block=2,
+        norm_num_groups=8,
         down_block_types=("DownBlock2D",) * (len(widths) - 1) + ("AttnDownBlock2D",),
         up_block_types=("AttnUpBlock2D",) + ("UpBlock2D",) * (len(widths) - 1),
         num_class_embeds=num_classes + 1,  # + the null class used for guidance
@@ -59,7 +63,9 @@ def _default_unet(channels: int, size: int, num_classes: int, widths: Sequence[i
 
 def _latest_checkpoint(folder: Path) -> tuple[Path, int] | None:
     steps = sorted(
-        (int(p.name.split("-")[1]), p) for p in folder.glob("step-*") if (p / "state.json").is_file()
+        (int(p.name.split("-")[1]), p)
+        for p in folder.glob("step-*")
+        if (p / "state.json").is_file()
     )
     return (steps[-1][1], steps[-1][0]) if steps else None
 
@@ -116,7 +122,11 @@ def train_generator(
         folder_ds = image_folder_dataset(dataset, image_size, channels)
         class_names = class_names or folder_ds.classes
         dataset = folder_ds
-    for name, value in {"steps": steps, "batch_size": batch_size, "checkpoint_every": checkpoint_every}.items():
+    for name, value in {
+        "steps": steps,
+        "batch_size": batch_size,
+        "checkpoint_every": checkpoint_every,
+    }.items():
         if int(value) < 1:
             raise ValueError(f"{name} must be >= 1, got {value}")
     if not 0 <= label_dropout < 1:
@@ -126,11 +136,19 @@ def train_generator(
     labels = dataset_labels(dataset)
     num_classes = int(num_classes or labels.max() + 1)
     if labels.min() < 0 or labels.max() >= num_classes:
-        raise ValueError(f"labels must lie in 0..{num_classes - 1}, got {labels.min()}..{labels.max()}")
+        raise ValueError(
+            f"labels must lie in 0..{num_classes - 1}, got {labels.min()}..{labels.max()}"
+        )
     sample = dataset[0][0]
-    if not isinstance(sample, torch.Tensor) or sample.dim() != 3 or not sample.dtype.is_floating_point:
-        raise ValueError("dataset images must be float tensors (C, H, W) in [0, 1]; add "
-                         "v2.ToImage() and v2.ToDtype(torch.float32, scale=True) to its transform")
+    if (
+        not isinstance(sample, torch.Tensor)
+        or sample.dim() != 3
+        or not sample.dtype.is_floating_point
+    ):
+        raise ValueError(
+            "dataset images must be float tensors (C, H, W) in [0, 1]; add "
+            "v2.ToImage() and v2.ToDtype(torch.float32, scale=True) to its transform"
+        )
     c, h, w = sample.shape
     if h != w:
         raise ValueError(f"images must be square, got {h}x{w}; add v2.Resize/v2.CenterCrop")
@@ -162,21 +180,27 @@ def train_generator(
     while step < steps:
         epoch, offset = divmod(step, batches_per_epoch)
         # The data order is a function of (seed, epoch), so a resumed run sees the same batches.
-        order = torch.Generator().manual_seed(derive_seed(seed, 0, epoch))
+        order = torch.Generator().manual_seed(derive_seed(seed, Stream.TRAIN_ORDER, epoch))
         # The loader draws a base seed for workers; its own generator keeps that draw off
         # both the global RNG and the sampler's order.
-        loader = DataLoader(dataset, batch_size=batch_size, drop_last=True,
-                            sampler=RandomSampler(dataset, generator=order),
-                            generator=torch.Generator().manual_seed(derive_seed(seed, 2, epoch)))
+        loader = DataLoader(
+            dataset,
+            batch_size=batch_size,
+            drop_last=True,
+            sampler=RandomSampler(dataset, generator=order),
+            generator=torch.Generator().manual_seed(derive_seed(seed, Stream.TRAIN_LOADER, epoch)),
+        )
         loader = accelerator.skip_first_batches(loader, offset) if offset else loader
         for x, y in loader:
-            noise_gen = torch.Generator().manual_seed(derive_seed(seed, 1, step))
+            noise_gen = torch.Generator().manual_seed(derive_seed(seed, Stream.TRAIN_NOISE, step))
             x = x.to(accelerator.device) * 2 - 1
             y = y.to(accelerator.device).long()
             drop = torch.rand(len(y), generator=noise_gen) < label_dropout
             y = torch.where(drop.to(y.device), torch.full_like(y, num_classes), y)
             noise = torch.randn(x.shape, generator=noise_gen).to(x.device)
-            t = torch.randint(0, scheduler.config.num_train_timesteps, (len(x),), generator=noise_gen).to(x.device)
+            t = torch.randint(
+                0, scheduler.config.num_train_timesteps, (len(x),), generator=noise_gen
+            ).to(x.device)
             pred = unet(scheduler.add_noise(x, noise, t), t, class_labels=y).sample
             loss = F.mse_loss(pred, noise)
             accelerator.backward(loss)
@@ -198,8 +222,15 @@ def train_generator(
     pipe.save_pretrained(out)
     meta: dict[str, Any] = {
         "class_names": list(class_names) if class_names else [str(i) for i in range(num_classes)],
-        "training": {"steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed,
-                     "label_dropout": label_dropout, "ema_decay": ema_decay, "widths": list(widths)},
+        "training": {
+            "steps": steps,
+            "batch_size": batch_size,
+            "lr": lr,
+            "seed": seed,
+            "label_dropout": label_dropout,
+            "ema_decay": ema_decay,
+            "widths": list(widths),
+        },
     }
     (out / GDALOAD_META).write_text(json.dumps(meta, indent=2))
     return out
@@ -210,6 +241,8 @@ def _save_checkpoint(accelerator: Accelerator, folder: Path, step: int) -> None:
     accelerator.save_state(str(target))
     (target / "state.json").write_text(json.dumps({"step": step}))
     # Keep the newest two: one to resume from, one in case the newest was cut off mid-write.
-    done = sorted(int(p.name.split("-")[1]) for p in folder.glob("step-*") if (p / "state.json").is_file())
+    done = sorted(
+        int(p.name.split("-")[1]) for p in folder.glob("step-*") if (p / "state.json").is_file()
+    )
     for old in done[:-2]:
         shutil.rmtree(folder / f"step-{old}", ignore_errors=True)

@@ -39,9 +39,13 @@ from safetensors.torch import load_file
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from gdaload.generators.multiview.generator import MultiViewDiffusion, build_multiview_unet, denoiser_input
 from gdaload.generators.multiview.autoencoder import ViewAutoencoder
-from gdaload.seeding import derive_seed
+from gdaload.generators.multiview.generator import (
+    MultiViewDiffusion,
+    build_multiview_unet,
+    denoiser_input,
+)
+from gdaload.seeding import Stream, derive_seed
 
 __all__ = [
     "condition_weight",
@@ -51,8 +55,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-_AE_STAGE, _DIFFUSION_STAGE = 0, 1
 
 
 def sample_condition_masks(
@@ -128,11 +130,14 @@ def _views_tensor(dataset: Dataset | torch.Tensor) -> torch.Tensor:
         if len(dataset) == 0:
             raise ValueError("the training dataset is empty")
         items = [dataset[i] for i in range(len(dataset))]
-        views = torch.stack([item[0] if isinstance(item, (tuple, list)) else item
-                             for item in items])
+        views = torch.stack(
+            [item[0] if isinstance(item, (tuple, list)) else item for item in items]
+        )
     if views.dim() != 5 or views.shape[1] < 2:
-        raise ValueError(f"multi-view objects must be (V, C, H, W) with V >= 2 views, got items of "
-                         f"shape {tuple(views.shape[1:])}; use a dataset such as MultiViewShapes")
+        raise ValueError(
+            f"multi-view objects must be (V, C, H, W) with V >= 2 views, got items of "
+            f"shape {tuple(views.shape[1:])}; use a dataset such as MultiViewShapes"
+        )
     if views.dtype == torch.uint8:
         views = views.float() / 255
     if not views.dtype.is_floating_point:
@@ -161,8 +166,9 @@ class _Checkpoints:
             return None
         state = torch.load(found[-1][1], map_location="cpu", weights_only=False)
         if state["settings"] != self.settings:
-            changed = sorted(k for k in self.settings
-                             if state["settings"].get(k) != self.settings[k])
+            changed = sorted(
+                k for k in self.settings if state["settings"].get(k) != self.settings[k]
+            )
             raise ValueError(
                 f"the checkpoints in {self.folder} were made with other settings ({changed}); "
                 "pass resume=False (--no-resume) to start over, or another output folder"
@@ -183,8 +189,9 @@ class _Checkpoints:
             (self.folder / f"{stage}-{old}.pt").unlink(missing_ok=True)
 
 
-def _batches(n: int, batch_size: int, seed: int, stage: int, step: int,
-             accelerator: Accelerator) -> torch.Tensor:
+def _batches(
+    n: int, batch_size: int, seed: int, stage: int, step: int, accelerator: Accelerator
+) -> torch.Tensor:
     """Indices of the batch at ``step``: epochs are permutations keyed by (seed, stage,
     epoch), so a resumed run sees the same batches; each process takes its share."""
     epoch, offset = divmod(step, max(1, n // batch_size))
@@ -252,9 +259,15 @@ def train_multiview(
         >>> train_multiview(MultiViewShapes(100), "runs/multiview")  # doctest: +SKIP
         >>> MultiViewDiffusion.from_pretrained("runs/multiview")  # doctest: +SKIP
     """
-    counts = {"ae_steps": ae_steps, "steps": steps, "batch_size": batch_size,
-              "ae_batch_size": ae_batch_size, "checkpoint_every": checkpoint_every,
-              "detail_channels": detail_channels, "layers_per_block": layers_per_block}
+    counts = {
+        "ae_steps": ae_steps,
+        "steps": steps,
+        "batch_size": batch_size,
+        "ae_batch_size": ae_batch_size,
+        "checkpoint_every": checkpoint_every,
+        "detail_channels": detail_channels,
+        "layers_per_block": layers_per_block,
+    }
     for name, value in counts.items():
         if int(value) < 1:
             raise ValueError(f"{name} must be >= 1, got {value}")
@@ -265,38 +278,72 @@ def train_multiview(
     n, v, c, h, w = views.shape
     down = 2 ** len(ae_widths)
     if h != w or h % down:
-        raise ValueError(f"views must be square with a side divisible by {down} (2 ** "
-                         f"len(ae_widths)), got {h}x{w}; resize them or change ae_widths")
+        raise ValueError(
+            f"views must be square with a side divisible by {down} (2 ** "
+            f"len(ae_widths)), got {h}x{w}; resize them or change ae_widths"
+        )
     view_names = list(view_names or found_views or [f"view{i}" for i in range(v)])
     if len(view_names) != v:
         raise ValueError(f"got {len(view_names)} view_names for {v} views")
     class_names = list(class_names or found_classes or []) or None
 
-    settings = {"views": v, "image": [c, h, w], "detail_channels": detail_channels,
-                "ae_widths": list(ae_widths), "ae_batch_size": ae_batch_size, "ae_lr": ae_lr,
-                "widths": list(widths), "layers_per_block": layers_per_block,
-                "attention": attention, "batch_size": batch_size, "lr": lr,
-                "p_uncond": p_uncond, "ema_decay": ema_decay, "seed": seed}
+    settings = {
+        "views": v,
+        "image": [c, h, w],
+        "detail_channels": detail_channels,
+        "ae_widths": list(ae_widths),
+        "ae_batch_size": ae_batch_size,
+        "ae_lr": ae_lr,
+        "widths": list(widths),
+        "layers_per_block": layers_per_block,
+        "attention": attention,
+        "batch_size": batch_size,
+        "lr": lr,
+        "p_uncond": p_uncond,
+        "ema_decay": ema_decay,
+        "seed": seed,
+    }
     out = Path(output_dir)
     accelerator = Accelerator(cpu=cpu)
     checkpoints = _Checkpoints(out / "checkpoints", accelerator, settings)
     device = accelerator.device
 
-    autoencoder = _train_autoencoder(views, out, checkpoints, accelerator, detail_channels,
-                                     ae_widths, ae_steps, ae_batch_size, ae_lr, seed,
-                                     checkpoint_every, resume, progress)
+    autoencoder = _train_autoencoder(
+        views,
+        out,
+        checkpoints,
+        accelerator,
+        detail_channels,
+        ae_widths,
+        ae_steps,
+        ae_batch_size,
+        ae_lr,
+        seed,
+        checkpoint_every,
+        resume,
+        progress,
+    )
     autoencoder.to(device).eval().requires_grad_(False)
     with torch.inference_mode():
-        latents = torch.cat([autoencoder.encode(views[i : i + 256].flatten(0, 1).to(device)).cpu()
-                             for i in range(0, n, 256)])
+        latents = torch.cat(
+            [
+                autoencoder.encode(views[i : i + 256].flatten(0, 1).to(device)).cpu()
+                for i in range(0, n, 256)
+            ]
+        )
     latents = latents.view(n, v, *latents.shape[1:])
 
     with torch.random.fork_rng(devices=[]):  # weight init only; diffusers takes no generator
-        torch.manual_seed(derive_seed(seed, _DIFFUSION_STAGE))
-        unet = build_multiview_unet(v, autoencoder.latent_channels, latents.shape[-1], widths,
-                                    layers_per_block, attention)
-    scheduler = DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2",
-                              prediction_type="v_prediction", clip_sample=False)
+        torch.manual_seed(derive_seed(seed, Stream.MULTIVIEW_DIFFUSION))
+        unet = build_multiview_unet(
+            v, autoencoder.latent_channels, latents.shape[-1], widths, layers_per_block, attention
+        )
+    scheduler = DDPMScheduler(
+        num_train_timesteps=1000,
+        beta_schedule="squaredcos_cap_v2",
+        prediction_type="v_prediction",
+        clip_sample=False,
+    )
     optimizer = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=0.0)
     ema = EMAModel(unet.parameters(), decay=ema_decay)
     step = 0
@@ -311,8 +358,8 @@ def train_multiview(
 
     bar = tqdm(total=steps, initial=step, disable=not progress, desc="multiview diffusion")
     while step < steps:
-        index = _batches(n, batch_size, seed, _DIFFUSION_STAGE, step, accelerator)
-        rng = torch.Generator().manual_seed(derive_seed(seed, _DIFFUSION_STAGE, 1, step))
+        index = _batches(n, batch_size, seed, Stream.MULTIVIEW_DIFFUSION, step, accelerator)
+        rng = torch.Generator().manual_seed(derive_seed(seed, Stream.MULTIVIEW_DIFFUSION, 1, step))
         z = latents[index]
         observed = sample_condition_masks(len(z), v, rng, p_uncond)
         noise = torch.randn(z.shape, generator=rng)
@@ -330,15 +377,26 @@ def train_multiview(
         bar.update(1)
         bar.set_postfix(loss=f"{loss.item():.4f}")
         if step % checkpoint_every == 0 or step == steps:
-            checkpoints.save("unet", step, model=accelerator.unwrap_model(unet).state_dict(),
-                             optimizer=optimizer.state_dict(), ema=ema.state_dict())
+            checkpoints.save(
+                "unet",
+                step,
+                model=accelerator.unwrap_model(unet).state_dict(),
+                optimizer=optimizer.state_dict(),
+                ema=ema.state_dict(),
+            )
     bar.close()
 
     final = accelerator.unwrap_model(unet)
     ema.copy_to(final.parameters())
     if accelerator.is_main_process:
-        model = MultiViewDiffusion(final.to("cpu"), autoencoder.to("cpu"), scheduler,
-                                   view_names=view_names, class_names=class_names, device="cpu")
+        model = MultiViewDiffusion(
+            final.to("cpu"),
+            autoencoder.to("cpu"),
+            scheduler,
+            view_names=view_names,
+            class_names=class_names,
+            device="cpu",
+        )
         model.save_pretrained(out, training={**settings, "ae_steps": ae_steps, "steps": steps})
     return out
 
@@ -370,7 +428,7 @@ def _train_autoencoder(
         return model
     images = views.flatten(0, 1)
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(derive_seed(seed, _AE_STAGE))
+        torch.manual_seed(derive_seed(seed, Stream.MULTIVIEW_AUTOENCODER))
         model = ViewAutoencoder(images.shape[1], detail_channels, tuple(widths))
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     step = 0
@@ -383,7 +441,9 @@ def _train_autoencoder(
     raw = accelerator.unwrap_model(model)
     bar = tqdm(total=steps, initial=step, disable=not progress, desc="view autoencoder")
     while step < steps:
-        index = _batches(len(images), batch_size, seed, _AE_STAGE, step, accelerator)
+        index = _batches(
+            len(images), batch_size, seed, Stream.MULTIVIEW_AUTOENCODER, step, accelerator
+        )
         x = images[index].to(accelerator.device)
         # L1 is the negative log-likelihood of a Laplace decoder, as in the paper.
         loss = (model(x) - x).abs().mean()
@@ -394,16 +454,22 @@ def _train_autoencoder(
         bar.update(1)
         bar.set_postfix(l1=f"{loss.item():.4f}")
         if step % checkpoint_every == 0 or step == steps:
-            checkpoints.save("autoencoder", step, model=raw.state_dict(),
-                             optimizer=optimizer.state_dict())
+            checkpoints.save(
+                "autoencoder", step, model=raw.state_dict(), optimizer=optimizer.state_dict()
+            )
     bar.close()
 
     raw.eval()
     with torch.inference_mode():
-        latents = torch.cat([raw.encode_raw(images[i : i + 1024].to(accelerator.device)).cpu()
-                             for i in range(0, len(images), 1024)])
-    raw.set_latent_statistics(latents.mean((0, 2, 3)).tolist(),
-                              latents.std((0, 2, 3)).clamp_min(1e-6).tolist())
+        latents = torch.cat(
+            [
+                raw.encode_raw(images[i : i + 1024].to(accelerator.device)).cpu()
+                for i in range(0, len(images), 1024)
+            ]
+        )
+    raw.set_latent_statistics(
+        latents.mean((0, 2, 3)).tolist(), latents.std((0, 2, 3)).clamp_min(1e-6).tolist()
+    )
     if accelerator.is_main_process:
         raw.to("cpu").save_pretrained(folder)
     return raw

@@ -32,14 +32,9 @@ from gdaload.generators.base import (
     check_source,
     sample_strengths,
 )
-from gdaload.seeding import derive_rng, derive_seed
+from gdaload.seeding import Stream, derive_rng, derive_seed
 
 __all__ = ["GenerativeAugment"]
-
-# Keeps this transform's streams apart from other components that derive streams from
-# the same user seed (bytes of "gaug").
-_STREAM_TAG = 0x67617567
-_DECISION, _SAMPLE = 0, 1
 
 LabelsGetter = Callable[[Any], Any]
 
@@ -48,8 +43,11 @@ def _is_image_tensor(inpt: Any) -> bool:
     # Plain tensors of rank < 3 are labels, indices or masks of a sample, never images;
     # excluding them keeps v2's "first plain tensor is the image" rule from picking a
     # 0-d label that comes before the image.
-    return (isinstance(inpt, torch.Tensor) and not isinstance(inpt, tv_tensors.TVTensor)
-            and inpt.dim() >= 3)
+    return (
+        isinstance(inpt, torch.Tensor)
+        and not isinstance(inpt, tv_tensors.TVTensor)
+        and inpt.dim() >= 3
+    )
 
 
 def _is_label_like(value: Any) -> bool:
@@ -57,9 +55,14 @@ def _is_label_like(value: Any) -> bool:
         return False
     if isinstance(value, numbers.Integral):
         return True
-    return (isinstance(value, torch.Tensor) and not isinstance(value, tv_tensors.TVTensor)
-            and value.dim() <= 1 and not value.dtype.is_floating_point
-            and value.dtype != torch.bool and not value.dtype.is_complex)
+    return (
+        isinstance(value, torch.Tensor)
+        and not isinstance(value, tv_tensors.TVTensor)
+        and value.dim() <= 1
+        and not value.dtype.is_floating_point
+        and value.dtype != torch.bool
+        and not value.dtype.is_complex
+    )
 
 
 def _label_from_mapping(sample: Mapping) -> Any:
@@ -169,14 +172,19 @@ class GenerativeAugment(Transform):
         if not isinstance(seed, numbers.Integral) or seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
         if labels_getter != "default" and not callable(labels_getter):
-            raise ValueError(f'labels_getter must be "default" or a callable sample -> label, '
-                             f"got {labels_getter!r}")
+            raise ValueError(
+                f'labels_getter must be "default" or a callable sample -> label, '
+                f"got {labels_getter!r}"
+            )
         if label is not None:
             label = int(as_labels([label], generator.num_classes)[0])
         self.generator = generator
         self.p = float(p)
-        self.strength: StrengthLike = (tuple(float(s) for s in strength)  # type: ignore[assignment]
-                                       if isinstance(strength, (tuple, list)) else float(strength))
+        self.strength: StrengthLike = (
+            tuple(float(s) for s in strength)  # type: ignore[assignment]
+            if isinstance(strength, (tuple, list))
+            else float(strength)
+        )
         self.seed = int(seed)
         self.labels_getter = labels_getter
         self.label = label
@@ -198,19 +206,23 @@ class GenerativeAugment(Transform):
         self._check_worker_device()
         flat_inputs, spec = tree_flatten(sample)
         needs_transform = self._needs_transform_list(flat_inputs)
-        images = [inpt for inpt, needs in zip(flat_inputs, needs_transform) if needs]
+        images = [inpt for inpt, needs in zip(flat_inputs, needs_transform, strict=True) if needs]
         if not images:
             return sample
         params = {"labels": self._find_labels(sample, images)}
-        flat_outputs = [self.transform(inpt, params) if needs else inpt
-                        for inpt, needs in zip(flat_inputs, needs_transform)]
+        flat_outputs = [
+            self.transform(inpt, params) if needs else inpt
+            for inpt, needs in zip(flat_inputs, needs_transform, strict=True)
+        ]
         return tree_unflatten(flat_outputs, spec)
 
     def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
         if isinstance(inpt, PIL.Image.Image):
             if inpt.mode not in ("L", "RGB"):
-                raise ValueError(f"PIL images of mode {inpt.mode!r} are not supported; convert "
-                                 "them with v2.RGB() or v2.Grayscale() first")
+                raise ValueError(
+                    f"PIL images of mode {inpt.mode!r} are not supported; convert "
+                    "them with v2.RGB() or v2.Grayscale() first"
+                )
             out = self._augment_tensor(F.pil_to_tensor(inpt), params["labels"])
             return F.to_pil_image(out, mode=inpt.mode)
         out = self._augment_tensor(inpt.as_subclass(torch.Tensor), params["labels"])
@@ -234,8 +246,10 @@ class GenerativeAugment(Transform):
         return torch.tensor([replace for replace, _ in plan], dtype=torch.bool)
 
     def extra_repr(self) -> str:
-        return (f"p={self.p}, strength={self.strength}, seed={self.seed}, epoch={self.epoch}, "
-                f"generator={self.generator!r}")
+        return (
+            f"p={self.p}, strength={self.strength}, seed={self.seed}, epoch={self.epoch}, "
+            f"generator={self.generator!r}"
+        )
 
     # ------------------------------------------------------------------ internals
     def _check_worker_device(self) -> None:
@@ -271,24 +285,27 @@ class GenerativeAugment(Transform):
         if len(rows) == 1 and n > 1:
             rows = rows.expand(n)
         if len(rows) != n:
-            raise ValueError(f"found {len(rows)} labels for {n} images; GenerativeAugment needs "
-                             "one integer class label per image (or labels_getter= / label=)")
+            raise ValueError(
+                f"found {len(rows)} labels for {n} images; GenerativeAugment needs "
+                "one integer class label per image (or labels_getter= / label=)"
+            )
         return rows
 
     def _as_rows(self, image: torch.Tensor) -> torch.Tensor:
         if image.dim() not in (3, 4):
-            raise ValueError("images must be (C, H, W) or (B, C, H, W), "
-                             f"got shape {tuple(image.shape)}")
+            raise ValueError(
+                f"images must be (C, H, W) or (B, C, H, W), got shape {tuple(image.shape)}"
+            )
         return image if image.dim() == 4 else image.unsqueeze(0)
 
     def _plan(self, rows: torch.Tensor, labels: torch.Tensor) -> list[tuple[bool, int]]:
         """(replace?, generation seed) per row, keyed on seed, epoch, label and content."""
         host = rows.detach().cpu()
         plan = []
-        for row, label in zip(host, labels.tolist()):
-            key = derive_seed(self.seed, _STREAM_TAG, self.epoch, label, content_hash(row))
-            replace = bool(derive_rng(key, _DECISION).random() < self.p)
-            plan.append((replace, derive_seed(key, _SAMPLE)))
+        for row, label in zip(host, labels.tolist(), strict=True):
+            key = derive_seed(self.seed, Stream.AUGMENT, self.epoch, label, content_hash(row))
+            replace = bool(derive_rng(key, Stream.AUGMENT_DECISION).random() < self.p)
+            plan.append((replace, derive_seed(key, Stream.AUGMENT_SAMPLE)))
         return plan
 
     def _augment_tensor(self, image: torch.Tensor, labels: Any) -> torch.Tensor:
@@ -300,8 +317,10 @@ class GenerativeAugment(Transform):
         check_source(source, self.generator.image_shape, len(rows))
         lo, hi = (float(v) for v in source.aminmax()) if source.numel() else (0.0, 1.0)
         if lo < -1e-3 or hi > 1 + 1e-3:
-            raise ValueError(f"GenerativeAugment expects images in [0, 1] (or uint8), got values "
-                             f"in [{lo:.3g}, {hi:.3g}]; apply v2.Normalize after it")
+            raise ValueError(
+                f"GenerativeAugment expects images in [0, 1] (or uint8), got values "
+                f"in [{lo:.3g}, {hi:.3g}]; apply v2.Normalize after it"
+            )
         plan = self._plan(rows, labels)
         chosen = [i for i, (replace, _) in enumerate(plan) if replace]
         if not chosen:
@@ -309,11 +328,14 @@ class GenerativeAugment(Transform):
         index = torch.tensor(chosen, device=rows.device)
         device = self.generator.device
         out = self.generator.generate(
-            labels[chosen], [plan[i][1] for i in chosen],
-            source=source[index].to(device), strength=self.strength,
+            labels[chosen],
+            [plan[i][1] for i in chosen],
+            source=source[index].to(device),
+            strength=self.strength,
         )
-        check_generated(out, len(chosen), self.generator.image_shape,
-                        source=type(self.generator).__name__)
+        check_generated(
+            out, len(chosen), self.generator.image_shape, source=type(self.generator).__name__
+        )
         result = rows.clone()
         result[index] = F.to_dtype_image(out.detach().to(rows.device), rows.dtype, scale=True)
         return result if image.dim() == 4 else result[0]

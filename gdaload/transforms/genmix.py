@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.utils.data
 
-from gdaload.seeding import derive_rng
+from gdaload.seeding import Stream, derive_rng
 
 __all__ = ["GenMix", "MixRecord", "BETAS", "FALLBACKS", "MODES", "PAIRINGS", "SYNTHETIC_ROWS"]
 
@@ -31,10 +31,6 @@ MODES = ("mixup", "cutmix")
 BETAS = ("paper", "symmetric")
 SYNTHETIC_ROWS = ("mix", "keep")
 FALLBACKS = ("mixup", "identity")
-
-# Keeps GenMix's random stream apart from other components that derive streams from
-# the same user seed (bytes of "gmix").
-_STREAM_TAG = 0x676D6978
 
 _STATE_KEYS = ("seed", "epoch", "enabled", "rng")
 
@@ -256,9 +252,7 @@ class GenMix:
         """Restore what :meth:`state_dict` saved; later draws repeat the saved run's."""
         missing = [key for key in _STATE_KEYS if key not in state]
         if missing:
-            raise ValueError(
-                f"state is missing {missing}; pass a dict made by GenMix.state_dict()"
-            )
+            raise ValueError(f"state is missing {missing}; pass a dict made by GenMix.state_dict()")
         self.seed = int(state["seed"])
         self._epoch = None if state["epoch"] is None else int(state["epoch"])
         self.enabled = bool(state["enabled"])
@@ -340,7 +334,7 @@ class GenMix:
         # combination can collide with another.
         epoch_key = 0 if self._epoch is None else self._epoch + 1
         worker_key = 0 if self._worker is None else self._worker + 1
-        self._rng = derive_rng(self.seed, _STREAM_TAG, epoch_key, worker_key)
+        self._rng = derive_rng(self.seed, Stream.GENMIX, epoch_key, worker_key)
 
     def _stream(self) -> np.random.Generator:
         info = torch.utils.data.get_worker_info()

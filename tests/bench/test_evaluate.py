@@ -6,7 +6,6 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from gdaload.cli import build_parser
 from gdaload.bench.evaluate import (
     BatchAugment,
     EvalSettings,
@@ -16,6 +15,7 @@ from gdaload.bench.evaluate import (
     get_task,
     run_evaluation,
 )
+from gdaload.cli import build_parser
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -66,6 +66,7 @@ def test_unknown_task_lists_the_valid_ones() -> None:
 
 def own_task(seed_generator) -> Task:
     """A user's own data, generator and classifier plugged in: 3 classes of 1x4x4 images."""
+
     def splits(seed: int) -> tuple[TensorDataset, TensorDataset]:
         g = torch.Generator().manual_seed(seed)
         y = torch.arange(24) % 3
@@ -73,18 +74,32 @@ def own_task(seed_generator) -> Task:
         x[:, 0, 0, 0] = y / 2  # the class, as the generator writes it
         return TensorDataset(x[:12], y[:12]), TensorDataset(x[12:], y[12:])
 
-    return Task(name="own", splits=splits, generator=seed_generator, num_classes=3, epochs=1,
-                batch_size=6, classifier=lambda: nn.Sequential(nn.Flatten(), nn.Linear(16, 4),
-                                                               nn.ReLU(), nn.Linear(4, 3)))
+    return Task(
+        name="own",
+        splits=splits,
+        generator=seed_generator,
+        num_classes=3,
+        epochs=1,
+        batch_size=6,
+        classifier=lambda: nn.Sequential(
+            nn.Flatten(), nn.Linear(16, 4), nn.ReLU(), nn.Linear(4, 3)
+        ),
+    )
 
 
 def test_own_task_runs_every_arm_and_writes_strict_json(tmp_path: Path, seed_generator) -> None:
-    settings = EvalSettings(seeds=(0,), ratios=(0.5, 1.0), ratio=1.0, candidates=2,
-                            quality_samples=12, tsne_points=6)
+    settings = EvalSettings(
+        seeds=(0,), ratios=(0.5, 1.0), ratio=1.0, candidates=2, quality_samples=12, tsne_points=6
+    )
     report = run_evaluation(own_task(seed_generator), settings, out=tmp_path, progress=False)
     assert list(report["accuracy"]) == [
-        "real only", "mixup (real-real)", "GDA m_G/m_S=0.5", "GDA m_G/m_S=1",
-        "GenMix m_G/m_S=1", "GDA + TopK m_G/m_S=1"]  # no classic augmentation: augment=None
+        "real only",
+        "mixup (real-real)",
+        "GDA m_G/m_S=0.5",
+        "GDA m_G/m_S=1",
+        "GenMix m_G/m_S=1",
+        "GDA + TopK m_G/m_S=1",
+    ]  # no classic augmentation: augment=None
     assert report["best_ratio"] in (0.5, 1.0)
     assert {"FID", "KID", "precision", "recall", "coherence"} <= set(report["generated_quality"])
     assert_files(report["files"])
@@ -95,9 +110,18 @@ def test_own_task_runs_every_arm_and_writes_strict_json(tmp_path: Path, seed_gen
 
 
 def test_evaluate_digits_end_to_end(tmp_path: Path) -> None:
-    report = evaluate("digits", out=tmp_path, quick=True, progress=False, epochs=1,
-                      ratios=(1.0,), ratio=1.0, quality_samples=140, tsne_points=30,
-                      task_options={"steps": 2})
+    report = evaluate(
+        "digits",
+        out=tmp_path,
+        quick=True,
+        progress=False,
+        epochs=1,
+        ratios=(1.0,),
+        ratio=1.0,
+        quality_samples=140,
+        tsne_points=30,
+        task_options={"steps": 2},
+    )
     names = list(report["accuracy"])
     assert names[:3] == ["real only", "classic augmentation", "mixup (real-real)"]
     assert all(len(v) == 2 and 0 <= min(v) <= max(v) <= 1 for v in report["accuracy"].values())

@@ -4,9 +4,9 @@ from pathlib import Path
 import pytest
 
 from gdaload import DiffusionGenerator
-from gdaload.cli import build_parser
 from gdaload.bench.evaluate import mean_ci
 from gdaload.bench.quickstart import DIGITS_GENERATOR, run_quickstart
+from gdaload.cli import build_parser
 
 
 def test_shipped_digits_generator_loads() -> None:

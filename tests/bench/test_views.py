@@ -26,8 +26,11 @@ from gdaload.metrics.plots import view_grid
 
 def view_set(n: int, seed: int) -> ViewSet:
     g = torch.Generator().manual_seed(seed)
-    return ViewSet(torch.rand(n, 3, 8, 8, generator=g), torch.arange(n) % 3,
-                   torch.randint(0, 4, (n,), generator=g))
+    return ViewSet(
+        torch.rand(n, 3, 8, 8, generator=g),
+        torch.arange(n) % 3,
+        torch.randint(0, 4, (n,), generator=g),
+    )
 
 
 def tiny_classifier(num_classes: int = 3) -> nn.Module:
@@ -35,10 +38,15 @@ def tiny_classifier(num_classes: int = 3) -> nn.Module:
 
 
 def tiny_task() -> ViewTask:
-    return ViewTask(name="tiny", splits=lambda seed: (view_set(9, seed), view_set(6, 100)),
-                    generator=tiny_multiview(steps=2),
-                    classifier=functools.partial(tiny_classifier, 3), num_classes=3,
-                    epochs=2, batch_size=4)
+    return ViewTask(
+        name="tiny",
+        splits=lambda seed: (view_set(9, seed), view_set(6, 100)),
+        generator=tiny_multiview(steps=2),
+        classifier=functools.partial(tiny_classifier, 3),
+        num_classes=3,
+        epochs=2,
+        batch_size=4,
+    )
 
 
 def test_two_by_two_runs_end_to_end_writes_its_files_and_is_deterministic(tmp_path: Path) -> None:
@@ -51,7 +59,7 @@ def test_two_by_two_runs_end_to_end_writes_its_files_and_is_deterministic(tmp_pa
         assert all(len(values) == 2 for values in cells.values())
     for arm, (mean, _) in report["averaging_gain_ci95"].items():
         cells = report["accuracy"][arm]
-        expected = sum(a - s for a, s in zip(cells["averaged"], cells["single"])) / 2
+        expected = sum(a - s for a, s in zip(cells["averaged"], cells["single"], strict=True)) / 2
         assert mean == pytest.approx(expected)
     for key in ("views", "markdown", "json"):
         assert Path(report["files"][key]).is_file()
@@ -74,8 +82,9 @@ def test_view_batches_append_each_images_generated_views_after_the_real_batch() 
         assert mask.tolist() == [False] * real + [True] * 3 * real
         assert torch.equal(y[real:], y[:real].repeat_interleave(3))
         for i in range(real):
-            assert torch.equal(x[real + 3 * i], x[i] + 10) and torch.equal(x[real + 3 * i + 2],
-                                                                           x[i] + 30)
+            assert torch.equal(x[real + 3 * i], x[i] + 10) and torch.equal(
+                x[real + 3 * i + 2], x[i] + 30
+            )
         seen += y[:real].tolist()
     assert sorted(seen) == sorted(data.labels.tolist())  # every real image once
     order = [b[1].tolist() for b in ViewBatches(data, None, 2, 0)]
@@ -111,14 +120,26 @@ def test_bad_input_gets_clear_errors(tmp_path: Path) -> None:
 
 def test_view_grid_writes_a_png(tmp_path: Path) -> None:
     images = torch.rand(2, 3, 8, 8)
-    path = view_grid(images, images[:, None].expand(2, 3, 3, 8, 8), [0, 2],
-                     tmp_path / "views.png", view_names=["front", "back", "left", "right"])
+    path = view_grid(
+        images,
+        images[:, None].expand(2, 3, 3, 8, 8),
+        [0, 2],
+        tmp_path / "views.png",
+        view_names=["front", "back", "left", "right"],
+    )
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_built_in_multiview_task_runs_with_the_shipped_generator(tmp_path: Path) -> None:
-    report = evaluate("multiview", out=tmp_path, quick=True, progress=False, seeds=(0,),
-                      epochs=1, task_options={"shots": 1, "test_per_class": 1, "steps": 2})
+    report = evaluate(
+        "multiview",
+        out=tmp_path,
+        quick=True,
+        progress=False,
+        seeds=(0,),
+        epochs=1,
+        task_options={"shots": 1, "test_per_class": 1, "steps": 2},
+    )
     assert report["settings"]["generated_views"] == 3 and report["settings"]["epochs"] == 1
     assert (tmp_path / "multiview_views.png").is_file()
     assert (tmp_path / "multiview_report.md").read_text().count("|") > 10

@@ -6,11 +6,11 @@ from pathlib import Path
 import pytest
 import torch
 from diffusers import DDPMScheduler
+from tiny_models import tiny_text_pipeline, tiny_unet
 from torch.utils.data import DataLoader, TensorDataset
 
 from gdaload import ClassConditionalPipeline, DiffusionGenerator, GenerativeLoader
 from gdaload.cache import SampleStore
-from tiny_models import tiny_text_pipeline, tiny_unet
 
 
 def class_gen(weights_seed: int = 0, **kwargs) -> DiffusionGenerator:
@@ -38,12 +38,20 @@ def test_every_generation_setting_changes_the_key(text_pipe) -> None:
     keys = {name: gen.config_hash() for name, gen in variants.items()}
     assert base.config_hash() not in keys.values()
     assert len(set(keys.values())) == len(keys)
-    prompts = [DiffusionGenerator(text_pipe, prompts=p, class_names=["cat", "dog"], steps=2,
-                                  device="cpu").config_hash()
-               for p in ("a photo of a {name}", "a drawing of a {name}")]
-    negative = DiffusionGenerator(text_pipe, prompts="a photo of a {name}",
-                                  class_names=["cat", "dog"], steps=2, device="cpu",
-                                  negative_prompt="blurry").config_hash()
+    prompts = [
+        DiffusionGenerator(
+            text_pipe, prompts=p, class_names=["cat", "dog"], steps=2, device="cpu"
+        ).config_hash()
+        for p in ("a photo of a {name}", "a drawing of a {name}")
+    ]
+    negative = DiffusionGenerator(
+        text_pipe,
+        prompts="a photo of a {name}",
+        class_names=["cat", "dog"],
+        steps=2,
+        device="cpu",
+        negative_prompt="blurry",
+    ).config_hash()
     assert len({*prompts, negative}) == 3
 
 
@@ -56,8 +64,9 @@ def test_store_of_one_setting_serves_nothing_to_another(tmp_path: Path) -> None:
 
 
 def test_prompts_are_encoded_once_per_prompt(text_pipe) -> None:
-    gen = DiffusionGenerator(text_pipe, prompts="a photo of a {name}", class_names=["cat", "dog"],
-                             steps=2, device="cpu")
+    gen = DiffusionGenerator(
+        text_pipe, prompts="a photo of a {name}", class_names=["cat", "dog"], steps=2, device="cpu"
+    )
     calls = []
     encode = gen.pipeline.encode_prompt
 
@@ -69,10 +78,15 @@ def test_prompts_are_encoded_once_per_prompt(text_pipe) -> None:
     gen.pipeline.encode_prompt = counting
     size = gen.image_shape[-1]
     real = TensorDataset(torch.zeros(8, 3, size, size), torch.tensor([0, 1] * 4))
-    with GenerativeLoader(DataLoader(real, batch_size=4), gen, ratio=1.0, engine="thread",
-                          pool_size=8, generation_batch_size=4) as loader:
+    with GenerativeLoader(
+        DataLoader(real, batch_size=4),
+        gen,
+        ratio=1.0,
+        engine="thread",
+        pool_size=8,
+        generation_batch_size=4,
+    ) as loader:
         for _ in range(2):
             batches = list(loader)
     assert sum(len(y) for _, y in batches) == 16
     assert sorted(calls) == ["a photo of a cat", "a photo of a dog"]
-

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from checkers import SeedImageGenerator, assert_pickle_round_trip
 from torch.utils.data import DataLoader, TensorDataset
 
 import gdaload.cache.shards as shards_module
 import gdaload.cache.store as store_module
-from checkers import SeedImageGenerator, assert_pickle_round_trip
 from gdaload import GenerativeDataset, GenerativeLoader
 from gdaload.cache import SampleStore
 
@@ -35,8 +35,17 @@ class CountingGenerator(SeedImageGenerator):
 
 
 def run(gen, store, engine: str = "thread", epochs: int = 1) -> torch.Tensor:
-    loader = GenerativeLoader(real_loader(), gen, ratio=1.5, seed=4, return_mask=True,
-                              engine=engine, pool_size=8, generation_batch_size=3, store=store)
+    loader = GenerativeLoader(
+        real_loader(),
+        gen,
+        ratio=1.5,
+        seed=4,
+        return_mask=True,
+        engine=engine,
+        pool_size=8,
+        generation_batch_size=3,
+        store=store,
+    )
     out = []
     with loader:
         for _ in range(epochs):
@@ -89,12 +98,12 @@ def test_fetch_copies_stored_rows_into_the_batch_and_lists_the_rest(tmp_path: Pa
     assert (out[3] == -1).all()  # a missing row is left for the generator
 
 
-def test_a_shard_is_verified_once_per_process_until_it_changes(tmp_path: Path,
-                                                               monkeypatch) -> None:
+def test_a_shard_is_verified_once_per_process_until_it_changes(tmp_path: Path, monkeypatch) -> None:
     checks = []
     real_checksum = shards_module.tensor_checksum
-    monkeypatch.setattr(shards_module, "tensor_checksum",
-                        lambda tensors: checks.append(1) or real_checksum(tensors))
+    monkeypatch.setattr(
+        shards_module, "tensor_checksum", lambda tensors: checks.append(1) or real_checksum(tensors)
+    )
     gen = SeedImageGenerator(3)
     store = SampleStore.for_generator(tmp_path, gen, cache_bytes=0)  # every get reads the file
     images = gen.generate([0, 1], [1, 2])
@@ -242,8 +251,9 @@ def test_dataset_store_lets_workers_only_read(tmp_path: Path) -> None:
     assert ds.fill_store(progress=False) == 6
     assert ds.fill_store(progress=False) == 0  # already stored
     loaded = torch.cat([x for x, _ in DataLoader(ds, batch_size=3, num_workers=2)])
-    expected = SeedImageGenerator(3).generate(ds.synthetic_labels(),
-                                              [ds.plan.sample_seed(0, j) for j in range(6)])
+    expected = SeedImageGenerator(3).generate(
+        ds.synthetic_labels(), [ds.plan.sample_seed(0, j) for j in range(6)]
+    )
     assert torch.equal(loaded[6:], expected)
     with pytest.raises(ValueError, match="needs a store"):
         GenerativeDataset(real, SeedImageGenerator(3), ratio=1.0).fill_store()

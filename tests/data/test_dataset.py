@@ -2,9 +2,9 @@ from collections import Counter
 
 import pytest
 import torch
+from checkers import SeedImageGenerator, assert_pickle_round_trip
 from torch.utils.data import DataLoader, TensorDataset
 
-from checkers import SeedImageGenerator, assert_pickle_round_trip
 from gdaload import GeneratedOutputError, GenerativeDataset
 
 
@@ -30,8 +30,14 @@ def test_real_indices_return_real_samples(seed_generator) -> None:
         assert torch.equal(ds[i][0], real[i][0]) and ds[i][1] == real[i][1]
 
 
-@pytest.mark.parametrize(("policy", "expected"), [("match", {0: 6, 1: 2, 2: 2}), ("uniform", {0: 4, 1: 3, 2: 3}),
-                                                  ("balance", {0: 0, 1: 5, 2: 5})])
+@pytest.mark.parametrize(
+    ("policy", "expected"),
+    [
+        ("match", {0: 6, 1: 2, 2: 2}),
+        ("uniform", {0: 4, 1: 3, 2: 3}),
+        ("balance", {0: 0, 1: 5, 2: 5}),
+    ],
+)
 def test_class_policy_counts(seed_generator, policy: str, expected: dict[int, int]) -> None:
     real = real_dataset(labels=[0] * 6 + [1] * 2 + [2] * 2)
     ds = GenerativeDataset(real, seed_generator, ratio=1.0, class_policy=policy)
@@ -44,9 +50,11 @@ def test_class_policy_counts(seed_generator, policy: str, expected: dict[int, in
 def test_same_samples_whatever_batch_size_shuffle_or_workers(seed_generator) -> None:
     ds = GenerativeDataset(real_dataset(12), seed_generator, ratio=1.0, seed=7)
     reference = {i: ds[i][0] for i in range(12, 24)}
-    for kwargs in [dict(batch_size=1), dict(batch_size=5, shuffle=True,
-                                            generator=torch.Generator().manual_seed(0)),
-                   dict(batch_size=4, num_workers=2)]:
+    for kwargs in [
+        dict(batch_size=1),
+        dict(batch_size=5, shuffle=True, generator=torch.Generator().manual_seed(0)),
+        dict(batch_size=4, num_workers=2),
+    ]:
         loader = DataLoader(torch.utils.data.Subset(ds, range(12, 24)), **kwargs)
         seen = torch.cat([x for x, _ in loader])
         expected = torch.stack(list(reference.values()))
@@ -63,8 +71,17 @@ def test_set_epoch_gives_fresh_reproducible_samples(seed_generator) -> None:
     other = GenerativeDataset(real_dataset(6), seed_generator, ratio=1.0, seed=1)
     other.load_state_dict(ds.state_dict())
     torch.testing.assert_close(torch.stack([x for x, _ in synthetic_items(other)]), epoch1)
-    assert not torch.allclose(epoch0, torch.stack([x for x, _ in synthetic_items(
-        GenerativeDataset(real_dataset(6), seed_generator, ratio=1.0, seed=2))]))
+    assert not torch.allclose(
+        epoch0,
+        torch.stack(
+            [
+                x
+                for x, _ in synthetic_items(
+                    GenerativeDataset(real_dataset(6), seed_generator, ratio=1.0, seed=2)
+                )
+            ]
+        ),
+    )
 
 
 def test_works_with_real_diffusion_generator_in_workers(class_generator) -> None:
@@ -74,7 +91,9 @@ def test_works_with_real_diffusion_generator_in_workers(class_generator) -> None
     x = torch.cat([b[0] for b in batches])
     mask = torch.cat([b[2] for b in batches])
     assert x.shape == (9, 1, 8, 8) and mask.tolist() == [False] * 6 + [True] * 3
-    torch.testing.assert_close(x[6:], torch.stack([ds[i][0] for i in range(6, 9)]), atol=1e-4, rtol=0)
+    torch.testing.assert_close(
+        x[6:], torch.stack([ds[i][0] for i in range(6, 9)]), atol=1e-4, rtol=0
+    )
 
 
 class CudaReportingGenerator(SeedImageGenerator):
@@ -104,8 +123,12 @@ def test_mismatched_synthetic_shape_is_explained() -> None:
     ds = GenerativeDataset(real_dataset(4), SeedImageGenerator(3, (3, 4, 4)), ratio=1.0)
     with pytest.raises(ValueError, match="synthetic_transform="):
         ds[4]
-    fixed = GenerativeDataset(real_dataset(4), SeedImageGenerator(3, (3, 4, 4)), ratio=1.0,
-                              synthetic_transform=lambda x: x.mean(0, keepdim=True))
+    fixed = GenerativeDataset(
+        real_dataset(4),
+        SeedImageGenerator(3, (3, 4, 4)),
+        ratio=1.0,
+        synthetic_transform=lambda x: x.mean(0, keepdim=True),
+    )
     assert fixed[4][0].shape == (1, 4, 4)
 
 

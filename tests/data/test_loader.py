@@ -3,9 +3,9 @@ from collections import Counter
 import pytest
 import torch
 from accelerate import Accelerator
+from checkers import SeedImageGenerator, assert_pickle_round_trip
 from torch.utils.data import DataLoader, TensorDataset
 
-from checkers import SeedImageGenerator, assert_pickle_round_trip
 from gdaload import GeneratedOutputError, GenerativeLoader
 
 
@@ -34,15 +34,26 @@ def test_ratio_exact_per_epoch_and_spread_evenly(seed_generator, ratio: float) -
 
 
 def test_mask_marks_appended_synthetic_samples(seed_generator) -> None:
-    for x, y, mask in GenerativeLoader(real_loader(6, 3), seed_generator, ratio=1.0, return_mask=True):
+    for x, y, mask in GenerativeLoader(
+        real_loader(6, 3), seed_generator, ratio=1.0, return_mask=True
+    ):
         assert mask.tolist() == [False] * 3 + [True] * 3
         assert (x[~mask] == 0).all()
-        assert all(seed_generator.label_of(img) == int(lbl) for img, lbl in zip(x[mask], y[mask]))
+        assert all(
+            seed_generator.label_of(img) == int(lbl)
+            for img, lbl in zip(x[mask], y[mask], strict=True)
+        )
 
 
 def test_same_synthetic_samples_whatever_batch_size(seed_generator) -> None:
-    runs = [synthetic_of(GenerativeLoader(real_loader(24, bs), seed_generator, ratio=1.5, seed=3,
-                                          return_mask=True)) for bs in (1, 4, 7, 24)]
+    runs = [
+        synthetic_of(
+            GenerativeLoader(
+                real_loader(24, bs), seed_generator, ratio=1.5, seed=3, return_mask=True
+            )
+        )
+        for bs in (1, 4, 7, 24)
+    ]
     for x, y in runs[1:]:
         torch.testing.assert_close(x, runs[0][0])
         assert torch.equal(y, runs[0][1])
@@ -61,21 +72,30 @@ def test_fresh_samples_each_epoch_and_set_epoch_replays(seed_generator) -> None:
 
 def test_class_policy_uses_loader_dataset_labels(seed_generator) -> None:
     ds = TensorDataset(torch.zeros(12, 1, 4, 4), torch.tensor([0] * 8 + [1] * 2 + [2] * 2))
-    loader = GenerativeLoader(DataLoader(ds, batch_size=4), seed_generator, ratio=1.0,
-                              class_policy="balance", return_mask=True)
+    loader = GenerativeLoader(
+        DataLoader(ds, batch_size=4),
+        seed_generator,
+        ratio=1.0,
+        class_policy="balance",
+        return_mask=True,
+    )
     _, y = synthetic_of(loader)
     assert Counter(y.tolist()) == Counter({1: 6, 2: 6})
 
 
 def test_uniform_without_dataset_and_policy_error(seed_generator) -> None:
     batches = [(torch.zeros(3, 1, 4, 4), torch.tensor([0, 1, 2]))] * 4
-    _, y = synthetic_of(GenerativeLoader(batches, seed_generator, ratio=1.0, class_policy="uniform",
-                                         return_mask=True))
+    _, y = synthetic_of(
+        GenerativeLoader(
+            batches, seed_generator, ratio=1.0, class_policy="uniform", return_mask=True
+        )
+    )
     assert Counter(y.tolist()) == Counter({0: 4, 1: 4, 2: 4})
     with pytest.raises(ValueError, match="pass labels="):
         GenerativeLoader(batches, seed_generator, ratio=1.0)
-    _, y = synthetic_of(GenerativeLoader(batches, seed_generator, ratio=1.0, labels=[0] * 12,
-                                         return_mask=True))
+    _, y = synthetic_of(
+        GenerativeLoader(batches, seed_generator, ratio=1.0, labels=[0] * 12, return_mask=True)
+    )
     assert set(y.tolist()) == {0}
 
 
@@ -90,7 +110,9 @@ def test_wraps_accelerate_prepared_loader(seed_generator) -> None:
 
 
 def test_dtype_and_device_of_real_batches_are_kept(seed_generator) -> None:
-    batches = [(torch.zeros(2, 1, 4, 4, dtype=torch.float64), torch.tensor([0, 1], dtype=torch.int32))]
+    batches = [
+        (torch.zeros(2, 1, 4, 4, dtype=torch.float64), torch.tensor([0, 1], dtype=torch.int32))
+    ]
     x, y = next(iter(GenerativeLoader(batches, seed_generator, ratio=1.0, labels=[0, 1])))
     assert x.dtype == torch.float64 and y.dtype == torch.int32 and len(x) == 4
 
@@ -99,8 +121,13 @@ def test_synthetic_transform_and_shape_mismatch(seed_generator) -> None:
     gen = SeedImageGenerator(3, (3, 4, 4))
     with pytest.raises(ValueError, match="synthetic_transform="):
         next(iter(GenerativeLoader(real_loader(), gen, ratio=1.0)))
-    x, _ = next(iter(GenerativeLoader(real_loader(), gen, ratio=1.0,
-                                      synthetic_transform=lambda b: b.mean(1, keepdim=True))))
+    x, _ = next(
+        iter(
+            GenerativeLoader(
+                real_loader(), gen, ratio=1.0, synthetic_transform=lambda b: b.mean(1, keepdim=True)
+            )
+        )
+    )
     assert x.shape[1:] == (1, 4, 4)
 
 
@@ -144,11 +171,21 @@ def test_disjoint_indices_per_rank(seed_generator, monkeypatch: pytest.MonkeyPat
     all_labels = [i % 3 for i in range(12)]  # ranks shard the batches, not the dataset's labels
     for rank in range(2):
         monkeypatch.setattr(loader_module, "_distributed_rank_world", lambda r=rank: (r, 2))
-        seen.append(synthetic_of(GenerativeLoader(real_loader(6, 3), seed_generator, ratio=1.0,
-                                                  labels=all_labels, return_mask=True))[0])
+        seen.append(
+            synthetic_of(
+                GenerativeLoader(
+                    real_loader(6, 3),
+                    seed_generator,
+                    ratio=1.0,
+                    labels=all_labels,
+                    return_mask=True,
+                )
+            )[0]
+        )
     monkeypatch.undo()
-    single = synthetic_of(GenerativeLoader(real_loader(12, 3), seed_generator, ratio=1.0,
-                                           return_mask=True))[0]
+    single = synthetic_of(
+        GenerativeLoader(real_loader(12, 3), seed_generator, ratio=1.0, return_mask=True)
+    )[0]
     both = torch.cat(seen)
     assert not any(torch.allclose(a, b) for a in seen[0] for b in seen[1])
     key = lambda t: t.flatten(1).sum(1)  # noqa: E731

@@ -14,7 +14,9 @@ from gdaload.data.policies import (
 
 
 @pytest.mark.parametrize("policy", CLASS_POLICIES)
-@pytest.mark.parametrize(("real", "total"), [([8, 2, 0], 6), ([5, 5, 5], 7), ([10, 1, 3, 0], 20), ([100, 1], 3)])
+@pytest.mark.parametrize(
+    ("real", "total"), [([8, 2, 0], 6), ([5, 5, 5], 7), ([10, 1, 3, 0], 20), ([100, 1], 3)]
+)
 def test_counts_are_exact_and_skip_absent_classes(policy: str, real: list[int], total: int) -> None:
     counts = synthetic_counts(policy, real, total)
     assert counts.sum() == total

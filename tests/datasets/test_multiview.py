@@ -12,7 +12,6 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from torch.utils.data import DataLoader
 
-from gdaload.datasets.multiview import dataset as multiview
 from gdaload.datasets.multiview import (
     CLASSES,
     REVEALING_VIEWS,
@@ -22,6 +21,7 @@ from gdaload.datasets.multiview import (
     lookalikes,
     render_instance,
 )
+from gdaload.datasets.multiview import dataset as multiview
 
 N_TRAIN = 20
 N_TEST = 10
@@ -75,7 +75,7 @@ def test_same_seed_gives_identical_tensors_and_other_seeds_other_instances() -> 
     other_seed = multiview._render_split.__wrapped__(6, "train", 2, 32).float() / 255
     other_split = multiview._render_split.__wrapped__(5, "test", 2, 32).float() / 255
     for other in (other_seed, other_split):
-        assert all(not torch.equal(a, b) for a, b in zip(first, other))
+        assert all(not torch.equal(a, b) for a, b in zip(first, other, strict=True))
     assert len(set(again.instance_seeds)) == len(again)
 
 

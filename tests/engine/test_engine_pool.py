@@ -6,9 +6,9 @@ import time
 
 import pytest
 import torch
+from checkers import SeedImageGenerator
 from torch.utils.data import DataLoader, TensorDataset
 
-from checkers import SeedImageGenerator
 from gdaload import GenerativeLoader
 from gdaload.engine import ReuseBank, SamplePool, ThreadEngine
 
@@ -126,8 +126,16 @@ class CountingGenerator(SeedImageGenerator):
 
 def test_backpressure_keeps_the_pool_bounded() -> None:
     gen = CountingGenerator()
-    with GenerativeLoader(real_loader(30, 3), gen, ratio=2.0, engine="thread", pool_size=6,
-                          generation_batch_size=2, warmup=True, progress=False) as loader:
+    with GenerativeLoader(
+        real_loader(30, 3),
+        gen,
+        ratio=2.0,
+        engine="thread",
+        pool_size=6,
+        generation_batch_size=2,
+        warmup=True,
+        progress=False,
+    ) as loader:
         batches = iter(loader)
         next(batches)
         time.sleep(0.2)  # the producer would run ahead here if nothing held it back

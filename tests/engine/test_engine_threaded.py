@@ -9,9 +9,9 @@ from collections import Counter
 
 import pytest
 import torch
+from checkers import SeedImageGenerator
 from torch.utils.data import DataLoader, TensorDataset
 
-from checkers import SeedImageGenerator
 from gdaload import GenerativeLoader
 from gdaload.engine import GenerationStoppedError, ThreadEngine
 
@@ -50,12 +50,20 @@ def no_producer_left() -> bool:
 
 @pytest.mark.parametrize(("pool_size", "block"), [(1, 1), (2, 2), (5, 3), (64, 16)])
 def test_thread_engine_serves_exactly_the_sync_samples(pool_size: int, block: int) -> None:
-    reference = synthetic_run(GenerativeLoader(real_loader(), SeedImageGenerator(3), ratio=1.7,
-                                               seed=3, return_mask=True))
+    reference = synthetic_run(
+        GenerativeLoader(real_loader(), SeedImageGenerator(3), ratio=1.7, seed=3, return_mask=True)
+    )
     for run in range(2):
-        loader = GenerativeLoader(real_loader(), JitteryGenerator(0.004, run + pool_size),
-                                  ratio=1.7, seed=3, return_mask=True, engine="thread",
-                                  pool_size=pool_size, generation_batch_size=block)
+        loader = GenerativeLoader(
+            real_loader(),
+            JitteryGenerator(0.004, run + pool_size),
+            ratio=1.7,
+            seed=3,
+            return_mask=True,
+            engine="thread",
+            pool_size=pool_size,
+            generation_batch_size=block,
+        )
         x, y = synthetic_run(loader, step=random.Random(run).random() * 0.002)
         assert torch.equal(x, reference[0]) and torch.equal(y, reference[1])
         assert loader.stats()["served"] == len(reference[1]) and loader.stats()["reused"] == 0
@@ -64,12 +72,23 @@ def test_thread_engine_serves_exactly_the_sync_samples(pool_size: int, block: in
 
 def test_thread_engine_with_diffusion_is_bitwise_stable_and_matches_sync(class_generator) -> None:
     kwargs = dict(ratio=1.0, seed=1, return_mask=True)
-    sync = synthetic_run(GenerativeLoader(real_loader(9, 3, 8), class_generator, **kwargs),
-                         epochs=1)
-    runs = [synthetic_run(GenerativeLoader(real_loader(9, 3, 8), class_generator, engine="thread",
-                                           pool_size=pool, generation_batch_size=4, **kwargs),
-                          epochs=1)
-            for pool in (4, 12)]
+    sync = synthetic_run(
+        GenerativeLoader(real_loader(9, 3, 8), class_generator, **kwargs), epochs=1
+    )
+    runs = [
+        synthetic_run(
+            GenerativeLoader(
+                real_loader(9, 3, 8),
+                class_generator,
+                engine="thread",
+                pool_size=pool,
+                generation_batch_size=4,
+                **kwargs,
+            ),
+            epochs=1,
+        )
+        for pool in (4, 12)
+    ]
     # Same position-aligned generation batches whatever the pool: identical bits.
     assert torch.equal(runs[0][0], runs[1][0])
     # Other batch composition than the sync path: equal up to batched-kernel rounding.
@@ -78,28 +97,48 @@ def test_thread_engine_with_diffusion_is_bitwise_stable_and_matches_sync(class_g
 
 
 def test_wait_policy_counts_the_wait() -> None:
-    loader = GenerativeLoader(real_loader(), JitteryGenerator(0.02, 0), ratio=1.0, seed=0,
-                              return_mask=True, engine="thread", pool_size=4,
-                              generation_batch_size=2, dry_policy="wait")
+    loader = GenerativeLoader(
+        real_loader(),
+        JitteryGenerator(0.02, 0),
+        ratio=1.0,
+        seed=0,
+        return_mask=True,
+        engine="thread",
+        pool_size=4,
+        generation_batch_size=2,
+        dry_policy="wait",
+    )
     synthetic_run(loader, epochs=1)
     stats = loader.stats()
     assert stats["wait_seconds"] > 0 and stats["reused"] == 0 and stats["generated"] >= 23
 
 
 def test_reuse_policy_contract() -> None:
-    reference = synthetic_run(GenerativeLoader(real_loader(60, 6), SeedImageGenerator(3), ratio=1.5,
-                                               seed=5, return_mask=True))
+    reference = synthetic_run(
+        GenerativeLoader(
+            real_loader(60, 6), SeedImageGenerator(3), ratio=1.5, seed=5, return_mask=True
+        )
+    )
     gen = JitteryGenerator(0.03, 1)
-    loader = GenerativeLoader(real_loader(60, 6), gen, ratio=1.5, seed=5, return_mask=True,
-                              engine="thread", pool_size=8, generation_batch_size=4,
-                              dry_policy="reuse", reuse_limit=2)
+    loader = GenerativeLoader(
+        real_loader(60, 6),
+        gen,
+        ratio=1.5,
+        seed=5,
+        return_mask=True,
+        engine="thread",
+        pool_size=8,
+        generation_batch_size=4,
+        dry_policy="reuse",
+        reuse_limit=2,
+    )
     x, y = synthetic_run(loader)
     stats = loader.stats()
     assert stats["reused"] > 0  # the consumer outpaces a 15 ms/call generator
     # Ratio and per-class counts are exact: the plan's labels, position by position.
     assert torch.equal(y, reference[1])
     # Every image is a generated sample of its position's class...
-    assert all(gen.label_of(img) == int(lbl) for img, lbl in zip(x, y))
+    assert all(gen.label_of(img) == int(lbl) for img, lbl in zip(x, y, strict=True))
     generated = {tuple(img.flatten().tolist()) for img in reference[0]}
     assert all(tuple(img.flatten().tolist()) in generated for img in x)
     # ...positions served fresh hold exactly the wait-policy sample...
@@ -110,13 +149,23 @@ def test_reuse_policy_contract() -> None:
 
 
 def test_reuse_equals_wait_when_generation_keeps_up() -> None:
-    reference = synthetic_run(GenerativeLoader(real_loader(), SeedImageGenerator(3), ratio=1.0,
-                                               seed=2, return_mask=True))
+    reference = synthetic_run(
+        GenerativeLoader(real_loader(), SeedImageGenerator(3), ratio=1.0, seed=2, return_mask=True)
+    )
     # The pool holds both epochs and warm-up fills it: the pool can never run dry.
-    loader = GenerativeLoader(real_loader(), SeedImageGenerator(3), ratio=1.0, seed=2,
-                              return_mask=True, engine="thread", pool_size=64,
-                              generation_batch_size=8, dry_policy="reuse", warmup=True,
-                              progress=False)
+    loader = GenerativeLoader(
+        real_loader(),
+        SeedImageGenerator(3),
+        ratio=1.0,
+        seed=2,
+        return_mask=True,
+        engine="thread",
+        pool_size=64,
+        generation_batch_size=8,
+        dry_policy="reuse",
+        warmup=True,
+        progress=False,
+    )
     x, y = synthetic_run(loader)
     assert torch.equal(x, reference[0]) and torch.equal(y, reference[1])
     assert loader.stats()["reused"] == 0 and loader.stats()["warmup_seconds"] > 0
@@ -137,8 +186,9 @@ class FailingGenerator(SeedImageGenerator):
 
 def test_generator_exception_reaches_the_loop_with_its_traceback() -> None:
     gen = FailingGenerator(fail_at=3)
-    loader = GenerativeLoader(real_loader(40, 4), gen, ratio=1.0, engine="thread", pool_size=4,
-                              generation_batch_size=2)
+    loader = GenerativeLoader(
+        real_loader(40, 4), gen, ratio=1.0, engine="thread", pool_size=4, generation_batch_size=2
+    )
     served = 0
     with pytest.raises(KeyError, match="model exploded") as info:
         for _ in loader:
@@ -151,8 +201,14 @@ def test_generator_exception_reaches_the_loop_with_its_traceback() -> None:
 
 
 def test_clean_shutdown_leaves_no_thread(seed_generator) -> None:
-    loader = GenerativeLoader(real_loader(), seed_generator, ratio=1.0, engine="thread",
-                              pool_size=8, generation_batch_size=4)
+    loader = GenerativeLoader(
+        real_loader(),
+        seed_generator,
+        ratio=1.0,
+        engine="thread",
+        pool_size=8,
+        generation_batch_size=4,
+    )
     list(loader)
     assert not no_producer_left()  # kept running into the next epoch
     loader.close()
@@ -169,8 +225,9 @@ def test_clean_shutdown_leaves_no_thread(seed_generator) -> None:
 
 def test_keyboard_interrupt_stops_the_producer_quickly() -> None:
     gen = JitteryGenerator(0.05, 0)
-    loader = GenerativeLoader(real_loader(400, 4), gen, ratio=2.0, engine="thread", pool_size=4,
-                              generation_batch_size=2)
+    loader = GenerativeLoader(
+        real_loader(400, 4), gen, ratio=2.0, engine="thread", pool_size=4, generation_batch_size=2
+    )
     # Ctrl-C lands in the training step while the producer is busy generating ahead.
     with pytest.raises(KeyboardInterrupt):
         for step, _ in enumerate(loader):
@@ -194,23 +251,48 @@ def test_closed_engine_raises_instead_of_hanging(seed_generator) -> None:
 
 
 def test_stats_report_every_counter(seed_generator) -> None:
-    loader = GenerativeLoader(real_loader(10, 5), seed_generator, ratio=1.0, engine="thread",
-                              pool_size=8, generation_batch_size=4)
+    loader = GenerativeLoader(
+        real_loader(10, 5),
+        seed_generator,
+        ratio=1.0,
+        engine="thread",
+        pool_size=8,
+        generation_batch_size=4,
+    )
     with loader:
         list(loader)
     stats = loader.stats()
-    for key in ("generated", "served", "reused", "dropped", "cache_hits", "cache_misses",
-                "wait_seconds", "generation_seconds", "pool_fill", "pool_size"):
+    for key in (
+        "generated",
+        "served",
+        "reused",
+        "dropped",
+        "cache_hits",
+        "cache_misses",
+        "wait_seconds",
+        "generation_seconds",
+        "pool_fill",
+        "pool_size",
+    ):
         assert key in stats
     assert stats["served"] == stats["synthetic"] == 10 and stats["pool_size"] == 8
 
 
 def test_dataloader_workers_fork_beside_the_producer() -> None:
-    reference = synthetic_run(GenerativeLoader(real_loader(), SeedImageGenerator(3), ratio=1.0,
-                                               seed=6, return_mask=True), epochs=3)
+    reference = synthetic_run(
+        GenerativeLoader(real_loader(), SeedImageGenerator(3), ratio=1.0, seed=6, return_mask=True),
+        epochs=3,
+    )
     workers = DataLoader(real_loader().dataset, batch_size=5, num_workers=2)
-    loader = GenerativeLoader(workers, JitteryGenerator(0.004, 0), ratio=1.0, seed=6,
-                              return_mask=True, engine="thread", pool_size=8,
-                              generation_batch_size=4)
+    loader = GenerativeLoader(
+        workers,
+        JitteryGenerator(0.004, 0),
+        ratio=1.0,
+        seed=6,
+        return_mask=True,
+        engine="thread",
+        pool_size=8,
+        generation_batch_size=4,
+    )
     x, y = synthetic_run(loader, epochs=3)  # workers fork anew each epoch, the thread runs on
     assert torch.equal(x, reference[0]) and torch.equal(y, reference[1])

@@ -1,7 +1,7 @@
 import pytest
 import torch
-
 from checkers import SeedImageGenerator
+
 from gdaload.generators.base import GeneratedOutputError, as_labels, as_seeds, check_generated
 
 

@@ -1,30 +1,40 @@
 """Image-conditioned generation: SDEdit strengths and DDIM inversion."""
 
-
 import pytest
 import torch
-
 from checkers import assert_image_batch, assert_same_per_sample
+from tiny_models import tiny_class_pipeline, tiny_text_pipeline
+
 from gdaload import SAMPLERS, DiffusionGenerator
 from gdaload.generators.base import sample_strengths
-from tiny_models import tiny_class_pipeline, tiny_text_pipeline
 
 
 @pytest.fixture(scope="module")
 def text_generator(tmp_path_factory: pytest.TempPathFactory) -> DiffusionGenerator:
     pipe = tiny_text_pipeline(tmp_path_factory.mktemp("img2img"))
-    return DiffusionGenerator(pipe, prompts="a photo of a {name}", class_names=["cat", "dog"],
-                              steps=4, guidance_scale=2.0, device="cpu")
+    return DiffusionGenerator(
+        pipe,
+        prompts="a photo of a {name}",
+        class_names=["cat", "dog"],
+        steps=4,
+        guidance_scale=2.0,
+        device="cpu",
+    )
 
 
 @pytest.mark.parametrize("sampler", sorted(SAMPLERS))
 def test_strength_bounds_for_every_sampler(sampler: str) -> None:
-    gen = DiffusionGenerator(tiny_class_pipeline(3), sampler=sampler, steps=4, guidance_scale=2.0,
-                             device="cpu")
+    gen = DiffusionGenerator(
+        tiny_class_pipeline(3), sampler=sampler, steps=4, guidance_scale=2.0, device="cpu"
+    )
     source = torch.rand(3, 1, 8, 8)
     plain = gen.generate([0, 1, 2], [1, 2, 3])
-    torch.testing.assert_close(gen.generate([0, 1, 2], [1, 2, 3], source=source, strength=0.0), source)
-    torch.testing.assert_close(gen.generate([0, 1, 2], [1, 2, 3], source=source, strength=1.0), plain)
+    torch.testing.assert_close(
+        gen.generate([0, 1, 2], [1, 2, 3], source=source, strength=0.0), source
+    )
+    torch.testing.assert_close(
+        gen.generate([0, 1, 2], [1, 2, 3], source=source, strength=1.0), plain
+    )
     half = gen.generate([0, 1, 2], [1, 2, 3], source=source, strength=0.5)
     assert_image_batch(half, 3, gen.image_shape)
     assert (half - source).abs().max() > 1e-3 and (half - plain).abs().max() > 1e-3
@@ -53,18 +63,27 @@ def test_uint8_sources_are_scaled(class_generator: DiffusionGenerator) -> None:
 def test_text_to_image_variations(text_generator: DiffusionGenerator) -> None:
     source = torch.rand(2, 3, 16, 16)
     plain = text_generator.generate([0, 1], [1, 2])
-    torch.testing.assert_close(text_generator.generate([0, 1], [1, 2], source=source, strength=1.0), plain)
+    torch.testing.assert_close(
+        text_generator.generate([0, 1], [1, 2], source=source, strength=1.0), plain
+    )
     half = text_generator.generate([0, 1], [1, 2], source=source, strength=0.5)
     assert_image_batch(half, 2, (3, 16, 16))
-    torch.testing.assert_close(text_generator.generate([1], [2], source=source[1:], strength=0.5),
-                               half[1:], atol=1e-4, rtol=0)
+    torch.testing.assert_close(
+        text_generator.generate([1], [2], source=source[1:], strength=0.5),
+        half[1:],
+        atol=1e-4,
+        rtol=0,
+    )
     # Strength 0 is the VAE round trip of the source: deterministic, not a new sample.
     zero = text_generator.generate([0, 1], [5, 6], source=source, strength=0.0)
-    torch.testing.assert_close(zero, text_generator.generate([0, 1], [7, 8], source=source, strength=0.0))
+    torch.testing.assert_close(
+        zero, text_generator.generate([0, 1], [7, 8], source=source, strength=0.0)
+    )
 
 
-def test_ddim_inversion_round_trip_shapes_and_determinism(text_generator: DiffusionGenerator,
-                                                          class_generator: DiffusionGenerator) -> None:
+def test_ddim_inversion_round_trip_shapes_and_determinism(
+    text_generator: DiffusionGenerator, class_generator: DiffusionGenerator
+) -> None:
     for gen, shape in [(class_generator, (1, 8, 8)), (text_generator, (3, 16, 16))]:
         source = torch.rand(2, *shape)
         noise = gen.invert(source, [0, 1])

@@ -9,21 +9,23 @@ import pytest
 import torch
 from checkers import assert_image_batch, assert_same_per_sample
 from tiny_models import tiny_multiview
-from diffusers import DDPMScheduler
 
 from gdaload.datasets.multiview import MultiViewShapes
 from gdaload.fingerprint import content_hash
 from gdaload.generators.base import check_generated
-from gdaload.generators.multiview.generator import MultiViewDiffusion, build_multiview_unet, denoiser_input
+from gdaload.generators.multiview.autoencoder import ViewAutoencoder
+from gdaload.generators.multiview.generator import (
+    MultiViewDiffusion,
+    denoiser_input,
+)
+from gdaload.generators.samplers import SAMPLERS
+from gdaload.seeding import derive_seed
 from gdaload.train.multiview import (
     condition_weight,
     masked_diffusion_loss,
     sample_condition_masks,
     train_multiview,
 )
-from gdaload.generators.samplers import SAMPLERS
-from gdaload.generators.multiview.autoencoder import ViewAutoencoder
-from gdaload.seeding import derive_seed
 from gdaload.tta import GenerativeTTA
 
 VIEWS = ["front", "back", "left", "right"]
@@ -158,22 +160,32 @@ def test_errors_are_clear(generator: MultiViewDiffusion) -> None:
 # ---------------------------------------------------------------- persistence and training
 def test_save_load_round_trip(generator: MultiViewDiffusion, tmp_path: Path) -> None:
     generator.save_pretrained(tmp_path / "model", note="test")
-    loaded = MultiViewDiffusion.from_pretrained(tmp_path / "model", sampler="ddim", steps=3,
-                                                device="cpu")
+    loaded = MultiViewDiffusion.from_pretrained(
+        tmp_path / "model", sampler="ddim", steps=3, device="cpu"
+    )
     assert loaded.view_names == VIEWS
     assert loaded.weights_fingerprint() == generator.weights_fingerprint()
     assert json.loads((tmp_path / "model" / "multiview.json").read_text())["note"] == "test"
     views = torch.rand(2, 4, 3, 8, 8)
-    torch.testing.assert_close(loaded.generate_views(views, [0], [3, 4]),
-                               generator.generate_views(views, [0], [3, 4]))
+    torch.testing.assert_close(
+        loaded.generate_views(views, [0], [3, 4]), generator.generate_views(views, [0], [3, 4])
+    )
     with pytest.raises(FileNotFoundError, match="train-multiview"):
         MultiViewDiffusion.from_pretrained(tmp_path)
 
 
 def test_tiny_model_trains_resumes_and_generates(tmp_path: Path) -> None:
     data = MultiViewShapes(1, size=16)
-    settings = dict(detail_channels=2, ae_widths=(8,), ae_steps=2, ae_batch_size=8,
-                    widths=(8, 16), batch_size=4, checkpoint_every=2, progress=False)
+    settings = dict(
+        detail_channels=2,
+        ae_widths=(8,),
+        ae_steps=2,
+        ae_batch_size=8,
+        widths=(8, 16),
+        batch_size=4,
+        checkpoint_every=2,
+        progress=False,
+    )
     out = train_multiview(data, tmp_path / "mv", steps=2, **settings)
     first = MultiViewDiffusion.from_pretrained(out, steps=2)
     assert first.view_names == list(data.view_names) and first.num_classes == 16
@@ -201,7 +213,8 @@ def test_autoencoder_latents_hold_the_thumbnail_and_statistics_round_trip(tmp_pa
     torch.testing.assert_close(raw[:, :3], torch.nn.functional.avg_pool2d(images * 2 - 1, 2))
     ae.set_latent_statistics([0.1, 0.2, 0.3, 0.4, 0.5], [1.0, 2.0, 3.0, 4.0, 5.0])
     expected = (raw - torch.tensor([0.1, 0.2, 0.3, 0.4, 0.5]).view(1, -1, 1, 1)) / torch.arange(
-        1.0, 6.0).view(1, -1, 1, 1)
+        1.0, 6.0
+    ).view(1, -1, 1, 1)
     torch.testing.assert_close(ae.encode(images), expected)
     ae.save_pretrained(tmp_path / "ae")
     loaded = ViewAutoencoder.from_pretrained(tmp_path / "ae")
@@ -215,9 +228,16 @@ def test_generative_tta_over_novel_views(generator: MultiViewDiffusion) -> None:
     with torch.random.fork_rng():
         torch.manual_seed(0)
         model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 5))
-    back = MultiViewDiffusion(generator.unet, generator.autoencoder, generator.train_scheduler,
-                              view_names=VIEWS, observed_view="back", sampler="ddim", steps=2,
-                              device="cpu")
+    back = MultiViewDiffusion(
+        generator.unet,
+        generator.autoencoder,
+        generator.train_scheduler,
+        view_names=VIEWS,
+        observed_view="back",
+        sampler="ddim",
+        steps=2,
+        device="cpu",
+    )
     tta = GenerativeTTA(model, back, views=3, seed=0)
     x = torch.rand(2, 3, 8, 8)
     views = tta.generated_views(x)

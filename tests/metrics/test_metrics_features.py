@@ -72,6 +72,7 @@ def test_bad_sources_are_rejected():
     with pytest.raises(TypeError, match="must return a tensor"):
         extract_features(sample_images(), TupleOutput())
 
+
 def test_penultimate_returns_the_input_of_the_last_linear():
     body = nn.Sequential(nn.Flatten(), nn.ReLU())
     net = nn.Sequential(body, Projection(12, 3), nn.Linear(3, 2))

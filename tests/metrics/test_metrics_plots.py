@@ -18,8 +18,16 @@ def test_sample_grid_writes_png(tmp_path: Path, channels: int) -> None:
     g = torch.Generator().manual_seed(0)
     real = torch.rand(6, channels, 4, 4, generator=g)
     fake = (torch.rand(4, channels, 4, 4, generator=g) * 255).to(torch.uint8)
-    out = sample_grid(real, [0, 1, 2, 0, 1, 2], fake, [0, 0, 2, 2], tmp_path / "sub" / "grid.png",
-                      per_class=2, class_names=["a", "b", "c"], title="tiny")
+    out = sample_grid(
+        real,
+        [0, 1, 2, 0, 1, 2],
+        fake,
+        [0, 0, 2, 2],
+        tmp_path / "sub" / "grid.png",
+        per_class=2,
+        class_names=["a", "b", "c"],
+        title="tiny",
+    )
     assert out == tmp_path / "sub" / "grid.png"
     assert_png(out)
 
@@ -27,16 +35,26 @@ def test_sample_grid_writes_png(tmp_path: Path, channels: int) -> None:
 def test_tsne_map_writes_png_for_few_points(tmp_path: Path) -> None:
     g = torch.Generator().manual_seed(0)
     state = torch.get_rng_state()
-    out = tsne_map(torch.randn(6, 3, generator=g), [0, 1, 0, 1, 0, 1],
-                   torch.randn(5, 3, generator=g).numpy(), [1, 1, 0, 0, 1], tmp_path / "tsne.png")
+    out = tsne_map(
+        torch.randn(6, 3, generator=g),
+        [0, 1, 0, 1, 0, 1],
+        torch.randn(5, 3, generator=g).numpy(),
+        [1, 1, 0, 0, 1],
+        tmp_path / "tsne.png",
+    )
     assert_png(out)
     assert torch.equal(torch.get_rng_state(), state)
 
 
 def test_accuracy_vs_ratio_writes_png_with_missing_intervals(tmp_path: Path) -> None:
-    out = accuracy_vs_ratio([2, 0.5, 1], [82.0, 80.0, 84.0], [1.0, float("nan"), 0.5],
-                            tmp_path / "ratio.png", baseline=(78.0, float("nan")),
-                            points={"GenMix": (2.0, 86.0, 1.0)})
+    out = accuracy_vs_ratio(
+        [2, 0.5, 1],
+        [82.0, 80.0, 84.0],
+        [1.0, float("nan"), 0.5],
+        tmp_path / "ratio.png",
+        baseline=(78.0, float("nan")),
+        points={"GenMix": (2.0, 86.0, 1.0)},
+    )
     assert_png(out)
 
 

@@ -4,15 +4,16 @@ import numpy as np
 import pytest
 
 from gdaload import GenerativeLoader, SeedPlan
-from gdaload.seeding.vectorised import derive_seeds, plan_seeds
 from gdaload.seeding import derive_seed
+from gdaload.seeding.vectorised import derive_seeds, plan_seeds
 
 
 @pytest.mark.parametrize("prefix", [[0, 0, 0], [2**40 + 5, 0, 3], [7, 0, 2**33], [123456789, 1, 0]])
 def test_derive_seeds_matches_derive_seed(prefix: list[int]) -> None:
     rng = np.random.default_rng(0)
-    last = np.concatenate([[0, 1, 2**32 - 1, 2**32], rng.integers(0, 2**32, 20),
-                           rng.integers(2**32, 2**62, 20)])
+    last = np.concatenate(
+        [[0, 1, 2**32 - 1, 2**32], rng.integers(0, 2**32, 20), rng.integers(2**32, 2**62, 20)]
+    )
     assert derive_seeds(prefix, last).tolist() == [derive_seed(*prefix, int(k)) for k in last]
 
 

@@ -8,13 +8,13 @@ from torch import nn
 
 from gdaload.generators.base import check_generated
 from gdaload.seeding import derive_seed
-from gdaload.select.base import batch_features
 from gdaload.select import (
     EmptySelectionError,
     RealismScore,
     SelectedGenerator,
     SelectionStage,
 )
+from gdaload.select.base import batch_features
 
 
 def candidate_values(gen, seed: int, n: int, rnd: int = 0) -> list[float]:

@@ -21,8 +21,17 @@ def weights(folder: Path) -> dict[str, torch.Tensor]:
 
 
 def train(data, out: Path, steps: int, **kwargs) -> Path:
-    return train_generator(data, out, widths=(16, 16), steps=steps, batch_size=8, seed=0,
-                           progress=False, cpu=True, **kwargs)
+    return train_generator(
+        data,
+        out,
+        widths=(16, 16),
+        steps=steps,
+        batch_size=8,
+        seed=0,
+        progress=False,
+        cpu=True,
+        **kwargs,
+    )
 
 
 def test_trains_saves_and_loads_with_class_names(tmp_path: Path) -> None:
@@ -50,14 +59,25 @@ def test_image_folder_input(tmp_path: Path) -> None:
         for i in range(4):
             pixels = np.random.default_rng(i).integers(0, 255, (12, 12, 3), dtype=np.uint8)
             Image.fromarray(pixels).save(tmp_path / "data" / name / f"{i}.png")
-    out = train_generator(tmp_path / "data", tmp_path / "gen", image_size=8, channels=3,
-                          widths=(16, 16), steps=2, batch_size=4, progress=False, cpu=True)
+    out = train_generator(
+        tmp_path / "data",
+        tmp_path / "gen",
+        image_size=8,
+        channels=3,
+        widths=(16, 16),
+        steps=2,
+        batch_size=4,
+        progress=False,
+        cpu=True,
+    )
     gen = DiffusionGenerator.from_pretrained(out, steps=1, device="cpu")
     assert gen.class_names == ["cat", "dog"] and gen.image_shape == (3, 8, 8)
 
 
-@pytest.mark.parametrize(("kwargs", "match"), [({"steps": 0}, "steps must be >= 1"),
-                                               ({"label_dropout": 1.0}, "label_dropout")])
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [({"steps": 0}, "steps must be >= 1"), ({"label_dropout": 1.0}, "label_dropout")],
+)
 def test_bad_settings(tmp_path: Path, kwargs, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         train_generator(tiny_data(), tmp_path, **kwargs)

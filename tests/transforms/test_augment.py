@@ -98,16 +98,19 @@ def test_no_global_rng_used():
 # --- labels ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("make_sample, label", [
-    (lambda x: (x, 2), 2),
-    (lambda x: (x, torch.tensor(1)), 1),
-    (lambda x: (x, np.int64(2)), 2),
-    (lambda x: (torch.tensor(1), x), 1),
-    (lambda x: {"image": x, "label": 2}, 2),
-    (lambda x: {"image": x, "Labels": torch.tensor([1])}, 1),
-    (lambda x: {"image": x, "class_label": 0, "index": 5}, 0),
-    (lambda x: (x, {"labels": 2}), 2),
-])
+@pytest.mark.parametrize(
+    "make_sample, label",
+    [
+        (lambda x: (x, 2), 2),
+        (lambda x: (x, torch.tensor(1)), 1),
+        (lambda x: (x, np.int64(2)), 2),
+        (lambda x: (torch.tensor(1), x), 1),
+        (lambda x: {"image": x, "label": 2}, 2),
+        (lambda x: {"image": x, "Labels": torch.tensor([1])}, 1),
+        (lambda x: {"image": x, "class_label": 0, "index": 5}, 0),
+        (lambda x: (x, {"labels": 2}), 2),
+    ],
+)
 def test_label_found_and_passed_to_generator(make_sample, label):
     gen = SourceBlendGenerator()
     sample = make_sample(images(1)[0])
@@ -147,8 +150,9 @@ def test_compose_tv_tensor_image_keeps_type_and_other_entries():
     assert type(out["image"]) is tv_tensors.Image
     # Containers are rebuilt by v2's flatten/unflatten; their leaves are passed through.
     assert out["boxes"] is boxes and out["meta"] == meta and out["label"] == 1
-    torch.testing.assert_close(out["image"].as_subclass(torch.Tensor),
-                               noise(1, gen.calls[0]["seeds"][0]), atol=0, rtol=0)
+    torch.testing.assert_close(
+        out["image"].as_subclass(torch.Tensor), noise(1, gen.calls[0]["seeds"][0]), atol=0, rtol=0
+    )
 
 
 def test_compose_plain_float_tensor_tuple():
@@ -254,13 +258,19 @@ def test_p_one_always_replaces():
 
 def test_p_half_replaces_about_half_deterministically():
     x, y = images(200, seed=11), torch.arange(200) % 3
-    counts = [int(GenerativeAugment(SourceBlendGenerator(), p=0.5, seed=4).decisions(x, y).sum())
-              for _ in range(2)]
+    counts = [
+        int(GenerativeAugment(SourceBlendGenerator(), p=0.5, seed=4).decisions(x, y).sum())
+        for _ in range(2)
+    ]
     assert counts[0] == counts[1]
     # Binomial(200, 0.5): mean 100, sd ~7; a 4-sd band.
     assert 72 <= counts[0] <= 128
-    per_sample = sum(not torch.equal(GenerativeAugment(SourceBlendGenerator(), p=0.5, seed=4)(
-        x[i], int(y[i]))[0], x[i]) for i in range(200))
+    per_sample = sum(
+        not torch.equal(
+            GenerativeAugment(SourceBlendGenerator(), p=0.5, seed=4)(x[i], int(y[i]))[0], x[i]
+        )
+        for i in range(200)
+    )
     assert per_sample == counts[0]
 
 
@@ -303,17 +313,20 @@ def test_cuda_generator_in_worker_is_refused(monkeypatch):
 # --- bad input ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"strength": 1.5}, "strength must be in"),
-    ({"strength": -0.1}, "strength must be in"),
-    ({"strength": (0.7, 0.2)}, "min <= max"),
-    ({"strength": (0.1, 0.2, 0.3)}, "range must be"),
-    ({"p": 1.5}, "p must be"),
-    ({"p": -0.1}, "p must be"),
-    ({"seed": -1}, "seed"),
-    ({"label": 3}, "outside the generator's classes"),
-    ({"labels_getter": "labels"}, "labels_getter"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"strength": 1.5}, "strength must be in"),
+        ({"strength": -0.1}, "strength must be in"),
+        ({"strength": (0.7, 0.2)}, "min <= max"),
+        ({"strength": (0.1, 0.2, 0.3)}, "range must be"),
+        ({"p": 1.5}, "p must be"),
+        ({"p": -0.1}, "p must be"),
+        ({"seed": -1}, "seed"),
+        ({"label": 3}, "outside the generator's classes"),
+        ({"labels_getter": "labels"}, "labels_getter"),
+    ],
+)
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         GenerativeAugment(SourceBlendGenerator(), **kwargs)
@@ -354,8 +367,9 @@ def test_repr_shows_settings():
 def test_diffusion_generator_in_compose_and_workers(class_generator):
     x = torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(0))
     y = torch.tensor([0, 1, 2, 0])
-    pipeline = v2.Compose([GenerativeAugment(class_generator, p=1, strength=0.5),
-                           v2.RandomHorizontalFlip(p=0)])
+    pipeline = v2.Compose(
+        [GenerativeAugment(class_generator, p=1, strength=0.5), v2.RandomHorizontalFlip(p=0)]
+    )
     a, label = pipeline(tv_tensors.Image(x[2]), 2)
     assert type(a) is tv_tensors.Image and a.shape == (1, 8, 8) and label == 2
     assert a.min() >= 0 and a.max() <= 1 and not torch.equal(a, x[2])

@@ -265,7 +265,9 @@ def run(genmix, calls=3):
 
 
 def same(a, b):
-    return all(torch.equal(xa, xb) and torch.equal(ya, yb) for (xa, ya), (xb, yb) in zip(a, b))
+    return all(
+        torch.equal(xa, xb) and torch.equal(ya, yb) for (xa, ya), (xb, yb) in zip(a, b, strict=True)
+    )
 
 
 def test_same_seed_same_output_and_different_seed_differs():
@@ -308,8 +310,13 @@ def test_set_epoch_and_state_dict():
 
 def test_pickle_round_trip():
     genmix = GenMix(
-        K, alpha=0.5, beta="symmetric", pairing="real-union", mode="cutmix",
-        label_smoothing=0.1, seed=3,
+        K,
+        alpha=0.5,
+        beta="symmetric",
+        pairing="real-union",
+        mode="cutmix",
+        label_smoothing=0.1,
+        seed=3,
     )
     run(genmix, calls=1)
     copy = pickle.loads(pickle.dumps(genmix))

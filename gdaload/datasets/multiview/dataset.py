@@ -495,8 +495,10 @@ def _check_size(size: int) -> None:
 
 
 def _check_class(class_index: int) -> None:
-    if isinstance(class_index, bool) or not isinstance(class_index, (int, np.integer)) or not (
-        0 <= class_index < len(CLASSES)
+    if (
+        isinstance(class_index, bool)
+        or not isinstance(class_index, (int, np.integer))
+        or not (0 <= class_index < len(CLASSES))
     ):
         raise ValueError(
             f"class_index must be an integer in [0, {len(CLASSES)}), got {class_index!r}"
@@ -534,8 +536,9 @@ def lookalikes(class_index: int, view: int | str) -> tuple[int, ...]:
     if name in REVEALING_VIEWS[CLASSES[class_index]]:
         return (int(class_index),)
     family = class_index - class_index % len(_FEATURES)
-    return tuple(k for k in range(family, family + len(_FEATURES))
-                 if name not in REVEALING_VIEWS[CLASSES[k]])
+    return tuple(
+        k for k in range(family, family + len(_FEATURES)) if name not in REVEALING_VIEWS[CLASSES[k]]
+    )
 
 
 def render_instance(class_index: int, instance_seed: int, size: int = 32) -> torch.Tensor:
@@ -591,9 +594,7 @@ def _view_index(view: int | str) -> int:
             raise ValueError(f"unknown view name {view!r}; use one of {VIEW_NAMES} or 0..3")
         return VIEW_NAMES.index(view)
     if isinstance(view, bool) or not isinstance(view, (int, np.integer)) or not 0 <= view < 4:
-        raise ValueError(
-            f"unknown view {view!r}; use an index 0..3 or a name in {VIEW_NAMES}"
-        )
+        raise ValueError(f"unknown view {view!r}; use an index 0..3 or a name in {VIEW_NAMES}")
     return int(view)
 
 

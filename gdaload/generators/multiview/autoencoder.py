@@ -72,13 +72,22 @@ class ViewAutoencoder(ModelMixin, ConfigMixin):
         for width in widths:
             layers += [nn.Conv2d(previous, width, 4, stride=2, padding=1), nn.SiLU()]
             previous = width
-        layers += [nn.Conv2d(previous, previous, 3, padding=1), nn.SiLU(),
-                   nn.Conv2d(previous, detail_channels, 1)]
+        layers += [
+            nn.Conv2d(previous, previous, 3, padding=1),
+            nn.SiLU(),
+            nn.Conv2d(previous, detail_channels, 1),
+        ]
         self.encoder = nn.Sequential(*layers)
-        layers = [nn.Conv2d(in_channels + detail_channels, previous, 3, padding=1), nn.SiLU(),
-                  nn.Conv2d(previous, previous, 3, padding=1), nn.SiLU()]
+        layers = [
+            nn.Conv2d(in_channels + detail_channels, previous, 3, padding=1),
+            nn.SiLU(),
+            nn.Conv2d(previous, previous, 3, padding=1),
+            nn.SiLU(),
+        ]
         # Mirror the encoder: each level doubles the size and steps back one width.
-        for width, target in zip(reversed(widths), [*reversed(widths[:-1]), widths[0]]):
+        for width, target in zip(
+            reversed(widths), [*reversed(widths[:-1]), widths[0]], strict=True
+        ):
             layers += [nn.ConvTranspose2d(width, target, 4, stride=2, padding=1), nn.SiLU()]
         layers.append(nn.Conv2d(widths[0], in_channels, 3, padding=1))
         self.decoder = nn.Sequential(*layers)
@@ -86,8 +95,10 @@ class ViewAutoencoder(ModelMixin, ConfigMixin):
         mean = torch.tensor(latent_mean if latent_mean is not None else [0.0] * channels)
         std = torch.tensor(latent_std if latent_std is not None else [1.0] * channels)
         if mean.shape != (channels,) or std.shape != (channels,) or bool((std <= 0).any()):
-            raise ValueError(f"latent_mean and latent_std need {channels} values (one per latent "
-                             "channel) and a positive std")
+            raise ValueError(
+                f"latent_mean and latent_std need {channels} values (one per latent "
+                "channel) and a positive std"
+            )
         # Buffers follow the module's device; the config keeps the values for saving.
         self.register_buffer("_mean", mean.view(1, -1, 1, 1), persistent=False)
         self.register_buffer("_std", std.view(1, -1, 1, 1), persistent=False)
@@ -104,8 +115,9 @@ class ViewAutoencoder(ModelMixin, ConfigMixin):
 
     def set_latent_statistics(self, mean: Sequence[float], std: Sequence[float]) -> None:
         """Record the per-channel statistics that standardise the latents."""
-        self.register_to_config(latent_mean=[float(m) for m in mean],
-                                latent_std=[float(s) for s in std])
+        self.register_to_config(
+            latent_mean=[float(m) for m in mean], latent_std=[float(s) for s in std]
+        )
         self._mean.copy_(torch.tensor(self.config.latent_mean).view(1, -1, 1, 1))
         self._std.copy_(torch.tensor(self.config.latent_std).view(1, -1, 1, 1))
 

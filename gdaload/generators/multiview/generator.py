@@ -33,9 +33,9 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 from gdaload.fingerprint import modules_fingerprint
 from gdaload.generators.base import Generator, StrengthLike, as_labels, as_seeds, check_source
-from gdaload.generators.samplers import SAMPLERS, make_scheduler
 from gdaload.generators.multiview.autoencoder import ViewAutoencoder
-from gdaload.seeding import derive_rng
+from gdaload.generators.samplers import SAMPLERS, make_scheduler
+from gdaload.seeding import Stream, derive_rng
 
 __all__ = [
     "MULTIVIEW_META",
@@ -180,8 +180,9 @@ class MultiViewDiffusion(Generator):
         self.num_views = views
         self.view_names = list(view_names) if view_names else [f"view{i}" for i in range(views)]
         if len(self.view_names) != views:
-            raise ValueError(f"the model has {views} views but {len(self.view_names)} view_names "
-                             "were given")
+            raise ValueError(
+                f"the model has {views} views but {len(self.view_names)} view_names were given"
+            )
         self.class_names = list(class_names) if class_names else None
         self.num_classes = len(self.class_names) if self.class_names else 1
         self._device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -220,8 +221,11 @@ class MultiViewDiffusion(Generator):
             FileNotFoundError: If the folder is not a saved multi-view model.
         """
         path = Path(folder)
-        missing = [p for p in (MULTIVIEW_META, "unet", "autoencoder", "scheduler")
-                   if not (path / p).exists()]
+        missing = [
+            p
+            for p in (MULTIVIEW_META, "unet", "autoencoder", "scheduler")
+            if not (path / p).exists()
+        ]
         if missing:
             raise FileNotFoundError(
                 f"{path} is not a saved multi-view model (missing {missing}); train one with "
@@ -271,8 +275,10 @@ class MultiViewDiffusion(Generator):
                 raise ValueError(f"unknown view {view!r}; this model's views are {self.view_names}")
             return self.view_names.index(view)
         if isinstance(view, bool) or not isinstance(view, int) or not 0 <= view < self.num_views:
-            raise ValueError(f"view index {view!r} is outside 0..{self.num_views - 1}; this "
-                             f"model's views are {self.view_names}")
+            raise ValueError(
+                f"view index {view!r} is outside 0..{self.num_views - 1}; this "
+                f"model's views are {self.view_names}"
+            )
         return view
 
     def generate(
@@ -305,15 +311,21 @@ class MultiViewDiffusion(Generator):
         labels = as_labels(labels, self.num_classes)
         seeds = as_seeds(seeds, len(labels))
         if source is None:
-            raise ValueError("MultiViewDiffusion makes novel views of given objects: pass "
-                             "source= (images seen from the observed view); it does not sample "
-                             "objects of a class from a label")
+            raise ValueError(
+                "MultiViewDiffusion makes novel views of given objects: pass "
+                "source= (images seen from the observed view); it does not sample "
+                "objects of a class from a label"
+            )
         if isinstance(strength, (tuple, list)) or float(strength) != 1.0:
-            raise ValueError(f"strength must be 1 for novel-view synthesis, got {strength!r}; "
-                             "the missing views are always sampled from noise")
+            raise ValueError(
+                f"strength must be 1 for novel-view synthesis, got {strength!r}; "
+                "the missing views are always sampled from noise"
+            )
         novel = self.novel_views(source, seeds)
-        pick = torch.tensor([int(derive_rng(s, 3).integers(self.num_views - 1)) for s in seeds],
-                            device=novel.device)
+        pick = torch.tensor(
+            [int(derive_rng(s, Stream.VIEW_PICK).integers(self.num_views - 1)) for s in seeds],
+            device=novel.device,
+        )
         return novel[torch.arange(len(seeds), device=novel.device), pick]
 
     def novel_views(self, source: torch.Tensor, seeds: Sequence[int]) -> torch.Tensor:
@@ -341,8 +353,10 @@ class MultiViewDiffusion(Generator):
             if mask.dim() == 1:
                 mask = mask.expand(batch, -1)
             if mask.shape != (batch, self.num_views):
-                raise ValueError(f"an observed mask must have shape ({self.num_views},) or "
-                                 f"({batch}, {self.num_views}), got {tuple(observed.shape)}")
+                raise ValueError(
+                    f"an observed mask must have shape ({self.num_views},) or "
+                    f"({batch}, {self.num_views}), got {tuple(observed.shape)}"
+                )
         else:
             if isinstance(observed, (str, int)):
                 items = [observed]
@@ -353,8 +367,10 @@ class MultiViewDiffusion(Generator):
                 mask[:, self.view_index(view)] = True
         empty = (~mask.any(1)).nonzero().flatten().tolist()
         if empty:
-            raise ValueError(f"objects {empty[:10]} have no observed view; give at least one "
-                             f"view to condition on, e.g. observed=[0] ({self.view_names[0]!r})")
+            raise ValueError(
+                f"objects {empty[:10]} have no observed view; give at least one "
+                f"view to condition on, e.g. observed=[0] ({self.view_names[0]!r})"
+            )
         return mask.clone()
 
     @torch.inference_mode()
@@ -384,8 +400,10 @@ class MultiViewDiffusion(Generator):
             raise ValueError(f"views must be a tensor (B, V, C, H, W), got {got}")
         b, v = views.shape[:2]
         if v != self.num_views:
-            raise ValueError(f"views has {v} views per object but the model has {self.num_views} "
-                             f"({self.view_names}); pass every view slot, zeros for missing ones")
+            raise ValueError(
+                f"views has {v} views per object but the model has {self.num_views} "
+                f"({self.view_names}); pass every view slot, zeros for missing ones"
+            )
         seeds = as_seeds(seeds, b)
         mask = self.observed_mask(observed, b)
         flat = check_source(views.flatten(0, 1), self.image_shape, b * v).to(self.device)
@@ -425,8 +443,11 @@ class MultiViewDiffusion(Generator):
         noise = noise.to(self.device)
         scheduler = self.scheduler
         scheduler.set_timesteps(self.steps, device=self.device)
-        step_kwargs = ({"generator": gens} if "generator" in
-                       inspect.signature(scheduler.step).parameters else {})
+        step_kwargs = (
+            {"generator": gens}
+            if "generator" in inspect.signature(scheduler.step).parameters
+            else {}
+        )
         x = torch.where(keep, clean, noise * scheduler.init_noise_sigma)
         for t in scheduler.timesteps:
             # Observed views enter the UNet clean and unscaled, as in training; only the
@@ -439,6 +460,8 @@ class MultiViewDiffusion(Generator):
         return x
 
     def __repr__(self) -> str:
-        return (f"MultiViewDiffusion(model={self.model_id!r}, views={self.view_names}, "
-                f"observed_view={self.view_names[self.observed_view]!r}, sampler={self.sampler}, "
-                f"steps={self.steps}, image_shape={self.image_shape}, device={self.device})")
+        return (
+            f"MultiViewDiffusion(model={self.model_id!r}, views={self.view_names}, "
+            f"observed_view={self.view_names[self.observed_view]!r}, sampler={self.sampler}, "
+            f"steps={self.steps}, image_shape={self.image_shape}, device={self.device})"
+        )
