@@ -8,8 +8,11 @@ from gdaload.generators import (
     DiffusionGenerator,
     GeneratedOutputError,
     Generator,
+    GeneratorKindError,
+    ImageConditionedGenerator,
     ModelNotAvailableError,
     MultiViewDiffusion,
+    MultiViewGenerator,
 )
 from gdaload.seeding import SeedPlan
 from gdaload.train import train_multiview
@@ -30,9 +33,12 @@ __all__ = [
     "GenerativeLoader",
     "GenerativeTTA",
     "Generator",
+    "GeneratorKindError",
+    "ImageConditionedGenerator",
     "LatentCache",
     "ModelNotAvailableError",
     "MultiViewDiffusion",
+    "MultiViewGenerator",
     "SampleStore",
     "SeedPlan",
     "train_multiview",

@@ -23,9 +23,12 @@ from torch import nn
 from gdaload.fingerprint import content_hash
 from gdaload.generators.base import (
     Generator,
+    ImageConditionedGenerator,
+    MultiViewGenerator,
     StrengthLike,
     check_generated,
     check_source,
+    require_kind,
     sample_strengths,
 )
 from gdaload.seeding import derive_seed
@@ -92,7 +95,7 @@ class GenerativeTTA(nn.Module):
     is drawn towards the class the model already favours: cheap (one generation per view,
     instead of one per view and class) and harmless when the prediction is right, while
     a low ``strength`` keeps a wrong prediction from overwriting the input's evidence.
-    Label-free generators (``uses_labels = False``, e.g. ``MultiViewDiffusion``) get no
+    Label-free generators (a :class:`~gdaload.MultiViewGenerator` such as ``MultiViewDiffusion``) get no
     label.
 
     **Determinism.** The seed of view ``k`` of an input is derived from ``(seed, hash of
@@ -150,12 +153,13 @@ class GenerativeTTA(nn.Module):
             )
         if merge not in MERGE_MODES:
             raise ValueError(f"unknown merge mode {merge!r}; use one of {MERGE_MODES}")
-        if not getattr(generator, "supports_source", False):
-            raise ValueError(
-                f"GenerativeTTA needs an image-conditioned generator (supports_source=True), "
-                f"but {type(generator).__name__} only generates from labels; use "
-                "MultiViewDiffusion (novel views) or DiffusionGenerator (variations)"
-            )
+        require_kind(
+            generator,
+            ImageConditionedGenerator,
+            "GenerativeTTA",
+            "It needs an image-conditioned generator: use MultiViewDiffusion (novel views) "
+            "or DiffusionGenerator (variations)",
+        )
         sample_strengths(strength, [])  # validates a value or a (min, max) range
         if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
@@ -181,7 +185,8 @@ class GenerativeTTA(nn.Module):
     # ------------------------------------------------------------------ views
     @property
     def _uses_labels(self) -> bool:
-        return bool(self.generator.uses_labels)
+        # Multi-view generators make views of the input's object whatever its class.
+        return not isinstance(self.generator, MultiViewGenerator)
 
     def generated_views(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """The ``K`` generated views of each input, ``(B, K, C, H, W)`` on ``x``'s device.
@@ -240,7 +245,7 @@ class GenerativeTTA(nn.Module):
         gen, k = self.generator, self.views
         source = x.to(gen.device)
         shape = tuple(gen.image_shape)
-        if hasattr(gen, "novel_views"):
+        if isinstance(gen, MultiViewGenerator):
             # One joint sample gives all V - 1 missing views; draw as many as K needs.
             per_sample = gen.num_views - 1
             rounds = math.ceil(k / per_sample)

@@ -77,18 +77,16 @@ def assert_image_batch(images: torch.Tensor, n: int, shape: Sequence[int]) -> No
     assert images.min() >= 0 and images.max() <= 1
 
 
-from gdaload.generators.base import check_source, sample_strengths  # noqa: E402
+from gdaload.generators.base import ImageConditionedGenerator, check_source, sample_strengths  # noqa: E402
 
 
-class SourceBlendGenerator(SeedImageGenerator):
+class SourceBlendGenerator(SeedImageGenerator, ImageConditionedGenerator):
     """Image-conditioned double: ``(1 - s) * source + s * noise(label, seed)``, with ``s``
     from ``sample_strengths``, so strength 0 returns the source and 1 ignores it.
 
     Every call is recorded in :attr:`calls` (labels, seeds, strength, batch size), so tests
     can check what a consumer asked for.
     """
-
-    supports_source = True
 
     def __init__(self, num_classes: int = 3, image_shape: tuple[int, int, int] = (1, 4, 4)) -> None:
         super().__init__(num_classes, image_shape)

@@ -8,18 +8,26 @@ from typing import Any
 
 import pytest
 import torch
+from checkers import SeedImageGenerator
 from torch import nn
 
-from gdaload.generators.base import Generator, as_labels, as_seeds, check_source, sample_strengths
+from gdaload.generators.base import (
+    ImageConditionedGenerator,
+    MultiViewGenerator,
+    as_labels,
+    as_seeds,
+    check_source,
+    sample_strengths,
+)
 from gdaload.tta import GenerativeTTA, merge_outputs
 
 SHAPE = (1, 4, 4)
 
 
-class BlendGenerator(Generator):
+class BlendGenerator(ImageConditionedGenerator):
     """Variations ``(1 - s) * source + s * noise(seed)``; records every call."""
 
-    num_classes, image_shape, supports_source = 3, SHAPE, True
+    num_classes, image_shape = 3, SHAPE
 
     def __init__(self) -> None:
         self.calls: list[dict[str, Any]] = []
@@ -47,10 +55,10 @@ class BlendGenerator(Generator):
         return {"kind": "blend"}
 
 
-class NovelViewGenerator(BlendGenerator):
+class NovelViewGenerator(BlendGenerator, MultiViewGenerator):
     """A label-free multi-view double: the V - 1 = 3 novel views are noise from the seed."""
 
-    uses_labels, num_views = False, 4
+    num_views = 4
 
     def novel_views(self, source: torch.Tensor, seeds: Sequence[int]) -> torch.Tensor:
         self.calls.append({"seeds": list(seeds)})
@@ -207,11 +215,8 @@ def test_bad_settings_raise_value_errors() -> None:
     with pytest.raises(ValueError, match="strength"):
         GenerativeTTA(model, gen, strength=1.5)
 
-    class LabelsOnly(BlendGenerator):
-        supports_source = False
-
     with pytest.raises(ValueError, match="image-conditioned generator"):
-        GenerativeTTA(model, LabelsOnly())
+        GenerativeTTA(model, SeedImageGenerator())
 
 
 def test_bad_inputs_raise_value_errors() -> None:

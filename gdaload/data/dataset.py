@@ -21,7 +21,7 @@ from gdaload.data.policies import (
     real_class_counts,
 )
 from gdaload.engine.base import EngineStats, fetch_stored, make_samples
-from gdaload.generators.base import Generator
+from gdaload.generators.base import Generator, refuse_multiview
 from gdaload.seeding import SeedPlan
 
 __all__ = ["GenerativeDataset"]
@@ -80,10 +80,7 @@ class GenerativeDataset(Dataset):
         return_mask: bool = False,
         store: str | os.PathLike | SampleStore | None = None,
     ) -> None:
-        if not isinstance(generator, Generator):
-            raise TypeError(
-                f"generator must be a gdaload.Generator, got {type(generator).__name__}"
-            )
+        refuse_multiview(generator, "GenerativeDataset")
         if class_policy not in CLASS_POLICIES:
             raise ValueError(
                 f"unknown class_policy {class_policy!r}; valid ones are {list(CLASS_POLICIES)}"

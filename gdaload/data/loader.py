@@ -30,7 +30,7 @@ from gdaload.engine.base import ENGINES, Engine, EngineStats
 from gdaload.engine.pool import check_pool_settings
 from gdaload.engine.sync import SyncEngine
 from gdaload.engine.threaded import ThreadEngine
-from gdaload.generators.base import Generator
+from gdaload.generators.base import Generator, refuse_multiview
 from gdaload.seeding import SeedPlan
 
 __all__ = ["GenerativeLoader"]
@@ -145,10 +145,7 @@ class GenerativeLoader:
         store: str | os.PathLike | SampleStore | None = None,
         progress: bool = True,
     ) -> None:
-        if not isinstance(generator, Generator):
-            raise TypeError(
-                f"generator must be a gdaload.Generator, got {type(generator).__name__}"
-            )
+        refuse_multiview(generator, "GenerativeLoader")
         if class_policy not in CLASS_POLICIES:
             raise ValueError(
                 f"unknown class_policy {class_policy!r}; valid ones are {list(CLASS_POLICIES)}"

@@ -20,6 +20,9 @@ import torch
 __all__ = [
     "GeneratedOutputError",
     "Generator",
+    "GeneratorKindError",
+    "ImageConditionedGenerator",
+    "MultiViewGenerator",
     "as_labels",
     "as_seeds",
     "check_generated",
@@ -38,6 +41,14 @@ SEED_BOUND = 2**63
 
 class GeneratedOutputError(RuntimeError):
     """A generator returned a batch that breaks the :class:`Generator` contract."""
+
+
+class GeneratorKindError(TypeError, ValueError):
+    """A consumer was handed a generator of the wrong kind (raised at construction).
+
+    A ``TypeError`` (the generator has the wrong type) that is also a ``ValueError``, the
+    error gdaload raised for it before generator kinds were types.
+    """
 
 
 class Generator(abc.ABC):
@@ -73,12 +84,6 @@ class Generator(abc.ABC):
     num_classes: int
     #: ``(C, H, W)`` of one generated image.
     image_shape: tuple[int, int, int]
-    #: Whether :meth:`generate` accepts ``source=`` images and ``strength=`` (image-
-    #: conditioned generation: SDEdit-style variations of a real image).
-    supports_source: bool = False
-    #: Whether the label conditions the image; label-free generators (e.g. novel views of
-    #: a source image) validate labels but ignore them.
-    uses_labels: bool = True
 
     @property
     def device(self) -> torch.device:
@@ -89,9 +94,8 @@ class Generator(abc.ABC):
     def generate(self, labels: torch.Tensor | Sequence[int], seeds: Sequence[int]) -> torch.Tensor:
         """Generate one image per ``(label, seed)`` pair.
 
-        Generators with :attr:`supports_source` also take keyword arguments
-        ``source`` (``(B, C, H, W)`` images in [0, 1], checked with :func:`check_source`)
-        and ``strength`` (see :func:`sample_strengths`): 0 returns the source, 1 ignores it.
+        :class:`ImageConditionedGenerator` subclasses also take ``source=`` and
+        ``strength=``.
 
         Args:
             labels: Integer class labels, shape ``(B,)``.
@@ -110,6 +114,102 @@ class Generator(abc.ABC):
         """Stable hex digest of :attr:`config`; keys caches of generated samples."""
         blob = json.dumps(self.config, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
+
+
+class ImageConditionedGenerator(Generator):
+    """A generator that can also make variations of given images (SDEdit-style).
+
+    :meth:`generate` takes keyword arguments ``source`` (``(B, C, H, W)`` images in
+    [0, 1], checked with :func:`check_source`) and ``strength`` (see
+    :func:`sample_strengths`): 0 returns the source, 1 ignores it. Without ``source`` it
+    behaves like any :class:`Generator`. :class:`~gdaload.GenerativeAugment` and
+    :class:`~gdaload.GenerativeTTA` need this kind.
+
+    Example:
+        >>> class Blend(ImageConditionedGenerator):
+        ...     num_classes, image_shape = 2, (1, 4, 4)
+        ...     def generate(self, labels, seeds, *, source=None, strength=1.0):
+        ...         labels = as_labels(labels, self.num_classes)
+        ...         noise = torch.full((len(labels), *self.image_shape), 0.5)
+        ...         if source is None:
+        ...             return noise
+        ...         s = torch.tensor(sample_strengths(strength, seeds)).view(-1, 1, 1, 1)
+        ...         return (1 - s) * check_source(source, self.image_shape, len(labels)) + s * noise
+        ...     @property
+        ...     def config(self):
+        ...         return {"kind": "blend"}
+        >>> Blend().generate([0], [1], source=torch.zeros(1, 1, 4, 4), strength=0.5).max()
+        tensor(0.2500)
+    """
+
+    @abc.abstractmethod
+    def generate(
+        self,
+        labels: torch.Tensor | Sequence[int],
+        seeds: Sequence[int],
+        *,
+        source: torch.Tensor | None = None,
+        strength: StrengthLike = 1.0,
+    ) -> torch.Tensor:
+        """Generate one image per ``(label, seed)``, varying ``source`` when given."""
+
+
+class MultiViewGenerator(ImageConditionedGenerator):
+    """A label-free generator of unseen views of the object shown in a source image.
+
+    :meth:`generate` needs ``source`` (one observed view per sample) and returns one
+    novel view each; labels are validated but do not condition the image.
+    :meth:`novel_views` returns all ``num_views - 1`` unseen views of one joint sample.
+    Class-conditional consumers (:class:`~gdaload.GenerativeLoader`,
+    :class:`~gdaload.GenerativeDataset`, selection) refuse this kind at construction.
+
+    Example:
+        >>> class Flip(MultiViewGenerator):
+        ...     num_classes, image_shape, num_views = 1, (1, 2, 2), 2
+        ...     def generate(self, labels, seeds, *, source=None, strength=1.0):
+        ...         return self.novel_views(source, seeds)[:, 0]
+        ...     def novel_views(self, source, seeds):
+        ...         return source.flip(-1).unsqueeze(1)
+        ...     @property
+        ...     def config(self):
+        ...         return {"kind": "flip"}
+        >>> Flip().novel_views(torch.zeros(3, 1, 2, 2), [0, 1, 2]).shape
+        torch.Size([3, 1, 1, 2, 2])
+    """
+
+    #: Number of views of one object, the observed one included.
+    num_views: int
+
+    @abc.abstractmethod
+    def novel_views(self, source: torch.Tensor, seeds: Sequence[int]) -> torch.Tensor:
+        """The ``num_views - 1`` unseen views of each source image, ``(B, V - 1, C, H, W)``."""
+
+
+def require_kind(generator: Any, kind: type[Generator], who: str, hint: str = "") -> None:
+    """Raise :class:`GeneratorKindError` unless ``generator`` is a ``kind``.
+
+    Consumers call this at construction, so the wrong kind fails there with the fix
+    instead of at the first batch.
+    """
+    if not isinstance(generator, kind):
+        got = type(generator).__name__
+        what = "a gdaload.Generator" if kind is Generator else f"a {kind.__name__}"
+        raise GeneratorKindError(
+            f"{who}: generator must be {what}, got {got}{'. ' + hint if hint else ''}"
+        )
+
+
+def refuse_multiview(generator: Any, who: str) -> None:
+    """Raise :class:`GeneratorKindError` for a :class:`MultiViewGenerator`, which makes
+    views of given images and cannot make class samples from ``(label, seed)`` alone."""
+    require_kind(generator, Generator, who)
+    if isinstance(generator, MultiViewGenerator):
+        raise GeneratorKindError(
+            f"{who} makes class samples from (label, seed) alone, but "
+            f"{type(generator).__name__} is a multi-view generator that needs a source "
+            "view; use it with GenerativeTTA or GenerativeAugment, or pass a "
+            "class-conditional generator such as DiffusionGenerator"
+        )
 
 
 def as_labels(labels: torch.Tensor | Sequence[int], num_classes: int) -> torch.Tensor:

@@ -26,7 +26,7 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from gdaload.cache.latents import LatentCache
 from gdaload.fingerprint import modules_fingerprint
 from gdaload.generators.base import (
-    Generator,
+    ImageConditionedGenerator,
     StrengthLike,
     as_labels,
     as_seeds,
@@ -104,7 +104,7 @@ def _resolve_prompts(prompts: PromptsLike, class_names: Sequence[str] | None) ->
     return out
 
 
-class DiffusionGenerator(Generator):
+class DiffusionGenerator(ImageConditionedGenerator):
     """Generate training images with a diffusers model, one ``torch.Generator`` per sample.
 
     Args:
@@ -131,8 +131,6 @@ class DiffusionGenerator(Generator):
         >>> images.shape, images.min() >= 0, images.max() <= 1  # doctest: +SKIP
         (torch.Size([2, 1, 8, 8]), tensor(True), tensor(True))
     """
-
-    supports_source = True
 
     def __init__(
         self,

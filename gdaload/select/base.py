@@ -25,7 +25,13 @@ import torch
 from torch import nn
 
 from ..fingerprint import module_fingerprint
-from ..generators.base import Generator, as_labels, as_seeds, check_generated
+from ..generators.base import (
+    Generator,
+    as_labels,
+    as_seeds,
+    check_generated,
+    refuse_multiview,
+)
 from ..metrics.features import as_feature_matrix
 from ..seeding import derive_seed
 
@@ -473,10 +479,7 @@ class SelectedGenerator(Generator):
         on_empty: str = "raise",
         chunk_size: int | None = None,
     ) -> None:
-        if not isinstance(generator, Generator):
-            raise ValueError(
-                f"generator must be a gdaload Generator, got {type(generator).__name__}"
-            )
+        refuse_multiview(generator, "SelectedGenerator")
         stages = [stages] if isinstance(stages, SelectionStage) else list(stages)
         if not stages:
             raise ValueError("SelectedGenerator needs at least one selection stage")

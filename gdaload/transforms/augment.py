@@ -26,10 +26,12 @@ from torchvision.transforms.v2 import functional as F
 from gdaload.fingerprint import content_hash
 from gdaload.generators.base import (
     Generator,
+    ImageConditionedGenerator,
     StrengthLike,
     as_labels,
     check_generated,
     check_source,
+    require_kind,
     sample_strengths,
 )
 from gdaload.seeding import Stream, derive_rng, derive_seed
@@ -121,7 +123,7 @@ class GenerativeAugment(Transform):
     ``GenerativeAugment`` first to vary each dataset image once per epoch.
 
     Args:
-        generator: An image-conditioned generator (``generator.supports_source`` true),
+        generator: An :class:`~gdaload.ImageConditionedGenerator`,
             such as :class:`gdaload.DiffusionGenerator`.
         p: Probability that an image is replaced; 0 is the identity, 1 always replaces.
         strength: How far a variation may move from its source: 0 returns the source, 1
@@ -159,13 +161,14 @@ class GenerativeAugment(Transform):
         label: int | None = None,
     ) -> None:
         super().__init__()
-        if not getattr(generator, "supports_source", False):
-            raise ValueError(
-                f"GenerativeAugment needs an image-conditioned generator (supports_source=True), "
-                f"but {type(generator).__name__} only generates from labels. Use "
-                "gdaload.DiffusionGenerator, which varies source images, or add purely "
-                "synthetic samples with gdaload.GenerativeDataset / GenerativeLoader instead."
-            )
+        require_kind(
+            generator,
+            ImageConditionedGenerator,
+            "GenerativeAugment",
+            "It needs an image-conditioned generator to vary source images: use "
+            "gdaload.DiffusionGenerator, or add purely synthetic samples with "
+            "gdaload.GenerativeDataset / GenerativeLoader instead",
+        )
         if not (isinstance(p, numbers.Real) and 0 <= p <= 1):
             raise ValueError(f"p must be a probability in [0, 1], got {p!r}")
         sample_strengths(strength, [])  # validates a value or a (min, max) range

@@ -333,7 +333,7 @@ def test_bad_arguments(kwargs, match):
 
 
 def test_generator_without_source_support():
-    with pytest.raises(ValueError, match="supports_source.*DiffusionGenerator"):
+    with pytest.raises(ValueError, match="ImageConditionedGenerator.*DiffusionGenerator"):
         GenerativeAugment(SeedImageGenerator())
 
 

@@ -32,7 +32,13 @@ from diffusers import DDPMScheduler, UNet2DModel
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 from gdaload.fingerprint import modules_fingerprint
-from gdaload.generators.base import Generator, StrengthLike, as_labels, as_seeds, check_source
+from gdaload.generators.base import (
+    MultiViewGenerator,
+    StrengthLike,
+    as_labels,
+    as_seeds,
+    check_source,
+)
 from gdaload.generators.multiview.autoencoder import ViewAutoencoder
 from gdaload.generators.samplers import SAMPLERS, make_scheduler
 from gdaload.seeding import Stream, derive_rng
@@ -103,7 +109,7 @@ def build_multiview_unet(
     )
 
 
-class MultiViewDiffusion(Generator):
+class MultiViewDiffusion(MultiViewGenerator):
     """Novel views of an object conditioned on any non-empty subset of its views.
 
     Two ways to use it:
@@ -117,7 +123,8 @@ class MultiViewDiffusion(Generator):
       :meth:`novel_views` returns all ``V - 1`` missing views of one joint sample.
 
     The model is not class-conditional: it needs no label, and ``labels`` passed to
-    :meth:`generate` are only validated, never used (:attr:`uses_labels` is False).
+    :meth:`generate` are only validated, never used (it is a
+    :class:`~gdaload.generators.MultiViewGenerator`).
 
     Args:
         unet: Denoiser built by :func:`build_multiview_unet` (or with the same layout).
@@ -142,10 +149,6 @@ class MultiViewDiffusion(Generator):
         >>> # The front, left and right views of back-view images:
         >>> novel = gen.novel_views(back_images, seeds=[0, 1])  # doctest: +SKIP
     """
-
-    supports_source = True
-    #: The generated views do not depend on labels (see the class documentation).
-    uses_labels = False
 
     def __init__(
         self,
