@@ -1,29 +1,47 @@
-"""gdaload: on-the-fly generative data augmentation for PyTorch training loops."""
+"""gdaload: on-the-fly generative data augmentation for PyTorch training loops.
 
-from gdaload.cache import LatentCache, SampleStore
-from gdaload.data import CLASS_POLICIES, GenerativeDataset, GenerativeLoader
-from gdaload.generators import (
-    SAMPLERS,
-    ClassConditionalPipeline,
-    DiffusionGenerator,
-    GeneratedOutputError,
-    Generator,
-    GeneratorKindError,
-    ImageConditionedGenerator,
-    ModelNotAvailableError,
-    MultiViewDiffusion,
-    MultiViewGenerator,
-)
-from gdaload.seeding import SeedPlan
-from gdaload.train import train_multiview
-from gdaload.transforms import GenerativeAugment, GenMix
-from gdaload.tta import GenerativeTTA
+The public names below are imported on first use (PEP 562), so ``import gdaload`` stays
+cheap and pulls in diffusers, accelerate or scikit-learn only when a feature needs them.
+
+Example:
+    >>> import gdaload
+    >>> gdaload.SeedPlan(0).sample_seed(epoch=0, index=0) == gdaload.SeedPlan(0).sample_seed(0, 0)
+    True
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
+# Public name -> the module that defines it.
+_EXPORTS: dict[str, str] = {
+    "CLASS_POLICIES": "gdaload.data",
+    "GenerativeDataset": "gdaload.data",
+    "GenerativeLoader": "gdaload.data",
+    "LatentCache": "gdaload.cache",
+    "SampleStore": "gdaload.cache",
+    "SAMPLERS": "gdaload.generators",
+    "ClassConditionalPipeline": "gdaload.generators",
+    "DiffusionGenerator": "gdaload.generators",
+    "GeneratedOutputError": "gdaload.generators",
+    "Generator": "gdaload.generators",
+    "GeneratorKindError": "gdaload.generators",
+    "ImageConditionedGenerator": "gdaload.generators",
+    "ModelNotAvailableError": "gdaload.generators",
+    "MultiViewDiffusion": "gdaload.generators",
+    "MultiViewGenerator": "gdaload.generators",
+    "SeedPlan": "gdaload.seeding",
+    "train_multiview": "gdaload.train",
+    "GenerativeAugment": "gdaload.transforms",
+    "GenMix": "gdaload.transforms",
+    "GenerativeTTA": "gdaload.tta",
+}
+
 __all__ = [
     "CLASS_POLICIES",
-    "SAMPLERS",
     "ClassConditionalPipeline",
     "DiffusionGenerator",
     "GenMix",
@@ -39,7 +57,42 @@ __all__ = [
     "ModelNotAvailableError",
     "MultiViewDiffusion",
     "MultiViewGenerator",
+    "SAMPLERS",
     "SampleStore",
     "SeedPlan",
     "train_multiview",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'gdaload' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])
+
+
+if TYPE_CHECKING:
+    from gdaload.cache import LatentCache, SampleStore
+    from gdaload.data import CLASS_POLICIES, GenerativeDataset, GenerativeLoader
+    from gdaload.generators import (
+        SAMPLERS,
+        ClassConditionalPipeline,
+        DiffusionGenerator,
+        GeneratedOutputError,
+        Generator,
+        GeneratorKindError,
+        ImageConditionedGenerator,
+        ModelNotAvailableError,
+        MultiViewDiffusion,
+        MultiViewGenerator,
+    )
+    from gdaload.seeding import SeedPlan
+    from gdaload.train import train_multiview
+    from gdaload.transforms import GenerativeAugment, GenMix
+    from gdaload.tta import GenerativeTTA

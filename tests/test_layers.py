@@ -1,0 +1,184 @@
+"""The layer rule of docs/architecture.md, read from the import graph of ``gdaload/``.
+
+Every import counts, also those inside functions (a lazy import is still a dependency)
+and those under ``TYPE_CHECKING``: each layer imports only from itself and the layers
+before it, and no module reaches itself through imports.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "gdaload"
+
+# In order: a module may import from its own top-level unit and from earlier layers.
+LAYERS: tuple[frozenset[str], ...] = (
+    frozenset({"seeding", "fingerprint"}),
+    frozenset({"cache", "metrics", "datasets"}),
+    frozenset({"generators"}),
+    frozenset({"select", "engine"}),
+    frozenset({"data", "transforms", "tta"}),
+    frozenset({"train", "bench"}),
+    frozenset({"cli"}),
+)
+
+
+@dataclass(frozen=True)
+class Import:
+    importer: str  # dotted module name
+    target: str  # dotted module name
+    path: Path
+    line: int
+
+    def where(self) -> str:
+        return f"{self.path.relative_to(PACKAGE.parent)}:{self.line}"
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def is_package(name: str) -> bool:
+    return (PACKAGE.parent / Path(*name.split(".")) / "__init__.py").exists()
+
+
+def exists(name: str) -> bool:
+    base = PACKAGE.parent / Path(*name.split("."))
+    return base.with_suffix(".py").exists() or (base / "__init__.py").exists()
+
+
+def imports_of(path: Path) -> list[Import]:
+    importer = module_name(path)
+    package = importer if path.name == "__init__.py" else importer.rpartition(".")[0]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                module = ".".join(base + ([node.module] if node.module else []))
+            else:
+                module = node.module or ""
+            # `from pkg import submodule` depends on the submodule, not on pkg/__init__.
+            names = [
+                f"{module}.{alias.name}" if exists(f"{module}.{alias.name}") else module
+                for alias in node.names
+            ]
+        else:
+            continue
+        for name in names:
+            if name == "gdaload" or name.startswith("gdaload."):
+                found.append(Import(importer, name, path, node.lineno))
+    return found
+
+
+def all_imports() -> list[Import]:
+    return [imp for path in sorted(PACKAGE.rglob("*.py")) for imp in imports_of(path)]
+
+
+def unit(module: str) -> str | None:
+    """The top-level unit (``cache``, ``cli``...) of a module; None for the root package."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else None
+
+
+def layer_of(name: str) -> int:
+    for index, layer in enumerate(LAYERS):
+        if name in layer:
+            return index
+    raise AssertionError(
+        f"gdaload.{name} belongs to no layer; add it to LAYERS here and to docs/architecture.md"
+    )
+
+
+def layer_violations(imports: list[Import]) -> list[str]:
+    bad = []
+    for imp in imports:
+        source, target = unit(imp.importer), unit(imp.target)
+        if source is None:
+            continue  # gdaload/__init__.py re-exports the public names of every layer
+        if target is None:
+            bad.append(f"{imp.where()}: {imp.importer} imports gdaload (the root package)")
+        elif target != source and layer_of(target) >= layer_of(source):
+            bad.append(
+                f"{imp.where()}: {imp.importer} imports {imp.target} "
+                f"({target} is not in a layer before {source})"
+            )
+    return bad
+
+
+def cycles(imports: list[Import]) -> list[list[str]]:
+    graph: dict[str, set[str]] = {}
+    for imp in imports:
+        graph.setdefault(imp.importer, set()).add(imp.target)
+    found, state = [], {}
+    stack: list[str] = []
+
+    def visit(node: str) -> None:
+        state[node] = "open"
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == "open":
+                found.append(stack[stack.index(nxt) :] + [nxt])
+            elif nxt not in state:
+                visit(nxt)
+        stack.pop()
+        state[node] = "done"
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node)
+    return found
+
+
+def test_every_unit_has_a_layer() -> None:
+    units = {module_name(p).split(".")[1] for p in PACKAGE.rglob("*.py") if p.parent != PACKAGE}
+    units |= {p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__"}
+    for name in sorted(units):
+        layer_of(name)
+
+
+def test_layers_import_only_earlier_layers() -> None:
+    bad = layer_violations(all_imports())
+    assert not bad, "upward or sideways imports:\n" + "\n".join(bad)
+
+
+def test_no_import_cycles() -> None:
+    found = cycles(all_imports())
+    assert not found, "import cycles:\n" + "\n".join(" -> ".join(c) for c in found)
+
+
+@pytest.mark.parametrize(
+    ("importer", "target", "ok"),
+    [
+        ("gdaload.cache.store", "gdaload.seeding.plan", True),
+        ("gdaload.cache.store", "gdaload.generators.base", False),
+        ("gdaload.select.stage", "gdaload.engine.base", False),
+        ("gdaload.data.loader", "gdaload.data.plan", True),
+        ("gdaload.cli", "gdaload.bench.quickstart", True),
+        ("gdaload.tta", "gdaload", False),
+    ],
+)
+def test_the_checker_names_a_bad_import(importer: str, target: str, ok: bool) -> None:
+    imp = Import(importer, target, PACKAGE / "x.py", 7)
+    bad = layer_violations([imp])
+    assert not bad if ok else (len(bad) == 1 and f"imports {target}" in bad[0])
+
+
+def test_the_checker_finds_a_cycle() -> None:
+    here = PACKAGE / "x.py"
+    found = cycles(
+        [
+            Import("gdaload.a.x", "gdaload.a.y", here, 1),
+            Import("gdaload.a.y", "gdaload.a.x", here, 1),
+        ]
+    )
+    assert found == [["gdaload.a.x", "gdaload.a.y", "gdaload.a.x"]]
