@@ -62,7 +62,10 @@ def digits_splits(
         raise ValueError("test_fraction and pool_fraction must be in (0, 1) with a sum below 1")
     data = load_digits()
     images, labels = data.images, data.target
-    test_idx, pool_idx, train_idx = [], [], []
+    # Indices as drawn (NumPy integers), per class in turn.
+    test_idx: list[np.int64] = []
+    pool_idx: list[np.int64] = []
+    train_idx: list[np.int64] = []
     partition = derive_rng(PARTITION_SEED)
     draw = derive_rng(seed, Stream.SPLIT_DRAW)
     for c in range(10):
