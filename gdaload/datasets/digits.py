@@ -26,7 +26,18 @@ PARTITION_SEED = 0
 
 @dataclass
 class DigitsSplits:
-    """Datasets of ``(image (1, 8, 8) float in [0, 1], label)`` pairs."""
+    """Datasets of ``(image (1, 8, 8) float in [0, 1], label)`` pairs.
+
+    Attributes:
+        train: The few-shot training images of one experiment seed.
+        generator_pool: Images kept for training the generator only.
+        test: The held-out test images.
+
+    Example:
+        >>> splits = digits_splits(shots=5, seed=1)
+        >>> len(splits.train), len(splits.test) + len(splits.generator_pool) > 1000
+        (50, True)
+    """
 
     train: TensorDataset
     generator_pool: TensorDataset

@@ -247,6 +247,15 @@ class Penultimate(nn.Module):
 
     The wrapped model is kept by reference (no copy), so features follow the weights as
     they train. Create it with :func:`penultimate`.
+
+    Args:
+        model: The classifier.
+        layer: Dotted name of the submodule whose input is returned.
+
+    Example:
+        >>> net = nn.Sequential(nn.Flatten(), nn.Linear(12, 8), nn.ReLU(), nn.Linear(8, 3))
+        >>> Penultimate(net, "3")(torch.zeros(2, 3, 2, 2)).shape
+        torch.Size([2, 8])
     """
 
     def __init__(self, model: nn.Module, layer: str) -> None:
@@ -311,6 +320,15 @@ class InceptionFeatures(nn.Module):
 
     Note: these are torchvision's ImageNet weights, not the TensorFlow graph used for
     published FID numbers, so absolute values are comparable only with each other.
+
+    Args:
+        net: The network, e.g. from :func:`load_inception`.
+        resize: Resize inputs to 299x299 first.
+
+    Example:
+        >>> features = InceptionFeatures(nn.Flatten(), resize=False)  # any net, for show
+        >>> features(torch.zeros(2, 1, 4, 4)).shape  # one channel becomes three
+        torch.Size([2, 48])
     """
 
     def __init__(self, net: nn.Module, resize: bool = True) -> None:

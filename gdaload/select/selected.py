@@ -34,7 +34,15 @@ ON_EMPTY = ("raise", "best")
 
 
 class EmptySelectionError(ValueError):
-    """Every candidate of a request failed the selection stages in every round."""
+    """Every candidate of a request failed the selection stages in every round.
+
+    A ``ValueError``, raised by :meth:`SelectedGenerator.generate` with
+    ``on_empty="raise"``; the message names the requests and how to loosen the stages.
+
+    Example:
+        >>> issubclass(EmptySelectionError, ValueError)
+        True
+    """
 
 
 class SelectedGenerator(Generator):
