@@ -26,7 +26,18 @@ PARTITION_SEED = 0
 
 @dataclass
 class DigitsSplits:
-    """Datasets of ``(image (1, 8, 8) float in [0, 1], label)`` pairs."""
+    """Datasets of ``(image (1, 8, 8) float in [0, 1], label)`` pairs.
+
+    Attributes:
+        train: The few-shot training images of one experiment seed.
+        generator_pool: Images kept for training the generator only.
+        test: The held-out test images.
+
+    Example:
+        >>> splits = digits_splits(shots=5, seed=1)
+        >>> len(splits.train), len(splits.test) + len(splits.generator_pool) > 1000
+        (50, True)
+    """
 
     train: TensorDataset
     generator_pool: TensorDataset
@@ -62,7 +73,10 @@ def digits_splits(
         raise ValueError("test_fraction and pool_fraction must be in (0, 1) with a sum below 1")
     data = load_digits()
     images, labels = data.images, data.target
-    test_idx, pool_idx, train_idx = [], [], []
+    # Indices as drawn (NumPy integers), per class in turn.
+    test_idx: list[np.int64] = []
+    pool_idx: list[np.int64] = []
+    train_idx: list[np.int64] = []
     partition = derive_rng(PARTITION_SEED)
     draw = derive_rng(seed, Stream.SPLIT_DRAW)
     for c in range(10):

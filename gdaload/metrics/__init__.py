@@ -6,14 +6,14 @@ their intended class; the classification metrics report per-class results of the
 downstream model.
 """
 
-from .classification import (
+from gdaload.metrics.classification import (
     ClassificationReport,
     classification_report,
     confusion_matrix,
     per_class_metrics,
 )
-from .coherence import coherence, per_class_coherence
-from .features import (
+from gdaload.metrics.coherence import coherence, per_class_coherence
+from gdaload.metrics.features import (
     FeatureArray,
     ImageSource,
     InceptionFeatures,
@@ -23,8 +23,8 @@ from .features import (
     load_inception,
     penultimate,
 )
-from .fid import fid, frechet_distance, kernel_inception_distance, kid
-from .precision_recall import RealManifold, precision_recall, realism_score
+from gdaload.metrics.fid import fid, frechet_distance, kernel_inception_distance, kid
+from gdaload.metrics.precision_recall import RealManifold, precision_recall, realism_score
 
 __all__ = [
     "ClassificationReport",

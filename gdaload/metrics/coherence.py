@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .features import ImageSource, _extract
+from gdaload.metrics.features import ImageSource, _extract
 
 __all__ = ["coherence", "per_class_coherence"]
 
@@ -107,7 +107,12 @@ def _hits(
         device=device,
         with_targets=intended_labels is None,
     )
-    labels = carried if intended_labels is None else torch.as_tensor(intended_labels)
+    if intended_labels is None:
+        # with_targets was set, so _extract collected the batches' labels (or raised).
+        assert carried is not None
+        labels = carried
+    else:
+        labels = torch.as_tensor(intended_labels)
     labels = labels.reshape(-1)
     if labels.is_floating_point() or labels.dtype == torch.bool:
         raise ValueError(f"intended labels must be integer class indices, got {labels.dtype}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Union
+from typing import TypeAlias
 
 import numpy as np
 import torch
@@ -32,10 +32,10 @@ __all__ = [
 #: What the metrics accept as images: one ``(N, C, H, W)`` tensor, a ``Dataset`` of
 #: samples, or an iterable of batches (tensors or ``(x, y, ...)`` tuples), such as a
 #: ``DataLoader``.
-ImageSource = Union[torch.Tensor, Dataset, Iterable]
+ImageSource: TypeAlias = torch.Tensor | Dataset | Iterable
 
 #: Feature matrices are ``(N, D)`` torch tensors or NumPy arrays.
-FeatureArray = Union[torch.Tensor, np.ndarray]
+FeatureArray: TypeAlias = torch.Tensor | np.ndarray
 
 #: Inception-v3 pool features are defined at this input resolution.
 INCEPTION_SIZE = 299
@@ -173,6 +173,8 @@ def _extract(
             module.training = training
     if seen == 0:
         raise ValueError("no samples: the image source is empty")
+    # The first batch set it, if no reference shape did.
+    assert sample_shape is not None
     # Concatenating outside inference mode gives ordinary tensors that callers may
     # modify in place.
     feats = torch.cat(chunks)
@@ -235,8 +237,8 @@ def _check_output(out: object, batch_len: int, offset: int) -> torch.Tensor:
 def _model_device(model: nn.Module) -> torch.device:
     for tensor in model.parameters():
         return tensor.device
-    for tensor in model.buffers():
-        return tensor.device
+    for buffer in model.buffers():
+        return buffer.device
     return torch.device("cpu")
 
 
@@ -245,6 +247,15 @@ class Penultimate(nn.Module):
 
     The wrapped model is kept by reference (no copy), so features follow the weights as
     they train. Create it with :func:`penultimate`.
+
+    Args:
+        model: The classifier.
+        layer: Dotted name of the submodule whose input is returned.
+
+    Example:
+        >>> net = nn.Sequential(nn.Flatten(), nn.Linear(12, 8), nn.ReLU(), nn.Linear(8, 3))
+        >>> Penultimate(net, "3")(torch.zeros(2, 3, 2, 2)).shape
+        torch.Size([2, 8])
     """
 
     def __init__(self, model: nn.Module, layer: str) -> None:
@@ -309,6 +320,15 @@ class InceptionFeatures(nn.Module):
 
     Note: these are torchvision's ImageNet weights, not the TensorFlow graph used for
     published FID numbers, so absolute values are comparable only with each other.
+
+    Args:
+        net: The network, e.g. from :func:`load_inception`.
+        resize: Resize inputs to 299x299 first.
+
+    Example:
+        >>> features = InceptionFeatures(nn.Flatten(), resize=False)  # any net, for show
+        >>> features(torch.zeros(2, 1, 4, 4)).shape  # one channel becomes three
+        torch.Size([2, 48])
     """
 
     def __init__(self, net: nn.Module, resize: bool = True) -> None:

@@ -11,11 +11,10 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-import scipy.linalg
 import torch
 from torch import nn
 
-from .features import FeatureArray, ImageSource, _extract, as_feature_matrix
+from gdaload.metrics.features import FeatureArray, ImageSource, _extract, as_feature_matrix
 
 __all__ = ["fid", "frechet_distance", "kernel_inception_distance", "kid"]
 
@@ -47,6 +46,9 @@ def frechet_distance(feats_a: FeatureArray, feats_b: FeatureArray, eps: float = 
         >>> round(frechet_distance(a, a + 1.0), 3)  # mean shift of 1 in 4 dims
         4.0
     """
+    # Imported here so that importing gdaload.metrics does not load SciPy.
+    import scipy.linalg
+
     a, b = (x.cpu().numpy() for x in _as_pair(feats_a, feats_b))
     dim = a.shape[1]
     for name, x in (("feats_a", a), ("feats_b", b)):
@@ -233,12 +235,15 @@ def _features_of_pair(
     device: torch.device | str | None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     # Tensors are checked up front so that a size mismatch costs no forward passes.
-    if isinstance(real, torch.Tensor) and isinstance(fake, torch.Tensor):
-        if real.shape[1:] != fake.shape[1:]:
-            raise ValueError(
-                f"image sizes differ between the two sets: real {tuple(real.shape[1:])} vs "
-                f"fake {tuple(fake.shape[1:])}; resize one set so both match"
-            )
+    if (
+        isinstance(real, torch.Tensor)
+        and isinstance(fake, torch.Tensor)
+        and real.shape[1:] != fake.shape[1:]
+    ):
+        raise ValueError(
+            f"image sizes differ between the two sets: real {tuple(real.shape[1:])} vs "
+            f"fake {tuple(fake.shape[1:])}; resize one set so both match"
+        )
     feats_real, shape, _ = _extract(real, model, batch_size=batch_size, device=device)
     feats_fake, _, _ = _extract(
         fake, model, batch_size=batch_size, device=device, reference_shape=shape

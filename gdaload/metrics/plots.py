@@ -12,14 +12,15 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
 
-from .features import FeatureArray, as_feature_matrix
+from gdaload.metrics.features import FeatureArray, as_feature_matrix
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = ["accuracy_vs_ratio", "sample_grid", "tsne_map", "view_grid"]
 
@@ -28,6 +29,10 @@ _GAP, _BLOCK_GAP = 1, 4
 
 
 def _new_figure(width: float, height: float) -> Figure:
+    # Imported here so that importing gdaload.metrics.plots does not load matplotlib.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(width, height))
     FigureCanvasAgg(fig)
     return fig
@@ -280,6 +285,7 @@ def tsne_map(
         >>> tsne_map(real, [0, 1] * 10, fake, [0, 1] * 10, "tsne.png")  # doctest: +SKIP
         PosixPath('tsne.png')
     """
+    from matplotlib.lines import Line2D
     from sklearn.manifold import TSNE
 
     real = as_feature_matrix(real_features, "real_features", torch.float64).cpu().numpy()

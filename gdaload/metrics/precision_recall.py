@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import torch
 
-from .features import FeatureArray, as_feature_matrix
+from gdaload.metrics.features import FeatureArray, as_feature_matrix
 
 __all__ = ["RealManifold", "precision_recall", "realism_score"]
 

@@ -12,17 +12,13 @@ Example:
     >>> gen = SelectedGenerator(generator, stages, candidates=8)  # doctest: +SKIP
 """
 
-from .base import (
-    EmptySelectionError,
-    FeatureStage,
-    SelectedGenerator,
-    SelectionStage,
-    describe,
-)
-from .clip import ClipFilter
-from .cluster import ClusterSelect
-from .realism import RealismScore
-from .topk import TopK
+from gdaload.select.clip import ClipFilter
+from gdaload.select.cluster import ClusterSelect
+from gdaload.select.feature import FeatureStage
+from gdaload.select.realism import RealismScore
+from gdaload.select.selected import EmptySelectionError, SelectedGenerator
+from gdaload.select.stage import SelectionStage, describe
+from gdaload.select.topk import TopK
 
 __all__ = [
     "ClipFilter",

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import SelectionStage, describe, eval_mode
+from gdaload.select.stage import SelectionStage, describe, eval_mode
 
 __all__ = ["ClipFilter"]
 

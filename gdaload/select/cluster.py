@@ -9,8 +9,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..fingerprint import tensors_fingerprint
-from .base import FeatureStage, _fitted_classes_error
+from gdaload.fingerprint import tensors_fingerprint
+from gdaload.select.feature import FeatureStage, fitted_classes_error
 
 __all__ = ["ClusterSelect"]
 
@@ -88,7 +88,7 @@ class ClusterSelect(FeatureStage):
 
         Args:
             real: Real images, precomputed ``(N, D)`` features or an iterable of
-                ``(images, labels)`` batches (see :class:`~gdaload.select.base.FeatureStage`).
+                ``(images, labels)`` batches (see :class:`~gdaload.select.feature.FeatureStage`).
             labels: ``(N,)`` classes of ``real``.
 
         Returns:
@@ -155,7 +155,7 @@ class ClusterSelect(FeatureStage):
         known[in_range] = mask[labels[in_range]].any(dim=1)
         if not bool(known.all()):
             missing = sorted(set(labels[~known].tolist()))
-            raise _fitted_classes_error(self, missing, "include them in the real data given to fit")
+            raise fitted_classes_error(self, missing, "include them in the real data given to fit")
         sims = torch.einsum("nd,nkd->nk", feats, centroids[labels])
         return sims.masked_fill(~mask[labels], -torch.inf).amax(dim=1)
 

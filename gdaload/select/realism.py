@@ -7,9 +7,9 @@ from typing import Any
 
 import torch
 
-from ..fingerprint import tensors_fingerprint
-from ..metrics.precision_recall import RealManifold
-from .base import FeatureStage, _fitted_classes_error
+from gdaload.fingerprint import tensors_fingerprint
+from gdaload.metrics.precision_recall import RealManifold
+from gdaload.select.feature import FeatureStage, fitted_classes_error
 
 __all__ = ["RealismScore"]
 
@@ -86,7 +86,7 @@ class RealismScore(FeatureStage):
 
         Args:
             real: Real images, precomputed ``(N, D)`` features or an iterable of
-                ``(images, labels)`` batches (see :class:`~gdaload.select.base.FeatureStage`).
+                ``(images, labels)`` batches (see :class:`~gdaload.select.feature.FeatureStage`).
             labels: ``(N,)`` classes of ``real``; required when ``per_class``.
 
         Returns:
@@ -140,7 +140,7 @@ class RealismScore(FeatureStage):
         classes = labels.unique().tolist()
         missing = [c for c in classes if c not in self.manifolds]
         if missing:
-            raise _fitted_classes_error(
+            raise fitted_classes_error(
                 self, missing, "include them in the real data given to fit, or use per_class=False"
             )
         scores = torch.empty(len(feats), device=feats.device)

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .base import SelectionStage, describe, eval_mode
+from gdaload.select.stage import SelectionStage, describe, eval_mode
 
 __all__ = ["TopK"]
 
@@ -35,7 +35,7 @@ class TopK(SelectionStage):
 
     Raises:
         ValueError: On a non-callable scorer or an invalid rule (see
-            :class:`~gdaload.select.base.SelectionStage`).
+            :class:`~gdaload.select.stage.SelectionStage`).
 
     Example:
         >>> classifier = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 10))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import PIL.Image
 import torch
@@ -163,7 +163,8 @@ class GenerativeAugment(Transform):
         super().__init__()
         require_kind(
             generator,
-            ImageConditionedGenerator,
+            # mypy rejects abstract classes where a type[...] is expected (python/mypy#4717).
+            ImageConditionedGenerator,  # type: ignore[type-abstract]
             "GenerativeAugment",
             "It needs an image-conditioned generator to vary source images: use "
             "gdaload.DiffusionGenerator, or add purely synthetic samples with "
@@ -181,17 +182,18 @@ class GenerativeAugment(Transform):
             )
         if label is not None:
             label = int(as_labels([label], generator.num_classes)[0])
-        self.generator = generator
-        self.p = float(p)
+        # require_kind above has checked the kind.
+        self.generator: ImageConditionedGenerator = cast(ImageConditionedGenerator, generator)
+        self.p: float = float(p)
         self.strength: StrengthLike = (
-            tuple(float(s) for s in strength)  # type: ignore[assignment]
+            tuple(float(s) for s in strength)
             if isinstance(strength, (tuple, list))
             else float(strength)
         )
-        self.seed = int(seed)
-        self.labels_getter = labels_getter
-        self.label = label
-        self.epoch = 0
+        self.seed: int = int(seed)
+        self.labels_getter: str | LabelsGetter = labels_getter
+        self.label: int | None = label
+        self.epoch: int = 0
 
     def set_epoch(self, epoch: int) -> None:
         """Draw the decisions and variations of ``epoch`` (fresh ones for each epoch)."""
@@ -272,7 +274,8 @@ class GenerativeAugment(Transform):
         if self.labels_getter == "default":
             found = _default_labels(sample, images)
         else:
-            found = self.labels_getter(sample)  # type: ignore[operator]
+            # __init__ accepts "default" or a callable, so anything else is the callable.
+            found = cast(LabelsGetter, self.labels_getter)(sample)
         if found is None:
             raise ValueError(
                 "GenerativeAugment could not find the sample's class label, and the generator is "

@@ -8,7 +8,10 @@ import torch
 import torch.utils.data
 from scipy import stats
 
-import gdaload.transforms.genmix as genmix_module
+import gdaload.transforms.genmix.inputs as inputs_module
+import gdaload.transforms.genmix.record as record_module
+import gdaload.transforms.genmix.sampling as sampling_module
+import gdaload.transforms.genmix.transform as transform_module
 from gdaload.transforms.genmix import GenMix
 
 K = 3
@@ -406,52 +409,9 @@ def test_bad_epoch_and_state():
         genmix.load_state_dict({"seed": 0})
 
 
-X, Y, MASK = batch(n=4, n_synthetic=2)
-
-
-def soft_rows(row_2):
-    """Four valid one-hot rows with row 2 replaced."""
-    rows = torch.eye(K)[[0, 1, 2, 0]].clone()
-    rows[2] = torch.tensor(row_2)
-    return rows
-
-
 @pytest.mark.parametrize(
-    "x, target, mask, message",
-    [
-        (X[0], Y, MASK, r"x must have shape \(B, C, H, W\)"),
-        (X.flatten(1), Y, MASK, r"x must have shape \(B, C, H, W\)"),
-        ((X * 255).to(torch.uint8), Y, MASK, "x must be a floating-point tensor"),
-        (X.numpy(), Y, MASK, "x must be a torch.Tensor"),
-        (X, Y, MASK[:3], r"synthetic_mask must have shape \(4,\)"),
-        (X, Y, MASK.long(), "synthetic_mask must be a bool tensor"),
-        (X, Y[:3], MASK, "target has 3 rows but x has 4"),
-        (X, torch.tensor([0, 1, 3, 0]), MASK, r"class indices must be in \[0, 2\]"),
-        (X, torch.tensor([0, -1, 2, 0]), MASK, r"class indices must be in \[0, 2\]"),
-        (X, Y.float(), MASK, "1-D target must hold integer class indices"),
-        # A class index written into a one-hot batch: row 2 holds "2" instead of a row.
-        (X, soft_rows([2, 0, 0]), MASK, r"rows \[2\] sum to \[2.0\].*hard and soft"),
-        (X, soft_rows([0, 0, 0]), MASK, "hard and soft labels were mixed"),
-        (X, soft_rows([1.5, -0.5, 0]), MASK, "non-negative"),
-        (X, soft_rows([float("nan"), 0, 1]), MASK, "sum to 1"),
-        (X, one_hot(Y).long(), MASK, "2-D target must be floating"),
-        (X, torch.zeros(4, 5), MASK, r"soft target must have shape \(4, 3\)"),
-        (
-            X,
-            [0, [0.5, 0.5, 0.0], 2, 1],
-            MASK,
-            r"mixes class indices \(positions \[0, 2, 3\]\) "
-            r"with soft label rows \(positions \[1\]\)",
-        ),
-        (X, [[0.5, 0.5], [1, 0], [0, 1], [1, 0]], MASK, "num_classes=3 entries"),
-        (X, Y.view(4, 1, 1), MASK, "target must be 1-D class indices"),
-    ],
+    "module", [transform_module, record_module, sampling_module, inputs_module]
 )
-def test_bad_call_arguments(x, target, mask, message):
-    with pytest.raises(ValueError, match=message):
-        GenMix(K, seed=0)(x, target, mask)
-
-
-def test_docstring_example_runs():
-    result = doctest.testmod(genmix_module)
+def test_docstring_examples_run(module):
+    result = doctest.testmod(module)
     assert result.attempted > 0 and result.failed == 0

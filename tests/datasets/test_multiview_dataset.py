@@ -1,4 +1,4 @@
-"""Tests of the procedural multi-view dataset."""
+"""MultiViewShapes and SingleView: items, seeds, view selection and argument checks."""
 
 from __future__ import annotations
 
@@ -14,27 +14,11 @@ from torch.utils.data import DataLoader
 
 from gdaload.datasets.multiview import (
     CLASSES,
-    REVEALING_VIEWS,
     VIEW_NAMES,
     MultiViewShapes,
     SingleView,
-    lookalikes,
-    render_instance,
 )
 from gdaload.datasets.multiview import dataset as multiview
-
-N_TRAIN = 20
-N_TEST = 10
-
-
-@pytest.fixture(scope="module")
-def train() -> MultiViewShapes:
-    return MultiViewShapes(N_TRAIN, seed=0, split="train")
-
-
-@pytest.fixture(scope="module")
-def held_out() -> MultiViewShapes:
-    return MultiViewShapes(N_TEST, seed=0, split="test")
 
 
 def _all_views(ds: MultiViewShapes) -> torch.Tensor:
@@ -42,10 +26,11 @@ def _all_views(ds: MultiViewShapes) -> torch.Tensor:
 
 
 def test_items_have_the_documented_shape_dtype_and_range(train: MultiViewShapes) -> None:
+    n = train.num_instances_per_class
     assert len(CLASSES) >= 10 and len(set(CLASSES)) == len(CLASSES)
     assert train.classes == list(CLASSES)
     assert train.view_names == VIEW_NAMES == ("front", "back", "left", "right")
-    assert len(train) == len(CLASSES) * N_TRAIN
+    assert len(train) == len(CLASSES) * n
 
     views, label = train[len(train) - 1]
     assert views.shape == (4, 3, 32, 32) and views.dtype == torch.float32
@@ -61,7 +46,8 @@ def test_items_have_the_documented_shape_dtype_and_range(train: MultiViewShapes)
 
 
 def test_classes_are_balanced_and_targets_match_items(train: MultiViewShapes) -> None:
-    assert collections.Counter(train.targets) == {c: N_TRAIN for c in range(len(CLASSES))}
+    n = train.num_instances_per_class
+    assert collections.Counter(train.targets) == {c: n for c in range(len(CLASSES))}
     assert [train[i][1] for i in range(len(train))] == train.targets
 
 
@@ -77,63 +63,6 @@ def test_same_seed_gives_identical_tensors_and_other_seeds_other_instances() -> 
     for other in (other_seed, other_split):
         assert all(not torch.equal(a, b) for a, b in zip(first, other, strict=True))
     assert len(set(again.instance_seeds)) == len(again)
-
-
-def test_render_instance_is_pure_and_matches_the_dataset(train: MultiViewShapes) -> None:
-    np_state = np.random.get_state()
-    torch_state = torch.get_rng_state()
-    for i in (0, N_TRAIN + 3, len(train) - 1):
-        views = render_instance(train.targets[i], train.instance_seeds[i])
-        assert torch.equal(views, train[i][0])
-    assert torch.equal(render_instance(3, 11), render_instance(3, 11))
-    # No global random state is read or advanced.
-    assert np.array_equal(np.random.get_state()[1], np_state[1])
-    assert torch.equal(torch.get_rng_state(), torch_state)
-
-
-def test_the_four_views_of_every_instance_differ(train: MultiViewShapes) -> None:
-    x = _all_views(train)
-    for a in range(4):
-        for b in range(a + 1, 4):
-            per_item = (x[:, a] - x[:, b]).abs().flatten(1).amax(1)
-            assert per_item.min() > 0.05, (VIEW_NAMES[a], VIEW_NAMES[b])
-
-
-def test_objects_stay_inside_the_frame(train: MultiViewShapes) -> None:
-    x = _all_views(train)
-    corner = x[..., :1, :1]
-    border = torch.cat([x[..., 0, :], x[..., -1, :], x[..., :, 0], x[..., :, -1]], -1)
-    assert torch.equal(border, corner[..., 0].expand_as(border))
-
-
-@pytest.mark.parametrize("instance_seed", [0, 1, 2])
-def test_each_feature_shows_exactly_in_its_revealing_views(instance_seed: int) -> None:
-    """The ambiguity by design, pixel for pixel: with the same instance seed, a class
-    renders exactly like the plain body of its family in every view that does not
-    reveal its feature, and differently in every view that does."""
-    for c, name in enumerate(CLASSES):
-        plain = render_instance(c - c % 4, instance_seed)
-        views = render_instance(c, instance_seed)
-        for v, view in enumerate(VIEW_NAMES):
-            identical = torch.equal(views[v], plain[v])
-            assert identical == (view not in REVEALING_VIEWS[name]), (name, view)
-    assert all(REVEALING_VIEWS[name] == () for name in CLASSES[::4])
-    assert all(REVEALING_VIEWS[name] for i, name in enumerate(CLASSES) if i % 4)
-
-
-@pytest.mark.parametrize("instance_seed", [0, 1])
-def test_lookalikes_are_the_classes_with_identical_pixels(instance_seed: int) -> None:
-    views = torch.stack([render_instance(c, instance_seed) for c in range(len(CLASSES))])
-    for c in range(len(CLASSES)):
-        family = range(c - c % 4, c - c % 4 + 4)
-        for v, name in enumerate(VIEW_NAMES):
-            same = tuple(k for k in family if torch.equal(views[k, v], views[c, v]))
-            assert lookalikes(c, v) == same == lookalikes(c, name), (CLASSES[c], name)
-    # From the front a plain body hides its back block and back knob; from the right,
-    # its left knob; from the back and the left every class shows.
-    crate = CLASSES.index("crate")
-    assert len(lookalikes(crate, "front")) == 3 and len(lookalikes(crate, "right")) == 2
-    assert lookalikes(crate, "back") == lookalikes(crate, "left") == (crate,)
 
 
 def test_single_views_are_ambiguous_but_four_views_are_not(
@@ -163,7 +92,8 @@ def test_single_views_are_ambiguous_but_four_views_are_not(
 
 
 def test_views_can_be_chosen_and_reordered(train: MultiViewShapes) -> None:
-    ds = MultiViewShapes(N_TRAIN, seed=0, views=("back", 0))
+    n = train.num_instances_per_class
+    ds = MultiViewShapes(n, seed=0, views=("back", 0))
     assert ds.views == (1, 0)
     views, label = ds[5]
     assert views.shape == (2, 3, 32, 32) and label == train[5][1]
@@ -171,6 +101,7 @@ def test_views_can_be_chosen_and_reordered(train: MultiViewShapes) -> None:
 
 
 def test_single_view_wrapper(train: MultiViewShapes) -> None:
+    n = train.num_instances_per_class
     left = train.single_view("left")
     assert isinstance(left, SingleView) and len(left) == len(train)
     assert left.targets == train.targets and left.classes == train.classes
@@ -181,14 +112,15 @@ def test_single_view_wrapper(train: MultiViewShapes) -> None:
     flipped = SingleView(train, 1, transform=lambda img: img.flip(-1))
     assert torch.equal(flipped[7][0], train[7][0][1].flip(-1))
 
-    front_only = MultiViewShapes(N_TRAIN, seed=0, views=(0,))
+    front_only = MultiViewShapes(n, seed=0, views=(0,))
     assert torch.equal(front_only.single_view(0)[7][0], train[7][0][0])
     with pytest.raises(ValueError, match="not among the dataset's views"):
         front_only.single_view("back")
 
 
 def test_transform_sees_the_whole_stack(train: MultiViewShapes) -> None:
-    ds = MultiViewShapes(N_TRAIN, seed=0, transform=lambda v: v.mean(0))
+    n = train.num_instances_per_class
+    ds = MultiViewShapes(n, seed=0, transform=lambda v: v.mean(0))
     assert torch.equal(ds[3][0], train[3][0].mean(0))
 
 
@@ -220,17 +152,7 @@ def test_bad_arguments_raise_value_errors(kwargs: dict, message: str) -> None:
         MultiViewShapes(**{"num_instances_per_class": 1, **kwargs})
 
 
-def test_bad_render_arguments_and_indices(train: MultiViewShapes) -> None:
-    with pytest.raises(ValueError, match="class_index must be an integer in"):
-        render_instance(len(CLASSES), 0)
-    with pytest.raises(ValueError, match="instance_seed must be a non-negative integer"):
-        render_instance(0, -1)
-    with pytest.raises(ValueError, match="size must be an integer of at least 16"):
-        render_instance(0, 0, size=4)
-    with pytest.raises(ValueError, match="class_index must be an integer in"):
-        lookalikes(-1, "front")
-    with pytest.raises(ValueError, match="unknown view name 'top'"):
-        lookalikes(0, "top")
+def test_bad_indices(train: MultiViewShapes) -> None:
     with pytest.raises(IndexError):
         train[len(train)]
     assert torch.equal(train[-1][0], train[len(train) - 1][0])

@@ -1,30 +1,24 @@
-"""GenMix: mixup between the real and the synthetic samples of a training batch.
+"""The GenMix transform: per-row Beta weights, real/synthetic pairing, mixup or cutmix.
 
-Adding diffusion-generated images to a training set does not by itself help much; the
-GenMix paper (CT liver lesions, 3 classes) reports 72.0-75.9 accuracy from adding them
-versus 72.3 on real data only, and 81.4 once every real image is mixed with a synthetic
-one:
-
-    x = lam * x_S + (1 - lam) * x_R,    y = lam * y_S + (1 - lam) * y_R,
-
-with ``lam ~ Beta(alpha, 1)``. :class:`GenMix` applies that rule to collated batches
-that carry a boolean ``synthetic_mask``, with the call shape of ``timm.data.Mixup``.
+See :mod:`gdaload.transforms.genmix` for the rule it applies and the paper behind it.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 import torch.utils.data
 
 from gdaload.seeding import Stream, derive_rng
+from gdaload.transforms.genmix.inputs import check_batch, check_mask, soft_targets
+from gdaload.transforms.genmix.record import MixRecord
+from gdaload.transforms.genmix.sampling import cutmix_boxes, deal
 
-__all__ = ["GenMix", "MixRecord", "BETAS", "FALLBACKS", "MODES", "PAIRINGS", "SYNTHETIC_ROWS"]
+__all__ = ["GenMix", "BETAS", "FALLBACKS", "MODES", "PAIRINGS", "SYNTHETIC_ROWS"]
 
 PAIRINGS = ("real-synthetic", "real-union", "real-real")
 MODES = ("mixup", "cutmix")
@@ -33,36 +27,6 @@ SYNTHETIC_ROWS = ("mix", "keep")
 FALLBACKS = ("mixup", "identity")
 
 _STATE_KEYS = ("seed", "epoch", "enabled", "rng")
-
-
-@dataclass(frozen=True)
-class MixRecord:
-    """How one batch was mixed, kept on :attr:`GenMix.last_mix`.
-
-    For ``mixup``, output row ``i`` is
-    ``x[anchor[i]] * (1 - lam[i]) + x[partner[i]] * lam[i]`` with ``lam`` cast to the
-    batch dtype, and its soft target is mixed with the same weights. For ``cutmix``,
-    row ``i`` is ``x[anchor[i]]`` with ``box[i]`` pasted from ``x[partner[i]]``, and
-    ``lam[i]`` is the pasted fraction of the image.
-
-    Attributes:
-        anchor: ``(B,)`` int64 index of the sample weighted by ``1 - lam``; always a real
-            sample in the synthetic pairings.
-        partner: ``(B,)`` int64 index of the sample weighted by ``lam``; the synthetic
-            sample in ``real-synthetic`` pairing.
-        lam: ``(B,)`` float64 weight actually given to the partner (after rounding to
-            the batch dtype; for cutmix the pasted area fraction). 0 for unmixed rows.
-        box: ``(B, 4)`` int64 half-open pixel bounds ``(top, bottom, left, right)`` of
-            the pasted box for cutmix, ``None`` for mixup.
-        pairing: The pairing actually applied: one of :data:`PAIRINGS`, or
-            ``"identity"`` when the batch was passed through unmixed.
-    """
-
-    anchor: torch.Tensor
-    partner: torch.Tensor
-    lam: torch.Tensor
-    box: torch.Tensor | None
-    pairing: str
 
 
 class GenMix:
@@ -122,10 +86,10 @@ class GenMix:
     epoch, worker)`` (NumPy, as torch has no Beta sampler that takes a generator and
     gdaload's seed plan is built on ``SeedSequence``), never from a global random
     state. ``lam`` and indices are drawn on the CPU and moved to ``x.device``, so
-    results depend only on the seed and the call sequence, not on the device. ``set_epoch(e)`` restarts the stream at a
-    position given by ``(seed, e)``. Inside a DataLoader worker the stream is keyed by
-    the worker id as well, so workers holding pickled copies do not repeat each
-    other's draws.
+    results depend only on the seed and the call sequence, not on the device.
+    ``set_epoch(e)`` restarts the stream at a position given by ``(seed, e)``. Inside a
+    DataLoader worker the stream is keyed by the worker id as well, so workers holding
+    pickled copies do not repeat each other's draws.
 
     Args:
         num_classes: Number of classes of the soft targets.
@@ -201,7 +165,8 @@ class GenMix:
                 f"p is the probability that a batch is mixed and must be in [0, 1], got {p!r}"
             )
         if seed is None:
-            seed = int(np.random.SeedSequence().entropy)
+            # Without arguments SeedSequence draws its entropy, an int, from the OS.
+            seed = cast(int, np.random.SeedSequence().entropy)
         elif isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise ValueError(f"seed must be a non-negative int or None, got {seed!r}")
         self.seed: int = seed
@@ -294,11 +259,11 @@ class GenMix:
         Raises:
             ValueError: For a malformed ``x``, ``target`` or ``synthetic_mask``.
         """
-        _check_batch(x)
+        check_batch(x)
         n = x.shape[0]
         target_dtype = torch.promote_types(x.dtype, torch.float32)
-        y = self._soft_target(target, n, x.device, target_dtype)
-        mask = _check_mask(synthetic_mask, n)
+        y = soft_targets(target, n, self.num_classes, self.label_smoothing, x.device, target_dtype)
+        mask = check_mask(synthetic_mask, n)
 
         pairing = self._pairing(mask) if self.enabled and self._draw_apply() else "identity"
         if pairing == "identity":
@@ -320,7 +285,9 @@ class GenMix:
             x_mixed = x[anchor_dev] * (1 - w) + x[partner_dev] * w
             applied = weight.double()
         else:
-            box, inside, applied = self._boxes(lam, x.shape[-2], x.shape[-1], x.device)
+            box, inside, applied = cutmix_boxes(
+                self._stream(), lam, x.shape[-2], x.shape[-1], x.device
+            )
             x_mixed = torch.where(inside, x[partner_dev], x[anchor_dev])
         wt = applied.to(target_dtype).to(x.device).view(-1, 1)
         y_mixed = y[anchor_dev] * (1 - wt) + y[partner_dev] * wt
@@ -371,99 +338,15 @@ class GenMix:
         real = np.flatnonzero(~mask)
         synthetic = np.flatnonzero(mask)
         if pairing == "real-synthetic":
-            partner[real] = _deal(rng, synthetic, real.size)
+            partner[real] = deal(rng, synthetic, real.size)
         else:
             # Offsets in [1, n - 1] pick uniformly among the other rows.
             partner[real] = (real + rng.integers(1, n, size=real.size)) % n
         if self.synthetic_rows == "mix":
-            anchor[synthetic] = _deal(rng, real, synthetic.size)
+            anchor[synthetic] = deal(rng, real, synthetic.size)
         else:
             lam[synthetic] = 0.0
         return anchor, partner, lam
-
-    def _boxes(
-        self, lam: np.ndarray, height: int, width: int, device: torch.device
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Boxes of about ``lam`` of the area, their pixel masks and covered fractions."""
-        rng = self._stream()
-        n = lam.shape[0]
-        side = np.sqrt(lam)
-        cut_h = (height * side).astype(np.int64)
-        cut_w = (width * side).astype(np.int64)
-        cy = rng.integers(0, height, size=n)
-        cx = rng.integers(0, width, size=n)
-        top = np.clip(cy - cut_h // 2, 0, height)
-        bottom = np.clip(cy + (cut_h + 1) // 2, 0, height)
-        left = np.clip(cx - cut_w // 2, 0, width)
-        right = np.clip(cx + (cut_w + 1) // 2, 0, width)
-        box = torch.from_numpy(np.stack([top, bottom, left, right], axis=1).astype(np.int64))
-        area = torch.from_numpy((bottom - top) * (right - left) / float(height * width))
-
-        t, b, l, r = box.to(device).unbind(1)
-        rows = torch.arange(height, device=device).view(1, height, 1)
-        cols = torch.arange(width, device=device).view(1, 1, width)
-        inside = (
-            (rows >= t.view(-1, 1, 1))
-            & (rows < b.view(-1, 1, 1))
-            & (cols >= l.view(-1, 1, 1))
-            & (cols < r.view(-1, 1, 1))
-        )
-        return box, inside.unsqueeze(1), area.to(torch.float64)
-
-    def _soft_target(
-        self,
-        target: torch.Tensor | Sequence[Any],
-        n: int,
-        device: torch.device,
-        dtype: torch.dtype,
-    ) -> torch.Tensor:
-        """Validate ``target`` and return smoothed probability rows ``(n, num_classes)``."""
-        k = self.num_classes
-        if not torch.is_tensor(target):
-            target = _target_from_sequence(target, k)
-        if target.shape[0:1] != (n,):
-            raise ValueError(
-                f"target has {target.shape[0] if target.ndim else 0} rows but x has {n}; "
-                "pass one label (or one probability row) per sample"
-            )
-        if target.ndim == 1:
-            if target.dtype == torch.bool or target.is_floating_point() or target.is_complex():
-                raise ValueError(
-                    f"1-D target must hold integer class indices, got dtype {target.dtype}; "
-                    "use target.long() for class indices, or a (B, num_classes) float "
-                    "tensor for soft labels"
-                )
-            if n:
-                low, high = int(target.min()), int(target.max())
-                if low < 0 or high >= k:
-                    raise ValueError(
-                        f"class indices must be in [0, {k - 1}] for num_classes={k}, got values "
-                        f"in [{low}, {high}]; check num_classes or the dataset's labels"
-                    )
-            y = torch.zeros(n, k, dtype=dtype, device=device)
-            y.scatter_(1, target.to(device=device, dtype=torch.int64).view(-1, 1), 1.0)
-        elif target.ndim == 2:
-            if not target.is_floating_point():
-                raise ValueError(
-                    f"2-D target must be floating probability rows, got dtype {target.dtype}; "
-                    "call .float() on one-hot integer targets, or pass a 1-D tensor of "
-                    "class indices"
-                )
-            if target.shape[1] != k:
-                raise ValueError(
-                    f"soft target must have shape ({n}, {k}) for num_classes={k}, got "
-                    f"{tuple(target.shape)}"
-                )
-            _check_probability_rows(target, k)
-            y = target.to(device=device, dtype=dtype)
-        else:
-            raise ValueError(
-                f"target must be 1-D class indices (B,) or 2-D probability rows "
-                f"(B, num_classes), got shape {tuple(target.shape)}"
-            )
-        if self.label_smoothing:
-            y = y * (1.0 - self.label_smoothing) + self.label_smoothing / k
-        return y
 
 
 def _finite_float(name: str, value: Any) -> float:
@@ -481,91 +364,3 @@ def _choice(name: str, value: Any, valid: tuple[str, ...]) -> str:
         valid_list = ", ".join(map(repr, valid))
         raise ValueError(f"unknown {name} {value!r}; valid values are {valid_list}")
     return value
-
-
-def _deal(rng: np.random.Generator, pool: np.ndarray, count: int) -> np.ndarray:
-    """``count`` draws from ``pool``, dealt from shuffled copies so use stays balanced."""
-    copies = -(-count // pool.size)
-    return np.concatenate([rng.permutation(pool) for _ in range(copies)])[:count]
-
-
-def _check_batch(x: Any) -> None:
-    if not torch.is_tensor(x):
-        raise ValueError(f"x must be a torch.Tensor of shape (B, C, H, W), got {type(x).__name__}")
-    if x.ndim != 4:
-        raise ValueError(
-            f"x must have shape (B, C, H, W), got {tuple(x.shape)}; "
-            "add the batch dimension with x.unsqueeze(0) for a single image"
-        )
-    if not x.is_floating_point():
-        raise ValueError(
-            f"x must be a floating-point tensor, got dtype {x.dtype}; mixing integer "
-            "images would truncate them, convert first (e.g. x.float() / 255)"
-        )
-
-
-def _check_mask(mask: torch.Tensor | Sequence[bool] | None, n: int) -> np.ndarray:
-    if mask is None:
-        return np.zeros(n, dtype=bool)
-    mask = mask if torch.is_tensor(mask) else torch.as_tensor(mask)
-    if mask.dtype != torch.bool:
-        raise ValueError(
-            f"synthetic_mask must be a bool tensor (True = synthetic), got dtype {mask.dtype}; "
-            "convert 0/1 flags with mask.bool()"
-        )
-    if mask.shape != (n,):
-        raise ValueError(
-            f"synthetic_mask must have shape ({n},), one flag per sample of x, got "
-            f"{tuple(mask.shape)}"
-        )
-    return mask.cpu().numpy()
-
-
-def _target_from_sequence(target: Sequence[Any], num_classes: int) -> torch.Tensor:
-    """Turn a sequence of all class indices or all probability rows into a tensor.
-
-    An element is a probability row when it has at least one dimension (list, tuple,
-    array, tensor) and a class index when it is a scalar; a sequence holding both
-    kinds is rejected because the two cannot be stacked without guessing.
-    """
-    if isinstance(target, (str, bytes)) or not isinstance(target, (Sequence, np.ndarray)):
-        raise ValueError(
-            f"target must be a tensor or a sequence of labels, got {type(target).__name__}"
-        )
-    items = list(target)
-    if not items:
-        return torch.zeros(0, dtype=torch.int64)
-    is_row = [(item.ndim if torch.is_tensor(item) else np.ndim(item)) > 0 for item in items]
-    if all(is_row):
-        lengths = {len(item) for item in items}
-        if lengths != {num_classes}:
-            raise ValueError(
-                f"soft label rows must each have num_classes={num_classes} entries, got "
-                f"lengths {sorted(lengths)}"
-            )
-        return torch.stack([torch.as_tensor(item, dtype=torch.float64) for item in items])
-    if any(is_row):
-        rows = [i for i, row in enumerate(is_row) if row]
-        hard = [i for i, row in enumerate(is_row) if not row]
-        raise ValueError(
-            f"target mixes class indices (positions {hard[:5]}) with soft label rows "
-            f"(positions {rows[:5]}); use one form for the whole batch, e.g. one-hot the "
-            "class indices"
-        )
-    return torch.as_tensor(items)
-
-
-def _check_probability_rows(target: torch.Tensor, num_classes: int) -> None:
-    values = target.detach().to(torch.float64)
-    tolerance = max(1e-4, torch.finfo(target.dtype).eps * num_classes)
-    sums = values.sum(dim=1)
-    # Written so that NaN rows fail too.
-    bad = ~((sums - 1.0).abs() <= tolerance) | (values < 0).any(dim=1)
-    if bool(bad.any()):
-        rows = torch.nonzero(bad).flatten()[:5].tolist()
-        raise ValueError(
-            f"soft target rows must be non-negative and sum to 1; rows {rows} sum to "
-            f"{[round(float(sums[i]), 4) for i in rows]}. This usually means hard and soft "
-            "labels were mixed in one batch: pass either a 1-D tensor of class indices "
-            "or a (B, num_classes) tensor of probabilities"
-        )

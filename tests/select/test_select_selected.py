@@ -1,4 +1,4 @@
-"""SelectionStage keep rules and SelectedGenerator: seeds, purity, ratio, fallback, report."""
+"""SelectedGenerator: seeds, purity, ratio, fallback, report."""
 
 from __future__ import annotations
 
@@ -8,62 +8,11 @@ from torch import nn
 
 from gdaload.generators.base import check_generated
 from gdaload.seeding import derive_seed
-from gdaload.select import (
-    EmptySelectionError,
-    RealismScore,
-    SelectedGenerator,
-    SelectionStage,
-)
-from gdaload.select.base import batch_features
+from gdaload.select import EmptySelectionError, SelectedGenerator, SelectionStage
 
 
 def candidate_values(gen, seed: int, n: int, rnd: int = 0) -> list[float]:
     return [gen.value(derive_seed(seed, n * rnd + c)) for c in range(n)]
-
-
-def test_keep_fraction_is_ceil_of_alive_candidates_per_request(brightness):
-    scores = torch.tensor([[0.1, 0.9, 0.5, 0.7, 0.3, 0.2, 0.8, 0.4, 0.6, 0.0]])
-    alive = torch.ones_like(scores, dtype=torch.bool)
-    # 0.3 * 10 must give 3, not 4 through float error.
-    kept = brightness(keep=0.3).keep_mask(scores, alive)
-    assert kept[0].nonzero().flatten().tolist() == [1, 3, 6]
-    # Over the 3 survivors of an earlier stage, 0.5 keeps ceil(1.5) = 2.
-    alive = torch.zeros_like(alive)
-    alive[0, [0, 2, 4]] = True
-    kept = brightness(keep=0.5).keep_mask(scores, alive)
-    assert kept[0].nonzero().flatten().tolist() == [2, 4]
-    # A tiny fraction still keeps one candidate per request.
-    assert int(brightness(keep=0.01).keep_mask(scores, alive).sum()) == 1
-
-
-def test_top_k_threshold_and_rank_only_rules(brightness):
-    scores = torch.tensor([[0.5, 0.5, 0.9, 0.1], [0.2, 0.3, 0.4, 0.6]])
-    alive = torch.ones_like(scores, dtype=torch.bool)
-    alive[1, 3] = False
-    top2 = brightness(top_k=2).keep_mask(scores, alive)
-    # Ties go to the earlier candidate; dead candidates are never kept.
-    assert top2.tolist() == [[True, False, True, False], [False, True, True, False]]
-    assert brightness(threshold=0.45).keep_mask(scores, alive).tolist() == [
-        [True, True, True, False],
-        [False, False, False, False],
-    ]
-    assert torch.equal(brightness().keep_mask(scores, alive), alive)
-
-
-@pytest.mark.parametrize(
-    ("rule", "match"),
-    [
-        ({"keep": 0.0}, r"keep must be a fraction in \(0, 1\]"),
-        ({"keep": 1.5}, r"keep must be a fraction in \(0, 1\]"),
-        ({"keep": True}, r"keep must be a fraction"),
-        ({"top_k": 0}, "top_k must be an integer >= 1"),
-        ({"threshold": float("nan")}, "threshold must be a finite number"),
-        ({"keep": 0.5, "threshold": 0.1}, "at most one keep rule"),
-    ],
-)
-def test_bad_keep_rules(brightness, rule, match):
-    with pytest.raises(ValueError, match=match):
-        brightness(**rule)
 
 
 def test_returns_best_candidate_of_derived_seeds(gen, brightness):
@@ -234,24 +183,3 @@ def test_stage_returning_nan_or_wrong_shape_is_reported(gen):
         SelectedGenerator(gen, Broken(True), candidates=2).generate([0], [1])
     with pytest.raises(ValueError, match=r"one score per candidate, shape \(2,\)"):
         SelectedGenerator(gen, Broken(False), candidates=2).generate([0], [1])
-
-
-def test_feature_extractor_errors_name_the_problem():
-    class NaNAt(nn.Module):
-        def forward(self, x):
-            out = x.flatten(1).clone()
-            out[[1, 3], 0] = float("inf")
-            return out
-
-    with pytest.raises(ValueError, match=r"non-finite values \(NaN or inf\), first at sample 1"):
-        batch_features(NaNAt(), torch.zeros(4, 1, 2, 2))
-    with pytest.raises(ValueError, match=r"returned \(4,\) for 4 images"):
-        batch_features(lambda x: x.mean(dim=(1, 2, 3)), torch.zeros(4, 1, 2, 2))
-    with pytest.raises(ValueError, match="returned tuple for 4 images"):
-        batch_features(lambda x: (x,), torch.zeros(4, 1, 2, 2))
-
-
-def test_stage_needing_real_data_fails_before_fit(gen):
-    selected = SelectedGenerator(gen, RealismScore(nn.Flatten()), candidates=2)
-    with pytest.raises(ValueError, match=r"call RealismScore.fit\(real_images, real_labels\)"):
-        selected.generate([0], [1])
