@@ -169,7 +169,7 @@ class GenerativeTTA(nn.Module):
             raise ValueError(f"cache_size must be >= 0 (0 disables the cache), got {cache_size}")
         self.model: nn.Module = model
         # require_kind above made sure of the kind; mypy cannot see it.
-        self.generator = cast(ImageConditionedGenerator, generator)
+        self.generator: ImageConditionedGenerator = cast(ImageConditionedGenerator, generator)
         self.views: int = int(views)
         self.merge: str = merge
         self.include_original: bool = bool(include_original)
