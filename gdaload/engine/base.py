@@ -43,6 +43,18 @@ class SyntheticSource(Protocol):
 
     Implementations must be pure (same answer for the same arguments, from any thread)
     and compare equal when they describe the same plan.
+    :class:`~gdaload.data.plan.SyntheticPlan` is the one the loaders use.
+
+    Example:
+        >>> from dataclasses import dataclass
+        >>> @dataclass(frozen=True)
+        ... class AllZero:
+        ...     def labels(self, epoch, positions):
+        ...         return torch.zeros(len(positions), dtype=torch.long)
+        ...     def seeds(self, epoch, positions):
+        ...         return [epoch * 1000 + k for k in positions]
+        >>> AllZero().seeds(1, range(2)), AllZero() == AllZero()
+        ([1000, 1001], True)
     """
 
     def labels(self, epoch: int, positions: Sequence[int]) -> torch.Tensor:
@@ -219,11 +231,11 @@ def make_samples(
         )
         stats.generation_seconds += time.perf_counter() - start
         stats.generated += len(missing)
-        if images is None:
+        if images is None or store is None:  # no store: images is None too
             images = generated
         else:
             generated = generated.detach().to("cpu", torch.float32)
-            store.put(labels[missing], [seeds[i] for i in missing], generated)  # type: ignore[union-attr]
+            store.put(labels[missing], [seeds[i] for i in missing], generated)
             images[missing] = generated
     if images is None:
         images = torch.empty(0, *generator.image_shape)
