@@ -30,6 +30,14 @@ class ConfiguredGenerator(Protocol):
 
     Every :class:`~gdaload.Generator` is one; the store asks no more, so that the cache
     layer does not depend on the generators.
+
+    Example:
+        >>> class Fixed:
+        ...     config = {"kind": "fixed"}
+        ...     def config_hash(self):
+        ...         return "f1xed"
+        >>> SampleStore.for_generator("runs/samples", Fixed())  # doctest: +SKIP
+        SampleStore(runs/samples/f1xed, config=f1xed)
     """
 
     @property

@@ -172,7 +172,16 @@ class SyntheticSpec:
 
 class SpecAttributes:
     """The spec's settings as read-only attributes of a wrapper that holds ``spec``, and
-    its epoch as a settable one (checked like :meth:`SyntheticSpec.set_epoch`)."""
+    its epoch as a settable one (checked like :meth:`SyntheticSpec.set_epoch`).
+
+    Example:
+        >>> class Wrapper(SpecAttributes):
+        ...     def __init__(self, generator):
+        ...         self.spec = SyntheticSpec("Wrapper", generator, class_policy="uniform")
+        >>> wrapper = Wrapper(generator)  # doctest: +SKIP
+        >>> wrapper.ratio, wrapper.epoch  # doctest: +SKIP
+        (1.0, 0)
+    """
 
     spec: SyntheticSpec
 
