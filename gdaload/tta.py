@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections import OrderedDict
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gdaload.cache.lru import LRU
 from gdaload.fingerprint import content_hash
 from gdaload.generators.base import (
     Generator,
@@ -95,8 +95,8 @@ class GenerativeTTA(nn.Module):
     is drawn towards the class the model already favours: cheap (one generation per view,
     instead of one per view and class) and harmless when the prediction is right, while
     a low ``strength`` keeps a wrong prediction from overwriting the input's evidence.
-    Label-free generators (a :class:`~gdaload.MultiViewGenerator` such as ``MultiViewDiffusion``) get no
-    label.
+    Label-free generators (a :class:`~gdaload.MultiViewGenerator` such as
+    ``MultiViewDiffusion``) get no label.
 
     **Determinism.** The seed of view ``k`` of an input is derived from ``(seed, hash of
     the input's bytes, k)``: the same input always gets the same views, whatever the
@@ -167,20 +167,30 @@ class GenerativeTTA(nn.Module):
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if int(cache_size) < 0:
             raise ValueError(f"cache_size must be >= 0 (0 disables the cache), got {cache_size}")
-        self.model = model
-        self.generator = generator
-        self.views = int(views)
-        self.merge = merge
-        self.include_original = bool(include_original)
+        self.model: nn.Module = model
+        # require_kind above made sure of the kind; mypy cannot see it.
+        self.generator: ImageConditionedGenerator = cast(ImageConditionedGenerator, generator)
+        self.views: int = int(views)
+        self.merge: str = merge
+        self.include_original: bool = bool(include_original)
         self.strength: StrengthLike = (
-            tuple(float(s) for s in strength)  # type: ignore[assignment]
+            (float(strength[0]), float(strength[1]))
             if isinstance(strength, (tuple, list))
             else float(strength)
         )
-        self.seed = int(seed)
-        self.batch_size = int(batch_size)
-        self.cache_size = int(cache_size)
-        self._cache: OrderedDict[tuple[Any, ...], torch.Tensor] = OrderedDict()
+        self.seed: int = int(seed)
+        self.batch_size: int = int(batch_size)
+        # The views of the last `cache_size` inputs, least recently used dropped first.
+        self._cache: LRU[tuple[Any, ...], torch.Tensor] = LRU(int(cache_size))
+
+    @property
+    def cache_size(self) -> int:
+        """Inputs whose views are cached; 0 disables the cache."""
+        return self._cache.capacity or 0
+
+    @cache_size.setter
+    def cache_size(self, size: int) -> None:
+        self._cache.capacity = int(size)
 
     # ------------------------------------------------------------------ views
     @property
@@ -226,20 +236,14 @@ class GenerativeTTA(nn.Module):
         out: list[torch.Tensor | None] = [
             self._cache.get(k) if self.cache_size else None for k in keys
         ]
-        for key, cached in zip(keys, out, strict=True):
-            if cached is not None:
-                self._cache.move_to_end(key)  # least recently used goes first
         todo = [i for i, v in enumerate(out) if v is None]
         if todo:
             made = self._generate(x[todo], labels[todo], [keys[i][1] for i in todo])
             for j, i in enumerate(todo):
                 out[i] = made[j]
                 if self.cache_size:
-                    self._cache[keys[i]] = made[j]
-                    self._cache.move_to_end(keys[i])
-                    while len(self._cache) > self.cache_size:
-                        self._cache.popitem(last=False)
-        return torch.stack(out)  # type: ignore[arg-type]
+                    self._cache.put(keys[i], made[j])
+        return torch.stack(cast(list[torch.Tensor], out))  # every row was filled above
 
     def _generate(self, x: torch.Tensor, labels: torch.Tensor, hashes: list[int]) -> torch.Tensor:
         gen, k = self.generator, self.views

@@ -179,6 +179,25 @@ def test_cache_skips_generation_for_seen_inputs() -> None:
     assert len(uncached.calls) == 2
 
 
+def test_cache_keeps_the_most_recently_used_inputs_and_can_be_resized() -> None:
+    gen, model = BlendGenerator(), linear_model()
+    x = torch.rand(3, *SHAPE)
+    tta = GenerativeTTA(model, gen, views=2, cache_size=2)
+    tta(x[:2])
+    tta(x[:1])  # input 0 is now the most recently used
+    tta(x[2:])  # evicts input 1, not input 0
+    calls = len(gen.calls)
+    tta(x[:1])
+    assert len(gen.calls) == calls
+    tta(x[1:2])
+    assert len(gen.calls) == calls + 1
+    assert tta.cache_size == 2
+    tta.cache_size = 0  # disables the cache and empties it
+    assert tta.cache_size == 0 and len(tta._cache) == 0
+    tta(x[:1])
+    assert len(gen.calls) == calls + 2
+
+
 def test_multiview_generators_give_novel_views_without_labels() -> None:
     gen, model = NovelViewGenerator(), linear_model()
     x = torch.rand(2, *SHAPE)

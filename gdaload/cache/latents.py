@@ -14,12 +14,12 @@ import threading
 import time
 import uuid
 import warnings
-from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
+from gdaload.cache.lru import LRU
 from gdaload.cache.shards import SHARD_SUFFIX, CorruptShardError, read_shard, write_shard
 from gdaload.fingerprint import module_fingerprint, tensor_fingerprint
 
@@ -64,7 +64,7 @@ class LatentCache:
         self.namespace = namespace
         self.max_items = None if max_items is None else int(max_items)
         self.folder = Path(directory) / namespace if directory is not None else None
-        self._latents: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self._latents: LRU[str, torch.Tensor] = LRU(self.max_items)
         self._lock = threading.Lock()
         self.hits = self.misses = 0
         if self.folder is not None:
@@ -106,13 +106,7 @@ class LatentCache:
                 path.unlink(missing_ok=True)
                 continue
             for key, latent in zip(keys, tensors["latents"], strict=True):
-                self._keep(key, latent)
-
-    def _keep(self, key: str, latent: torch.Tensor) -> None:
-        self._latents[key] = latent
-        self._latents.move_to_end(key)
-        if self.max_items is not None and len(self._latents) > self.max_items:
-            self._latents.popitem(last=False)
+                self._latents.put(key, latent)
 
     def get_or_encode(
         self, images: torch.Tensor, encode_fn: Callable[[torch.Tensor], torch.Tensor]
@@ -125,10 +119,11 @@ class LatentCache:
         if not isinstance(images, torch.Tensor) or images.dim() < 2:
             raise ValueError("images must be a batched tensor (B, C, H, W)")
         keys = [tensor_fingerprint(image) for image in images]
+        found: dict[str, torch.Tensor] = {}
         with self._lock:
-            found = {k: self._latents[k] for k in keys if k in self._latents}
-            for key in found:
-                self._latents.move_to_end(key)
+            for key in dict.fromkeys(keys):
+                if (latent := self._latents.get(key)) is not None:
+                    found[key] = latent
             missing = [k for k in dict.fromkeys(keys) if k not in found]
             self.misses += sum(k not in found for k in keys)
             self.hits += sum(k in found for k in keys)
@@ -148,7 +143,7 @@ class LatentCache:
             found.update(zip(missing, encoded.clone(), strict=True))
             with self._lock:
                 for key in missing:
-                    self._keep(key, found[key])
+                    self._latents.put(key, found[key])
             self._persist(missing, encoded)
         return torch.stack([found[k] for k in keys]).to(images.device)
 

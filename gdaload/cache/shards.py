@@ -61,8 +61,10 @@ def tensor_checksum(tensors: Mapping[str, torch.Tensor]) -> str:
     for name in sorted(tensors):
         t = tensors[name].detach().cpu().contiguous()
         digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        # A uint8 view hashes any dtype (bfloat16 has no NumPy equivalent).
-        digest.update(t.reshape(-1).view(torch.uint8).numpy())
+        # A uint8 view hashes any dtype (bfloat16 has no NumPy equivalent). An ndarray
+        # supports the buffer protocol, but NumPy's stubs only declare it (__buffer__)
+        # for Python >= 3.12, the version mypy checks here being 3.10.
+        digest.update(t.reshape(-1).view(torch.uint8).numpy())  # type: ignore[arg-type]
     return digest.hexdigest()
 
 

@@ -10,29 +10,44 @@ metadata, so samples of one config are never served for another.
 from __future__ import annotations
 
 import itertools
-import json
-import logging
 import os
 import threading
-import time
-import uuid
 import warnings
-from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
-from safetensors import safe_open
 
-from gdaload.cache.shards import SHARD_SUFFIX, CorruptShardError, read_shard, write_shard
-from gdaload.generators.base import Generator
+from gdaload.cache.folder import Key, ShardFolder
+from gdaload.cache.lru import LRU, tensor_bytes
 
-__all__ = ["SampleStore"]
+__all__ = ["ConfiguredGenerator", "SampleStore"]
 
-logger = logging.getLogger(__name__)
 
-Key = tuple[int, int]
+class ConfiguredGenerator(Protocol):
+    """What :meth:`SampleStore.for_generator` reads of a generator: its config and hash.
+
+    Every :class:`~gdaload.Generator` is one; the store asks no more, so that the cache
+    layer does not depend on the generators.
+
+    Example:
+        >>> class Fixed:
+        ...     config = {"kind": "fixed"}
+        ...     def config_hash(self):
+        ...         return "f1xed"
+        >>> SampleStore.for_generator("runs/samples", Fixed())  # doctest: +SKIP
+        SampleStore(runs/samples/f1xed, config=f1xed)
+    """
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """Every setting that changes what is generated."""
+        ...
+
+    def config_hash(self) -> str:
+        """Stable alphanumeric digest of :attr:`config`."""
+        ...
 
 
 class SampleStore:
@@ -97,29 +112,24 @@ class SampleStore:
 
     @classmethod
     def for_generator(
-        cls, directory: str | os.PathLike, generator: Generator, **kwargs: Any
+        cls, directory: str | os.PathLike, generator: ConfiguredGenerator, **kwargs: Any
     ) -> SampleStore:
         """A store for ``generator``'s samples under ``directory``."""
         return cls(directory, generator.config_hash(), config=generator.config, **kwargs)
 
     def _init_state(self) -> None:
         self._lock = threading.RLock()
-        self._index: dict[Key, tuple[str, int]] = {}
-        self._shards: dict[str, tuple[int, list[Key]]] = {}  # name -> (bytes, keys)
-        self._decoded: OrderedDict[str, torch.Tensor] = OrderedDict()
-        self._decoded_bytes = 0
-        self._memory: OrderedDict[Key, torch.Tensor] = OrderedDict()
-        self._memory_used = 0
-        self._root_bytes = 0
-        self._scanned = False
+        self._disk = ShardFolder(self.root, self.config_hash, self.cache_bytes)
+        # The fallback when the folder is not writable. Reads use peek(): the samples
+        # written first are dropped first, however often they are read.
+        self._memory: LRU[Key, torch.Tensor] = LRU(self.memory_bytes, tensor_bytes)
         self.hits = self.misses = 0
 
     # ------------------------------------------------------------------ opening
     def _open(self, config: dict[str, Any] | None) -> None:
         self.memory_only = False
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            foreign = self._record_config(config)
+            foreign = self._disk.record_config(config)
         except OSError as err:
             self._fall_back(f"cannot write the sample store at {self.folder} ({err})")
             return
@@ -129,24 +139,7 @@ class SampleStore:
                 "hash collides with this one; they are not served"
             )
             return
-        self._scan()
-
-    def _record_config(self, config: dict[str, Any] | None) -> bool:
-        """Write the config beside the shards (which also proves the folder is writable);
-        return whether the folder already holds a different config."""
-        path = self.folder / "config.json"
-        blob = json.dumps(config, sort_keys=True, default=str) if config is not None else None
-        if blob is not None and path.is_file():
-            if path.read_text() != blob:
-                return True
-            blob = None  # already recorded; still probe that we can write
-        tmp = self.folder / f".config-{uuid.uuid4().hex}.tmp"
-        tmp.write_text(blob or "")
-        if blob is None:
-            tmp.unlink()
-        else:
-            os.replace(tmp, path)
-        return False
+        self._disk.scan()
 
     def _fall_back(self, reason: str) -> None:
         self.memory_only = True
@@ -157,54 +150,15 @@ class SampleStore:
             stacklevel=3,
         )
 
-    def _scan(self) -> None:
-        """Index every shard of this config (headers and keys only, no images)."""
-        self._scanned = True
-        self._index.clear()
-        self._shards.clear()
-        self._root_bytes = sum(p.stat().st_size for p in self._all_shards())
-        for path in sorted(self.folder.glob(f"*{SHARD_SUFFIX}")):
-            try:
-                with safe_open(str(path), framework="pt") as f:
-                    meta = f.metadata() or {}
-                    labels, seeds = f.get_tensor("labels"), f.get_tensor("seeds")
-                if meta.get("config_hash") != self.config_hash:
-                    logger.warning(
-                        "ignoring shard %s: written for config %s, not %s",
-                        path,
-                        meta.get("config_hash"),
-                        self.config_hash,
-                    )
-                    continue
-            except Exception as err:  # safetensors raises its own error type for bad files
-                self._drop(path.name, f"cannot read its header ({err})")
-                continue
-            self._register(path.name, path.stat().st_size, labels.tolist(), seeds.tolist())
-        logger.debug(
-            "sample store %s: %d samples in %d shards",
-            self.folder,
-            len(self._index),
-            len(self._shards),
-        )
-
-    def _all_shards(self) -> list[Path]:
-        return list(self.root.glob(f"*/*{SHARD_SUFFIX}"))
-
-    def _register(self, name: str, size: int, labels: list[int], seeds: list[int]) -> None:
-        keys = list(zip(labels, seeds, strict=True))
-        self._shards[name] = (size, keys)
-        for row, key in enumerate(keys):
-            self._index[key] = (name, row)
-
     def _ensure_scanned(self) -> None:
-        if not self._scanned and not self.memory_only:
-            self._scan()
+        if not self._disk.scanned and not self.memory_only:
+            self._disk.scan()
 
     def refresh(self) -> None:
         """Re-read the folder, picking up shards written by other processes."""
         with self._lock:
             if not self.memory_only:
-                self._scan()
+                self._disk.scan()
 
     # ------------------------------------------------------------------ reading
     def get(
@@ -251,10 +205,10 @@ class SampleStore:
             by_shard: dict[str, tuple[list[int], list[int]]] = {}
             memory_rows, memory_images = [], []
             for i, key in enumerate(keys):
-                if key in self._memory:
+                if (image := self._memory.peek(key)) is not None:
                     memory_rows.append(i)
-                    memory_images.append(self._memory[key])
-                elif (where := self._index.get(key)) is not None:
+                    memory_images.append(image)
+                elif (where := self._disk.locate(key)) is not None:
                     rows, source_rows = by_shard.setdefault(where[0], ([], []))
                     rows.append(i)
                     source_rows.append(where[1])
@@ -263,64 +217,13 @@ class SampleStore:
                     (memory_rows, torch.stack(memory_images), list(range(len(memory_rows))))
                 )
             for name, (rows, source_rows) in by_shard.items():
-                images = self._load(name)
+                images = self._disk.load(name)
                 if images is not None:
                     parts.append((rows, images, source_rows))
             found = sum(len(rows) for rows, _, _ in parts)
             self.hits += found
             self.misses += len(keys) - found
         return parts
-
-    def _load(self, name: str) -> torch.Tensor | None:
-        if name in self._decoded:
-            self._decoded.move_to_end(name)
-            return self._decoded[name]
-        path = self.folder / name
-        try:
-            tensors, meta = read_shard(path)
-            if meta.get("config_hash") != self.config_hash:
-                raise CorruptShardError(f"it belongs to config {meta.get('config_hash')}")
-            if len(tensors["images"]) != len(self._shards[name][1]):
-                raise CorruptShardError("its image count does not match its keys")
-        except FileNotFoundError:
-            self._forget(name)  # evicted by another process
-            return None
-        except (CorruptShardError, KeyError) as err:
-            self._drop(name, str(err))
-            return None
-        self._cache(name, tensors["images"])
-        return tensors["images"]
-
-    def _cache(self, name: str, images: torch.Tensor) -> None:
-        size = images.numel() * images.element_size()
-        if size > self.cache_bytes:
-            return
-        self._decoded[name] = images
-        self._decoded_bytes += size
-        while self._decoded_bytes > self.cache_bytes:
-            _, old = self._decoded.popitem(last=False)
-            self._decoded_bytes -= old.numel() * old.element_size()
-
-    def _drop(self, name: str, reason: str) -> None:
-        """Delete a damaged shard so it is regenerated, never served."""
-        warnings.warn(
-            f"dropping damaged sample-store shard {self.folder / name}: {reason}; "
-            "its samples will be generated again",
-            RuntimeWarning,
-            stacklevel=4,
-        )
-        (self.folder / name).unlink(missing_ok=True)
-        self._forget(name)
-
-    def _forget(self, name: str) -> None:
-        size, keys = self._shards.pop(name, (0, []))
-        self._root_bytes -= size
-        for key in keys:
-            if self._index.get(key, (None,))[0] == name:
-                del self._index[key]
-        if name in self._decoded:
-            old = self._decoded.pop(name)
-            self._decoded_bytes -= old.numel() * old.element_size()
 
     # ------------------------------------------------------------------ writing
     def put(
@@ -341,9 +244,7 @@ class SampleStore:
         with self._lock:
             self._ensure_scanned()
             new = [
-                i
-                for i, key in enumerate(keys)
-                if key not in self._index and key not in self._memory
+                i for i, key in enumerate(keys) if key not in self._disk and key not in self._memory
             ]
             if not new:
                 return
@@ -351,66 +252,23 @@ class SampleStore:
             images = images[new].contiguous()
             if not self.memory_only:
                 try:
-                    self._write(keys, images)
+                    self._disk.write(keys, images, self.max_bytes)
                     return
                 except OSError as err:
                     self._fall_back(f"writing to the sample store at {self.folder} failed ({err})")
-            self._remember(keys, images)
-
-    def _write(self, keys: list[Key], images: torch.Tensor) -> None:
-        name = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}{SHARD_SUFFIX}"
-        labels = torch.tensor([k[0] for k in keys], dtype=torch.int64)
-        seeds = torch.tensor([k[1] for k in keys], dtype=torch.int64)
-        size = write_shard(
-            self.folder / name,
-            {"images": images, "labels": labels, "seeds": seeds},
-            {"config_hash": self.config_hash},
-        )
-        self._root_bytes += size
-        self._register(name, size, labels.tolist(), seeds.tolist())
-        self._cache(name, images)
-        if self.max_bytes is not None and self._root_bytes > self.max_bytes:
-            self._evict()
-
-    def _evict(self) -> None:
-        """Delete the oldest shards under the root until the total fits the cap."""
-        shards = []
-        for path in self._all_shards():
-            try:
-                stat = path.stat()
-            except FileNotFoundError:
-                continue
-            shards.append((stat.st_mtime_ns, path.name, path, stat.st_size))
-        total = sum(s[3] for s in shards)
-        for _, name, path, size in sorted(shards):
-            if total <= self.max_bytes:  # type: ignore[operator]
-                break
-            path.unlink(missing_ok=True)
-            total -= size
-            if path.parent == self.folder:
-                self._forget(name)
-            logger.debug("evicted shard %s (%d bytes)", path, size)
-        self._root_bytes = total
-
-    def _remember(self, keys: list[Key], images: torch.Tensor) -> None:
-        size = images[0].numel() * images.element_size() if len(images) else 0
-        for key, image in zip(keys, images.clone(), strict=True):
-            self._memory[key] = image
-            self._memory_used += size
-        while self._memory and self._memory_used > self.memory_bytes:
-            self._memory.popitem(last=False)
-            self._memory_used -= size
+            for key, image in zip(keys, images.clone(), strict=True):
+                self._memory.put(key, image)
 
     # ------------------------------------------------------------------ bookkeeping
     def __len__(self) -> int:
         with self._lock:
             self._ensure_scanned()
-            return len(self._index) + len(self._memory)
+            return len(self._disk) + len(self._memory)
 
     def __contains__(self, key: Key) -> bool:
         with self._lock:
             self._ensure_scanned()
-            return tuple(key) in self._index or tuple(key) in self._memory
+            return tuple(key) in self._disk or tuple(key) in self._memory
 
     def stats(self) -> dict[str, Any]:
         """Hits, misses, stored samples and shards, bytes on disk, memory fallback."""
@@ -418,9 +276,9 @@ class SampleStore:
             return {
                 "hits": self.hits,
                 "misses": self.misses,
-                "samples": len(self._index) + len(self._memory),
-                "shards": len(self._shards),
-                "bytes": sum(s for s, _ in self._shards.values()),
+                "samples": len(self._disk) + len(self._memory),
+                "shards": self._disk.num_shards,
+                "bytes": self._disk.num_bytes,
                 "memory_only": self.memory_only,
             }
 

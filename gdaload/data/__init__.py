@@ -1,7 +1,13 @@
-"""Ways into a training loop: a dataset wrapper and a loader wrapper."""
+"""Ways into a training loop: a dataset wrapper and a loader wrapper.
+
+* :class:`GenerativeLoader` appends synthetic samples to the batches of a loader.
+* :class:`GenerativeDataset` puts synthetic samples after the real ones of a dataset.
+* :class:`SyntheticSpec` is what both share: checked settings, store and epoch state.
+"""
 
 from gdaload.data.dataset import GenerativeDataset
 from gdaload.data.loader import GenerativeLoader
 from gdaload.data.policies import CLASS_POLICIES
+from gdaload.data.spec import SyntheticSpec
 
-__all__ = ["CLASS_POLICIES", "GenerativeDataset", "GenerativeLoader"]
+__all__ = ["CLASS_POLICIES", "GenerativeDataset", "GenerativeLoader", "SyntheticSpec"]

@@ -2,32 +2,24 @@
 
 from __future__ import annotations
 
-import math
-import os
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence, Sized
+from typing import Any, cast
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, get_worker_info
 from tqdm.auto import tqdm
 
-from gdaload.cache.store import SampleStore
 from gdaload.data.plan import SyntheticPlan
-from gdaload.data.policies import (
-    CLASS_POLICIES,
-    check_ratio,
-    dataset_labels,
-    real_class_counts,
-)
+from gdaload.data.policies import dataset_labels
+from gdaload.data.spec import SpecAttributes, StoreLike, SyntheticSpec
 from gdaload.engine.base import EngineStats, fetch_stored, make_samples
-from gdaload.generators.base import Generator, refuse_multiview
-from gdaload.seeding import SeedPlan
+from gdaload.generators.base import Generator
 
 __all__ = ["GenerativeDataset"]
 
 
-class GenerativeDataset(Dataset):
+class GenerativeDataset(SpecAttributes, Dataset):
     """Real samples at indices ``0..m_S-1``, synthetic samples after them.
 
     ``len = m_S + round(ratio * m_S)``. Synthetic sample ``j`` of epoch ``e`` has the
@@ -59,6 +51,16 @@ class GenerativeDataset(Dataset):
         return_mask: Return ``(input, label, is_synthetic)`` triples.
         store: A :class:`~gdaload.cache.SampleStore` or a folder for one.
 
+    The synthetic settings (``generator``, ``ratio``, ``plan``, ``class_policy``,
+    ``class_counts``, ``store``, ``epoch``) live in :attr:`spec`, a
+    :class:`~gdaload.data.SyntheticSpec`, and read as attributes too.
+
+    Raises:
+        ValueError: On a bad ratio, seed or class policy, labels that do not match
+            ``real`` or that the generator cannot produce, or a store of another
+            generator config.
+        GeneratorKindError: If ``generator`` is a multi-view generator.
+
     Example:
         >>> ds = GenerativeDataset(real, generator, ratio=0.5, seed=0)  # doctest: +SKIP
         >>> loader = DataLoader(ds, batch_size=64, shuffle=True, num_workers=2)  # doctest: +SKIP
@@ -78,42 +80,33 @@ class GenerativeDataset(Dataset):
         labels: Sequence[int] | None = None,
         synthetic_transform: Callable[[torch.Tensor], Any] | None = None,
         return_mask: bool = False,
-        store: str | os.PathLike | SampleStore | None = None,
+        store: StoreLike = None,
     ) -> None:
-        refuse_multiview(generator, "GenerativeDataset")
-        if class_policy not in CLASS_POLICIES:
-            raise ValueError(
-                f"unknown class_policy {class_policy!r}; valid ones are {list(CLASS_POLICIES)}"
+        def real_labels() -> np.ndarray:
+            # Read once the cheap checks have passed; one label per real sample.
+            values = (
+                np.asarray(labels, dtype=np.int64) if labels is not None else dataset_labels(real)
             )
-        self.real, self.generator = real, generator
-        self.ratio = check_ratio(ratio)
-        self.plan = SeedPlan(seed)
-        self.class_policy = class_policy
+            num_real = len(cast(Sized, real))
+            if len(values) != num_real:
+                raise ValueError(f"got {len(values)} labels for {num_real} real samples")
+            return values
+
+        self.real = real
+        self.spec = SyntheticSpec(
+            "GenerativeDataset",
+            generator,
+            ratio,
+            seed,
+            class_policy=class_policy,
+            labels=real_labels,
+            store=store,
+        )
         self.synthetic_transform = synthetic_transform
         self.return_mask = return_mask
-        real_labels = (
-            np.asarray(labels, dtype=np.int64) if labels is not None else dataset_labels(real)
-        )
-        self.num_real = len(real)
-        if len(real_labels) != self.num_real:
-            raise ValueError(f"got {len(real_labels)} labels for {self.num_real} real samples")
-        self.class_counts = real_class_counts(real_labels, generator.num_classes)
-        self.num_synthetic = math.floor(self.ratio * self.num_real + 0.5)
-        self.epoch = 0
+        self.num_real = len(cast(Sized, real))
+        self.num_synthetic = self.spec.synthetic_count(self.num_real)
         self._shape_checked = False
-        if isinstance(store, (str, os.PathLike)):
-            store = SampleStore.for_generator(store, generator)
-        elif store is not None and not isinstance(store, SampleStore):
-            raise TypeError(
-                f"store must be a folder path or a SampleStore, got {type(store).__name__}"
-            )
-        if store is not None and store.config_hash != generator.config_hash():
-            raise ValueError(
-                f"the store holds samples of generator config {store.config_hash}, but this "
-                f"generator's config is {generator.config_hash()}; open one with "
-                "SampleStore.for_generator(folder, generator) or pass the folder"
-            )
-        self.store = store
         self._engine_stats = EngineStats()
 
     def __len__(self) -> int:
@@ -121,34 +114,25 @@ class GenerativeDataset(Dataset):
 
     def set_epoch(self, epoch: int) -> None:
         """Select the synthetic samples of ``epoch`` (fresh ones for each epoch)."""
-        if epoch < 0:
-            raise ValueError(f"epoch must be >= 0, got {epoch}")
-        self.epoch = int(epoch)
+        self.spec.set_epoch(epoch)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "seed": self.plan.seed}
+        """``{"epoch": ..., "seed": ...}``, for resuming (see :meth:`load_state_dict`)."""
+        return self.spec.state_dict()
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.plan = SeedPlan(state["seed"])
-        self.set_epoch(state["epoch"])
+        """Continue from a :meth:`state_dict`."""
+        self.spec.load_state_dict(state)
 
     def _synthetic_plan(self) -> SyntheticPlan:
-        counts = tuple(int(c) for c in self.class_counts)
-        return SyntheticPlan(
-            self.plan.seed,
-            self.class_policy,
-            counts,
-            self.ratio,
-            self.generator.num_classes,
-            rank=0,
-            world=1,
-        )
+        return self.spec.synthetic_plan()
 
     def synthetic_labels(self) -> np.ndarray:
         """Labels of this epoch's synthetic samples, in index order."""
         return self._synthetic_plan().labels(self.epoch, range(self.num_synthetic)).numpy()
 
     def is_synthetic(self, index: int) -> bool:
+        """Whether ``index`` holds a synthetic sample (it follows the real ones)."""
         return index >= self.num_real
 
     def __getitem__(self, index: int) -> Any:
@@ -261,14 +245,17 @@ class GenerativeDataset(Dataset):
         synthetic inputs cannot be batched together."""
         self._shape_checked = True
         real = self.real[0][0] if self.num_real else None
-        if isinstance(real, torch.Tensor) and isinstance(synthetic, torch.Tensor):
-            if real.shape != synthetic.shape or real.dtype != synthetic.dtype:
-                raise ValueError(
-                    f"synthetic inputs are {synthetic.dtype} of shape {tuple(synthetic.shape)} but "
-                    f"real inputs are {real.dtype} of shape {tuple(real.shape)}; pass "
-                    "synthetic_transform= (e.g. v2.Resize, v2.Grayscale, v2.Normalize, "
-                    "v2.ToDtype) so synthetic samples match the real ones"
-                )
+        if (
+            isinstance(real, torch.Tensor)
+            and isinstance(synthetic, torch.Tensor)
+            and (real.shape != synthetic.shape or real.dtype != synthetic.dtype)
+        ):
+            raise ValueError(
+                f"synthetic inputs are {synthetic.dtype} of shape {tuple(synthetic.shape)} but "
+                f"real inputs are {real.dtype} of shape {tuple(real.shape)}; pass "
+                "synthetic_transform= (e.g. v2.Resize, v2.Grayscale, v2.Normalize, "
+                "v2.ToDtype) so synthetic samples match the real ones"
+            )
 
     def __repr__(self) -> str:
         return (

@@ -9,8 +9,6 @@ generators are safe with any number of DataLoader workers.
 
 from __future__ import annotations
 
-import math
-import os
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
@@ -18,20 +16,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from gdaload.cache.store import SampleStore
+from gdaload.data.forwarding import LoaderAttributes
 from gdaload.data.plan import SyntheticPlan
-from gdaload.data.policies import (
-    CLASS_POLICIES,
-    check_ratio,
-    dataset_labels,
-    real_class_counts,
-)
+from gdaload.data.policies import dataset_labels
+from gdaload.data.spec import SpecAttributes, StoreLike, SyntheticSpec
 from gdaload.engine.base import ENGINES, Engine, EngineStats
 from gdaload.engine.pool import check_pool_settings
 from gdaload.engine.sync import SyncEngine
 from gdaload.engine.threaded import ThreadEngine
-from gdaload.generators.base import Generator, refuse_multiview
-from gdaload.seeding import SeedPlan
+from gdaload.generators.base import Generator
 
 __all__ = ["GenerativeLoader"]
 
@@ -53,8 +46,11 @@ def _real_per_epoch(loader: Iterable[Any]) -> int | None:
         except (TypeError, IndexError):
             return None
     batch_sampler = getattr(loader, "batch_sampler", None)
+    if batch_sampler is None:
+        return None
     try:
-        count = len(batch_sampler.sampler)  # type: ignore[union-attr]
+        # accelerate's batch samplers may have no sampler: then the count is unknown.
+        count = len(batch_sampler.sampler)
     except (AttributeError, TypeError):
         return None
     size = getattr(batch_sampler, "batch_size", None)
@@ -63,7 +59,7 @@ def _real_per_epoch(loader: Iterable[Any]) -> int | None:
     return count
 
 
-class GenerativeLoader:
+class GenerativeLoader(SpecAttributes, LoaderAttributes):
     """Yield the batches of ``loader`` with synthetic samples appended to each.
 
     Over an epoch that yields m_S real samples, exactly ``round(ratio * m_S)``
@@ -86,6 +82,13 @@ class GenerativeLoader:
 
     The epoch advances by one after each full pass; :meth:`set_epoch` sets it explicitly
     (and is forwarded to the wrapped loader, e.g. for a ``DistributedSampler``).
+
+    ``len()`` and the attributes training loops read of a loader (``dataset``,
+    ``batch_size``, ``sampler``, ``batch_sampler``, ``num_workers``, ``drop_last``) are
+    those of the wrapped loader; reach anything else of it as ``.loader.<name>``. The
+    synthetic settings (``generator``, ``ratio``, ``plan``, ``class_policy``,
+    ``class_counts``, ``store``, ``epoch``) live in :attr:`spec`, a
+    :class:`~gdaload.data.SyntheticSpec`, and read as attributes too.
 
     Args:
         loader: Any iterable of ``(inputs, labels)`` batches with integer labels of shape
@@ -113,6 +116,12 @@ class GenerativeLoader:
         store: A :class:`~gdaload.cache.SampleStore` or a folder for one: generated
             samples are kept on disk and read back instead of generated again.
         progress: Show progress bars (warm-up).
+
+    Raises:
+        ValueError: On a bad ratio, seed, class policy, engine or pool setting, real
+            labels the generator cannot produce, or a store of another generator config
+            (checked at construction, before any sample is generated).
+        GeneratorKindError: If ``generator`` is a multi-view generator.
 
     Example:
         >>> loader = DataLoader(real, batch_size=64, shuffle=True, num_workers=4)  # doctest: +SKIP
@@ -142,26 +151,24 @@ class GenerativeLoader:
         dry_policy: str = "wait",
         reuse_limit: int = 1,
         warmup: int | bool = 0,
-        store: str | os.PathLike | SampleStore | None = None,
+        store: StoreLike = None,
         progress: bool = True,
     ) -> None:
-        refuse_multiview(generator, "GenerativeLoader")
-        if class_policy not in CLASS_POLICIES:
-            raise ValueError(
-                f"unknown class_policy {class_policy!r}; valid ones are {list(CLASS_POLICIES)}"
-            )
-        self.loader, self.generator = loader, generator
-        self.ratio = check_ratio(ratio)
-        self.plan = SeedPlan(seed)
-        self.class_policy = class_policy
-        self.synthetic_transform = synthetic_transform
-        self.return_mask = return_mask
-        self.class_counts = self._class_counts(labels)
-        self.epoch = 0
+        self.loader = loader
         self._configure_engine(
             engine, pool_size, generation_batch_size, dry_policy, reuse_limit, warmup
         )
-        self.store = self._open_store(store)
+        self.spec = SyntheticSpec(
+            "GenerativeLoader",
+            generator,
+            ratio,
+            seed,
+            class_policy=class_policy,
+            labels=labels if labels is not None else lambda: self._loader_labels(class_policy),
+            store=store,
+        )
+        self.synthetic_transform = synthetic_transform
+        self.return_mask = return_mask
         self.progress = progress
         self._stats = {"real": 0, "synthetic": 0, "batches": 0}
         self._engine_stats = EngineStats()
@@ -200,55 +207,39 @@ class GenerativeLoader:
                 "ahead; pass engine='thread'"
             )
 
-    def _open_store(self, store: str | os.PathLike | SampleStore | None) -> SampleStore | None:
-        if store is None or isinstance(store, SampleStore):
-            if store is not None and store.config_hash != self.generator.config_hash():
-                raise ValueError(
-                    f"the store holds samples of generator config {store.config_hash}, but this "
-                    f"generator's config is {self.generator.config_hash()}; open one with "
-                    "SampleStore.for_generator(folder, generator) or pass the folder"
-                )
-            return store
-        if isinstance(store, (str, os.PathLike)):
-            return SampleStore.for_generator(store, self.generator)
-        raise TypeError(f"store must be a folder path or a SampleStore, got {type(store).__name__}")
-
-    def _class_counts(self, labels: Sequence[int] | None) -> np.ndarray | None:
-        if labels is None and getattr(self.loader, "dataset", None) is not None:
+    def _loader_labels(self, class_policy: str) -> np.ndarray | None:
+        """Labels of ``loader.dataset``; ``None`` when unreadable and not needed."""
+        dataset = getattr(self.loader, "dataset", None)
+        if dataset is not None:
             try:
-                labels = dataset_labels(self.loader.dataset)
+                return dataset_labels(dataset)
             except ValueError:
-                labels = None
-        if labels is None:
-            if self.class_policy != "uniform":
-                raise ValueError(
-                    f"class_policy={self.class_policy!r} needs the real labels' frequencies but "
-                    f"they cannot be read from {type(self.loader).__name__}; pass labels=[...] "
-                    "or use class_policy='uniform'"
-                )
-            return None
-        return real_class_counts(np.asarray(labels, dtype=np.int64), self.generator.num_classes)
+                pass
+        if class_policy != "uniform":
+            raise ValueError(
+                f"class_policy={class_policy!r} needs the real labels' frequencies but "
+                f"they cannot be read from {type(self.loader).__name__}; pass labels=[...] "
+                "or use class_policy='uniform'"
+            )
+        return None
 
     # ------------------------------------------------------------------ loop hooks
-    def __len__(self) -> int:
-        return len(self.loader)  # type: ignore[arg-type]
-
     def set_epoch(self, epoch: int) -> None:
         """Use the synthetic samples of ``epoch``; forwarded to the wrapped loader."""
-        if epoch < 0:
-            raise ValueError(f"epoch must be >= 0, got {epoch}")
-        self.epoch = int(epoch)
+        self.spec.set_epoch(epoch)
         for target in (self.loader, getattr(self.loader, "sampler", None)):
-            if hasattr(target, "set_epoch"):
-                target.set_epoch(epoch)
+            forward = getattr(target, "set_epoch", None)
+            if forward is not None:
+                forward(epoch)
                 break
 
     def state_dict(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "seed": self.plan.seed}
+        """``{"epoch": ..., "seed": ...}``, for resuming (see :meth:`load_state_dict`)."""
+        return self.spec.state_dict()
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.plan = SeedPlan(state["seed"])
-        self.epoch = int(state["epoch"])
+        """Continue from a :meth:`state_dict`; the wrapped loader is not told the epoch."""
+        self.spec.load_state_dict(state)
 
     def stats(self) -> dict[str, float]:
         """Counters since construction.
@@ -263,12 +254,6 @@ class GenerativeLoader:
         out["pool_fill"] = self._engine.pool_fill() if self._engine is not None else 0
         out["pool_size"] = self.pool_size if self.engine == "thread" else 0
         return out
-
-    def __getattr__(self, name: str) -> Any:
-        # Training loops read loader attributes (dataset, batch_size, sampler); pass them on.
-        if name.startswith("_") or name == "loader":
-            raise AttributeError(name)
-        return getattr(self.loader, name)
 
     # ------------------------------------------------------------------ lifecycle
     def _start_engine(self) -> Engine:
@@ -312,23 +297,13 @@ class GenerativeLoader:
 
     # ------------------------------------------------------------------ iteration
     def _source(self) -> SyntheticPlan:
-        rank, world = _distributed_rank_world()
-        counts = None if self.class_counts is None else tuple(int(c) for c in self.class_counts)
-        return SyntheticPlan(
-            self.plan.seed,
-            self.class_policy,
-            counts,
-            self.ratio,
-            self.generator.num_classes,
-            rank,
-            world,
-        )
+        return self.spec.synthetic_plan(*_distributed_rank_world())
 
     def _expected_synthetic(self) -> int | None:
         real = self._real_seen_last
         if real is None:
             real = _real_per_epoch(self.loader)
-        return None if real is None else math.floor(self.ratio * real + 0.5)
+        return None if real is None else self.spec.synthetic_count(real)
 
     def __iter__(self) -> Iterator[Batch]:
         epoch = self.epoch
@@ -344,7 +319,7 @@ class GenerativeLoader:
             for batch in self.loader:
                 x, y = self._unpack(batch)
                 real_seen += len(y)
-                n = math.floor(self.ratio * real_seen + 0.5) - synthetic_made
+                n = self.spec.synthetic_count(real_seen) - synthetic_made
                 positions = range(synthetic_made, synthetic_made + n)
                 synthetic_made += n
                 yield self._merge(x, y, epoch, positions, engine)
@@ -353,14 +328,15 @@ class GenerativeLoader:
             self.close()
             raise
         self._real_seen_last = real_seen
-        self.epoch = epoch + 1
+        self.spec.epoch = epoch + 1
 
     @staticmethod
     def _unpack(batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
         if not isinstance(batch, (tuple, list)) or len(batch) != 2:
+            length = f" of length {len(batch)}" if isinstance(batch, (tuple, list)) else ""
             raise TypeError(
                 "GenerativeLoader expects batches of (inputs, labels); got "
-                f"{type(batch).__name__}{f' of length {len(batch)}' if isinstance(batch, (tuple, list)) else ''}. "
+                f"{type(batch).__name__}{length}. "
                 "Adapt the loader (e.g. a collate_fn returning (x, y)) before wrapping it"
             )
         x, y = batch

@@ -56,6 +56,13 @@ class SyntheticPlan:
     """Label and seed of every synthetic position; equal plans serve equal samples.
 
     Position ``k`` of a rank is the plan's synthetic index ``j = k * world + rank``.
+
+    Example:
+        >>> plan = SyntheticPlan(0, "match", (2, 1, 1), 1.0, 3, rank=0, world=1)
+        >>> sorted(plan.labels(0, range(4)).tolist())  # the real frequencies, shuffled
+        [0, 0, 1, 2]
+        >>> plan.seeds(0, [5]) == [SeedPlan(0).sample_seed(0, 5)]
+        True
     """
 
     seed: int

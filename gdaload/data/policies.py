@@ -57,7 +57,9 @@ def _largest_remainder(weights: np.ndarray, total: int) -> np.ndarray:
     return counts
 
 
-def synthetic_counts(policy: str, real_counts: Sequence[int], total: int) -> np.ndarray:
+def synthetic_counts(
+    policy: str, real_counts: Sequence[int] | np.ndarray, total: int
+) -> np.ndarray:
     """Number of synthetic samples per class.
 
     Args:
@@ -98,7 +100,10 @@ def synthetic_counts(policy: str, real_counts: Sequence[int], total: int) -> np.
 
 
 def plan_labels(
-    policy: str, real_counts: Sequence[int], total: int, rng: np.random.Generator
+    policy: str,
+    real_counts: Sequence[int] | np.ndarray,
+    total: int,
+    rng: np.random.Generator,
 ) -> np.ndarray:
     """Labels of ``total`` synthetic samples with exact per-class counts, in random order."""
     counts = synthetic_counts(policy, real_counts, total)

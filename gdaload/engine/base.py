@@ -43,6 +43,18 @@ class SyntheticSource(Protocol):
 
     Implementations must be pure (same answer for the same arguments, from any thread)
     and compare equal when they describe the same plan.
+    :class:`~gdaload.data.plan.SyntheticPlan` is the one the loaders use.
+
+    Example:
+        >>> from dataclasses import dataclass
+        >>> @dataclass(frozen=True)
+        ... class AllZero:
+        ...     def labels(self, epoch, positions):
+        ...         return torch.zeros(len(positions), dtype=torch.long)
+        ...     def seeds(self, epoch, positions):
+        ...         return [epoch * 1000 + k for k in positions]
+        >>> AllZero().seeds(1, range(2)), AllZero() == AllZero()
+        ([1000, 1001], True)
     """
 
     def labels(self, epoch: int, positions: Sequence[int]) -> torch.Tensor:
@@ -66,6 +78,12 @@ class EngineStats:
         generation_seconds: Time spent inside ``generator.generate``.
         wait_seconds: Time the training loop was blocked waiting for samples.
         warmup_seconds: Time spent filling the pool before the first batch.
+
+    Example:
+        >>> stats = EngineStats()
+        >>> stats.generated += 8
+        >>> stats.as_dict()["generated"], stats.as_dict()["served"]
+        (8, 0)
     """
 
     generated: int = 0
@@ -90,6 +108,11 @@ class Served:
         images: ``(N, C, H, W)`` floats in [0, 1].
         labels: ``(N,)`` CPU ``int64`` labels (the plan's, also for reused samples).
         reused: How many of the ``N`` are reused samples.
+
+    Example:
+        >>> served = Served(torch.zeros(2, 1, 4, 4), torch.tensor([0, 1]))
+        >>> len(served.images), served.reused
+        (2, 0)
     """
 
     images: torch.Tensor
@@ -101,7 +124,19 @@ class Engine(abc.ABC):
     """Serves synthetic samples position by position; see :mod:`gdaload.engine`.
 
     Call :meth:`begin_epoch` before the first :meth:`take` of each epoch, and take
-    positions in order ``0, 1, 2, ...``.
+    positions in order ``0, 1, 2, ...``. Subclasses implement :meth:`take`; those with
+    a pool or a thread also override :meth:`warm_up`, :meth:`pool_fill` and
+    :meth:`close`.
+
+    Example:
+        >>> class Blank(Engine):
+        ...     def take(self, epoch, positions):
+        ...         labels = self._source.labels(epoch, positions)
+        ...         return Served(torch.zeros(len(labels), *self.generator.image_shape), labels)
+        >>> with Blank(generator) as engine:  # doctest: +SKIP
+        ...     engine.begin_epoch(source, epoch=0, total=None)
+        ...     engine.take(0, range(4)).images.shape
+        torch.Size([4, 3, 32, 32])
     """
 
     def __init__(
@@ -135,15 +170,19 @@ class Engine(abc.ABC):
     def take(self, epoch: int, positions: range) -> Served:
         """Samples of the consecutive ``positions`` of ``epoch``."""
 
+    # warm_up and close are hooks, not abstract: an engine without a pool or a thread
+    # (SyncEngine) has nothing to prepare or stop, so the defaults do nothing.
     def warm_up(self, count: int, progress: bool = True) -> None:
         """Have ``count`` samples ready before the first batch (no-op without a pool)."""
+        return None
 
     def pool_fill(self) -> int:
         """Samples ready and not yet served."""
         return 0
 
     def close(self) -> None:
-        """Stop background work; idempotent."""
+        """Stop background work; idempotent (no-op without a thread)."""
+        return None
 
     def __enter__(self) -> Engine:
         return self
@@ -192,11 +231,11 @@ def make_samples(
         )
         stats.generation_seconds += time.perf_counter() - start
         stats.generated += len(missing)
-        if images is None:
+        if images is None or store is None:  # no store: images is None too
             images = generated
         else:
             generated = generated.detach().to("cpu", torch.float32)
-            store.put(labels[missing], [seeds[i] for i in missing], generated)  # type: ignore[union-attr]
+            store.put(labels[missing], [seeds[i] for i in missing], generated)
             images[missing] = generated
     if images is None:
         images = torch.empty(0, *generator.image_shape)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from dataclasses import dataclass
 
 import torch
 
@@ -57,6 +58,14 @@ def check_pool_settings(pool_size: int, block_size: int, dry_policy: str, reuse_
         )
 
 
+@dataclass
+class _Banked:
+    """A sample in the :class:`ReuseBank` and how often it has been served."""
+
+    image: torch.Tensor
+    serves: int
+
+
 class ReuseBank:
     """Generated samples that may stand in for a sample that is not ready.
 
@@ -65,15 +74,24 @@ class ReuseBank:
     arrived too late for its own position, never served, comes first), then the most
     recently added. Each sample is served at most ``1 + reuse_limit`` times.
 
+    The bank forgets by age, not by use: when full, the sample added first goes, however
+    recently it was served (first in, first out; not an LRU).
+
     Args:
         capacity: Samples kept; the oldest are forgotten first.
         reuse_limit: Extra times one sample may be served.
+
+    Example:
+        >>> bank = ReuseBank(capacity=2, reuse_limit=1)
+        >>> bank.add((0, 0), torch.zeros(1, 2, 2), label=3, serves=1)
+        >>> bank.take(3).shape, bank.take(3)
+        (torch.Size([1, 2, 2]), None)
     """
 
     def __init__(self, capacity: int, reuse_limit: int) -> None:
         self.capacity, self.reuse_limit = capacity, reuse_limit
         self._order: OrderedDict[Position, int] = OrderedDict()  # position -> label, by age
-        self._by_label: dict[int, OrderedDict[Position, list]] = {}  # label -> [image, serves]
+        self._by_label: dict[int, OrderedDict[Position, _Banked]] = {}
 
     def add(self, position: Position, image: torch.Tensor, label: int, serves: int) -> None:
         """Offer a sample that has been served ``serves`` times so far."""
@@ -81,7 +99,7 @@ class ReuseBank:
             return
         self._order[position] = label
         # A copy: a view would keep its whole generated batch alive in the bank.
-        self._by_label.setdefault(label, OrderedDict())[position] = [image.clone(), serves]
+        self._by_label.setdefault(label, OrderedDict())[position] = _Banked(image.clone(), serves)
         while len(self._order) > self.capacity:
             old, old_label = self._order.popitem(last=False)
             del self._by_label[old_label][old]
@@ -91,18 +109,17 @@ class ReuseBank:
         candidates = self._by_label.get(label)
         if not candidates:
             return None
-        best = None
-        for position, (_, serves) in reversed(candidates.items()):
-            if best is None or serves < candidates[best][1]:
-                best = position
+        # Fewest serves; among equals the first met from the newest end, the most recent.
+        best = min(reversed(candidates), key=lambda position: candidates[position].serves)
         entry = candidates[best]
-        entry[1] += 1
-        if entry[1] > self.reuse_limit:
+        entry.serves += 1
+        if entry.serves > self.reuse_limit:
             del candidates[best]
             del self._order[best]
-        return entry[0]
+        return entry.image
 
     def clear(self) -> None:
+        """Forget every sample."""
         self._order.clear()
         self._by_label.clear()
 

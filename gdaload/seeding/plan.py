@@ -1,36 +1,13 @@
-"""The seed plan: every random choice in gdaload is a pure function of integer keys.
-
-Seeds are derived with :class:`numpy.random.SeedSequence`, whose hashing makes nearby
-keys (epoch 3 vs 4, index 10 vs 11) give unrelated streams. Nothing here touches a
-global random state, so a sample's seed never depends on batch size, worker, rank or
-timing.
-"""
+"""The seed plan: the seed of every synthetic sample, from (base seed, epoch, index)."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from gdaload.seeding.derive import derive_rng, derive_seed
 from gdaload.seeding.streams import Stream
 
-__all__ = ["SeedPlan", "derive_rng", "derive_seed"]
-
-
-def derive_seed(*keys: int) -> int:
-    """Return a seed in ``[0, 2**63)`` determined only by ``keys``.
-
-    Example:
-        >>> derive_seed(0, 1, 2) == derive_seed(0, 1, 2) != derive_seed(0, 1, 3)
-        True
-    """
-    if any(int(k) < 0 for k in keys):
-        raise ValueError(f"seed keys must be non-negative integers, got {keys}")
-    state = np.random.SeedSequence([int(k) for k in keys]).generate_state(2, dtype=np.uint32)
-    return (int(state[0]) << 31) ^ int(state[1])
-
-
-def derive_rng(*keys: int) -> np.random.Generator:
-    """A private NumPy generator for the stream named by ``keys``."""
-    return np.random.default_rng(np.random.SeedSequence([int(k) for k in keys]))
+__all__ = ["SeedPlan"]
 
 
 class SeedPlan:
@@ -38,6 +15,12 @@ class SeedPlan:
 
     Separate streams (sample noise, label order) are keyed by a tag so they never
     collide. The plan is what makes caches, resumed runs and ranks agree on samples.
+
+    Args:
+        seed: The base seed, a non-negative integer.
+
+    Raises:
+        ValueError: If ``seed`` is not a non-negative integer.
 
     Example:
         >>> plan = SeedPlan(0)

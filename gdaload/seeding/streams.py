@@ -26,7 +26,12 @@ __all__ = ["Stream"]
 
 
 class Stream(IntEnum):
-    """Stream tags, grouped by the key they follow (see the module docstring)."""
+    """Stream tags, grouped by the key they follow (see the module docstring).
+
+    Example:
+        >>> int(Stream.PLAN_LABELS), Stream.GENMIX.to_bytes(4, "big")
+        (1, b'gmix')
+    """
 
     # After a SeedPlan's base seed: the per-sample seeds and the order of labels.
     PLAN_SAMPLE = 0

@@ -9,8 +9,8 @@ import torch
 from checkers import SeedImageGenerator, assert_pickle_round_trip
 from torch.utils.data import DataLoader, TensorDataset
 
+import gdaload.cache.folder as folder_module
 import gdaload.cache.shards as shards_module
-import gdaload.cache.store as store_module
 from gdaload import GenerativeDataset, GenerativeLoader
 from gdaload.cache import SampleStore
 
@@ -216,8 +216,8 @@ def test_disk_full_mid_run_falls_back_to_memory(tmp_path: Path, monkeypatch) -> 
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_write(*args, **kwargs)
 
-    real_write = store_module.write_shard
-    monkeypatch.setattr(store_module, "write_shard", full_disk)
+    real_write = folder_module.write_shard
+    monkeypatch.setattr(folder_module, "write_shard", full_disk)
     with pytest.warns(RuntimeWarning, match="No space left"):
         got = run(CountingGenerator(), tmp_path)
     assert torch.equal(got, reference)  # no batch lost
@@ -257,3 +257,48 @@ def test_dataset_store_lets_workers_only_read(tmp_path: Path) -> None:
     assert torch.equal(loaded[6:], expected)
     with pytest.raises(ValueError, match="needs a store"):
         GenerativeDataset(real, SeedImageGenerator(3), ratio=1.0).fill_store()
+
+
+def test_for_generator_needs_only_a_config_and_its_hash(tmp_path: Path) -> None:
+    class Configured:  # no gdaload.Generator: the store reads config and config_hash only
+        config = {"kind": "plain"}
+
+        def config_hash(self) -> str:
+            return "0123abcd"
+
+    store = SampleStore.for_generator(tmp_path, Configured())
+    assert store.config_hash == "0123abcd"
+    assert (tmp_path / "0123abcd" / "config.json").read_text() == '{"kind": "plain"}'
+
+
+def test_memory_fallback_drops_the_samples_written_first(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    gen = SeedImageGenerator(3)
+    with pytest.warns(RuntimeWarning, match="keeping generated samples in memory"):
+        store = SampleStore.for_generator(blocker / "cache", gen, memory_bytes=3 * 64)
+    for seed in range(3):
+        store.put([0], [seed], gen.generate([0], [seed]))
+    assert store.get([0], [0])[0] is not None  # a read does not make a sample younger
+    store.put([0, 0], [3, 3], gen.generate([0, 0], [3, 3]))  # a repeated key counts once
+    assert [key in store for key in [(0, 0), (0, 1), (0, 2), (0, 3)]] == [False, True, True, True]
+    assert len(store) == 3
+
+
+def test_the_cache_layer_imports_no_later_layer() -> None:
+    import ast
+
+    import gdaload.cache as cache_package
+
+    allowed = ("gdaload.cache", "gdaload.fingerprint", "gdaload.seeding")
+    for path in Path(cache_package.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            else:
+                continue
+            for name in names:
+                if name.startswith("gdaload"):
+                    assert name.startswith(allowed), f"{path.name} imports {name}"

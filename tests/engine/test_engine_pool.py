@@ -100,6 +100,17 @@ def test_reuse_bank_same_label_least_served_first_and_limit() -> None:
     assert len(bank) == 3  # capacity: the oldest went
 
 
+def test_reuse_bank_forgets_by_arrival_not_by_use() -> None:
+    bank = ReuseBank(capacity=2, reuse_limit=3)
+    bank.add((0, 0), image(0), label=1, serves=1)
+    bank.add((0, 1), image(1), label=2, serves=1)
+    assert torch.equal(bank.take(1), image(0))  # served, yet still the oldest arrival
+    bank.add((0, 2), image(2), label=2, serves=1)
+    assert bank.take(1) is None and len(bank) == 2
+    bank.clear()
+    assert len(bank) == 0 and bank.take(2) is None
+
+
 def test_reuse_policy_serves_a_stand_in_only_when_dry() -> None:
     pool = SamplePool(capacity=4, block_size=2, reuse_limit=1)
     with pool.cond:

@@ -1,0 +1,221 @@
+"""``SyntheticSpec``: what :class:`~gdaload.GenerativeLoader` and
+:class:`~gdaload.GenerativeDataset` share about their synthetic samples.
+
+Both wrappers take a generator, a ratio m_G/m_S, a seed, a class policy, the real labels
+and an optional store, check them the same way, and keep the same epoch state; the spec
+is that part, written once. How the synthetic samples reach the training loop (appended
+to batches, or indices after the real ones) stays in the wrappers.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from gdaload.cache.store import SampleStore
+from gdaload.data.plan import SyntheticPlan
+from gdaload.data.policies import CLASS_POLICIES, check_ratio, real_class_counts
+from gdaload.generators.base import Generator, refuse_multiview
+from gdaload.seeding import SeedPlan
+
+__all__ = ["LabelSource", "SpecAttributes", "StoreLike", "SyntheticSpec", "open_store"]
+
+#: The real labels: given, read on demand (a function called once the cheap checks have
+#: passed, so that a slow read never hides a typo), or ``None`` (``uniform`` only).
+LabelSource = Sequence[int] | np.ndarray | torch.Tensor | Callable[[], Any] | None
+
+#: A :class:`~gdaload.cache.SampleStore`, a folder for one, or ``None``.
+StoreLike = str | os.PathLike | SampleStore | None
+
+
+def open_store(store: StoreLike, generator: Generator) -> SampleStore | None:
+    """The store of ``generator``'s samples: opened from a folder, or checked to hold
+    this generator's config.
+
+    Raises:
+        TypeError: If ``store`` is neither a folder, a :class:`SampleStore` nor ``None``.
+        ValueError: If a given store holds samples of another generator config.
+    """
+    if isinstance(store, (str, os.PathLike)):
+        return SampleStore.for_generator(store, generator)
+    if store is not None and not isinstance(store, SampleStore):
+        raise TypeError(f"store must be a folder path or a SampleStore, got {type(store).__name__}")
+    if store is not None and store.config_hash != generator.config_hash():
+        raise ValueError(
+            f"the store holds samples of generator config {store.config_hash}, but this "
+            f"generator's config is {generator.config_hash()}; open one with "
+            "SampleStore.for_generator(folder, generator) or pass the folder"
+        )
+    return store
+
+
+class SyntheticSpec:
+    """The synthetic samples of a run: generator, ratio, seed plan, class policy, real
+    class counts, store, and the current epoch.
+
+    Arguments are checked in this order: generator kind, class policy, ratio, seed, real
+    labels, store; the first bad one raises, naming the fix. The state (epoch and seed)
+    is what :meth:`state_dict` saves; the rest comes from the constructor's arguments.
+
+    Args:
+        owner: The wrapper's name, for messages (``"GenerativeLoader"``).
+        generator: A class-conditional :class:`~gdaload.Generator` (multi-view ones are
+            refused: they need a source view).
+        ratio: Synthetic samples per real sample, m_G/m_S (finite, >= 0).
+        seed: Base seed of the :class:`~gdaload.SeedPlan`.
+        class_policy: ``match``, ``uniform`` or ``balance``.
+        labels: The real labels, or a function returning them (or ``None`` when they
+            cannot be known, which only ``uniform`` accepts).
+        store: A :class:`~gdaload.cache.SampleStore` or a folder for one.
+
+    Raises:
+        GeneratorKindError: If ``generator`` is not a class-conditional generator.
+        ValueError: On an unknown class policy, a bad ratio or seed, real labels the
+            generator cannot produce, missing labels for a policy that needs them, or a
+            store of another generator config.
+        TypeError: If ``store`` is neither a folder nor a :class:`SampleStore`.
+
+    Example:
+        >>> spec = SyntheticSpec("GenerativeLoader", generator, ratio=0.5,
+        ...                      labels=[0, 1, 1, 2])  # doctest: +SKIP
+        >>> spec.synthetic_count(4), spec.state_dict()  # doctest: +SKIP
+        (2, {'epoch': 0, 'seed': 0})
+        >>> spec.synthetic_plan().seeds(spec.epoch, [0, 1])  # doctest: +SKIP
+        [4317..., 1290...]
+    """
+
+    def __init__(
+        self,
+        owner: str,
+        generator: Generator,
+        ratio: float = 1.0,
+        seed: int = 0,
+        *,
+        class_policy: str = "match",
+        labels: LabelSource = None,
+        store: StoreLike = None,
+    ) -> None:
+        refuse_multiview(generator, owner)
+        if class_policy not in CLASS_POLICIES:
+            raise ValueError(
+                f"unknown class_policy {class_policy!r}; valid ones are {list(CLASS_POLICIES)}"
+            )
+        self.generator = generator
+        self.ratio = check_ratio(ratio)
+        self.plan = SeedPlan(seed)
+        self.class_policy = class_policy
+        self.class_counts = self._class_counts(labels)
+        self.store = open_store(store, generator)
+        self.epoch = 0
+
+    def _class_counts(self, labels: LabelSource) -> np.ndarray | None:
+        if callable(labels):
+            labels = labels()
+        if labels is None:
+            if self.class_policy != "uniform":
+                raise ValueError(
+                    f"class_policy={self.class_policy!r} needs the real labels' frequencies; "
+                    "pass labels=[...] or use class_policy='uniform'"
+                )
+            return None
+        return real_class_counts(np.asarray(labels, dtype=np.int64), self.generator.num_classes)
+
+    def synthetic_count(self, real: int) -> int:
+        """Synthetic samples that go with ``real`` real ones: ``round(ratio * real)``,
+        halves rounded up."""
+        return math.floor(self.ratio * real + 0.5)
+
+    def synthetic_plan(self, rank: int = 0, world: int = 1) -> SyntheticPlan:
+        """Label and seed of every synthetic position, for ``rank`` of ``world``."""
+        counts = None if self.class_counts is None else tuple(int(c) for c in self.class_counts)
+        return SyntheticPlan(
+            self.plan.seed,
+            self.class_policy,
+            counts,
+            self.ratio,
+            self.generator.num_classes,
+            rank,
+            world,
+        )
+
+    # ------------------------------------------------------------------ epoch state
+    def set_epoch(self, epoch: int) -> None:
+        """Use the synthetic samples of ``epoch``.
+
+        Raises:
+            ValueError: If ``epoch`` is negative.
+        """
+        if epoch < 0:
+            raise ValueError(f"epoch must be >= 0, got {epoch}")
+        self.epoch = int(epoch)
+
+    def state_dict(self) -> dict[str, Any]:
+        """``{"epoch": ..., "seed": ...}``: what a resumed run needs to continue."""
+        return {"epoch": self.epoch, "seed": self.plan.seed}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from a :meth:`state_dict` (the seed plan and the epoch)."""
+        self.plan = SeedPlan(state["seed"])
+        self.set_epoch(state["epoch"])
+
+    def __repr__(self) -> str:
+        return (
+            f"SyntheticSpec(ratio={self.ratio}, policy={self.class_policy}, "
+            f"seed={self.plan.seed}, epoch={self.epoch}, generator={self.generator!r})"
+        )
+
+
+class SpecAttributes:
+    """The spec's settings as read-only attributes of a wrapper that holds ``spec``, and
+    its epoch as a settable one (checked like :meth:`SyntheticSpec.set_epoch`).
+
+    Example:
+        >>> class Wrapper(SpecAttributes):
+        ...     def __init__(self, generator):
+        ...         self.spec = SyntheticSpec("Wrapper", generator, class_policy="uniform")
+        >>> wrapper = Wrapper(generator)  # doctest: +SKIP
+        >>> wrapper.ratio, wrapper.epoch  # doctest: +SKIP
+        (1.0, 0)
+    """
+
+    spec: SyntheticSpec
+
+    @property
+    def generator(self) -> Generator:
+        return self.spec.generator
+
+    @property
+    def ratio(self) -> float:
+        return self.spec.ratio
+
+    @property
+    def plan(self) -> SeedPlan:
+        """The seed plan (replaced by ``load_state_dict``)."""
+        return self.spec.plan
+
+    @property
+    def class_policy(self) -> str:
+        return self.spec.class_policy
+
+    @property
+    def class_counts(self) -> np.ndarray | None:
+        """Real samples per class (``None``: unknown, ``uniform`` policy)."""
+        return self.spec.class_counts
+
+    @property
+    def store(self) -> SampleStore | None:
+        return self.spec.store
+
+    @property
+    def epoch(self) -> int:
+        """The epoch whose synthetic samples are served."""
+        return self.spec.epoch
+
+    @epoch.setter
+    def epoch(self, epoch: int) -> None:
+        self.spec.set_epoch(epoch)

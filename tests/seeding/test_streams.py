@@ -1,0 +1,37 @@
+"""The stream tags are part of gdaload's results: their values are pinned here."""
+
+from gdaload.seeding import Stream
+
+PINNED = {
+    "PLAN_SAMPLE": 0,
+    "PLAN_LABELS": 1,
+    "PROMPT_CHOICE": 1,
+    "STRENGTH": 2,
+    "VIEW_PICK": 3,
+    "AUGMENT_DECISION": 0,
+    "AUGMENT_SAMPLE": 1,
+    "SPLIT_DRAW": 1,
+    "TRAIN_ORDER": 0,
+    "TRAIN_NOISE": 1,
+    "TRAIN_LOADER": 2,
+    "MULTIVIEW_AUTOENCODER": 0,
+    "MULTIVIEW_DIFFUSION": 1,
+    "GENMIX": 0x676D6978,
+    "AUGMENT": 0x67617567,
+    "BENCH_AUGMENT": 0x6175676D,
+    "BENCH_QUALITY": 0x7175616C,
+    "BENCH_VIEW": 0x76696577,
+    "BENCH_NOVEL": 0x6E6F766C,
+    "BENCH_ORDER": 0x6F726472,
+    "BENCH_PICTURE": 0x70696374,
+}
+
+
+def test_every_tag_keeps_its_value() -> None:
+    assert {name: int(value) for name, value in Stream.__members__.items()} == PINNED
+
+
+def test_four_byte_tags_spell_their_owner() -> None:
+    assert Stream.GENMIX.to_bytes(4, "big") == b"gmix"
+    assert Stream.AUGMENT.to_bytes(4, "big") == b"gaug"
+    assert Stream.BENCH_PICTURE.to_bytes(4, "big") == b"pict"
