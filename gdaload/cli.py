@@ -4,12 +4,87 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
+import typing
 from collections.abc import Sequence
+from typing import Any, TypeVar
 
 from gdaload.generators.samplers import SAMPLERS
+from gdaload.train.config import GeneratorTrainingConfig, MultiViewTrainingConfig
 
-__all__ = ["main"]
+__all__ = ["add_config_options", "build_parser", "config_from_args", "main"]
+
+ConfigT = TypeVar("ConfigT")
+
+
+def add_config_options(parser: argparse.ArgumentParser, config_type: type[Any]) -> None:
+    """Add an option for each field of the dataclass ``config_type`` its metadata offers.
+
+    A field ``batch_size`` becomes ``--batch-size``; a tuple field takes one or more
+    values; a boolean that defaults to False is a switch, one that defaults to True is
+    switched off by ``--no-<name>``. Help text and choices come from the field's
+    metadata (see :func:`gdaload.train.config.setting`).
+
+    Example:
+        >>> parser = argparse.ArgumentParser()
+        >>> add_config_options(parser, GeneratorTrainingConfig)
+        >>> parser.parse_args(["--steps", "10", "--no-resume"]).no_resume
+        True
+    """
+    for field, kind in _cli_fields(config_type):
+        flag, meta = "--" + field.name.replace("_", "-"), field.metadata
+        if kind is bool:
+            # A switch stores True; ``--no-resume`` keeps ``args.no_resume`` as scripts know it.
+            name = "--no-" + field.name.replace("_", "-") if field.default else flag
+            parser.add_argument(name, action="store_true", help=meta["help"])
+        elif typing.get_origin(kind) is tuple and isinstance(field.default, tuple):
+            parser.add_argument(
+                flag,
+                type=typing.get_args(kind)[0],
+                nargs="+",
+                default=list(field.default),  # what parsing gives, so args compare alike
+                choices=meta["choices"],
+                help=meta["help"],
+            )
+        elif kind in (int, float, str):
+            parser.add_argument(
+                flag, type=kind, default=field.default, choices=meta["choices"], help=meta["help"]
+            )
+        else:
+            raise TypeError(f"{config_type.__name__}.{field.name}: no option for {kind}")
+
+
+def config_from_args(
+    config_type: type[ConfigT], args: argparse.Namespace, **others: Any
+) -> ConfigT:
+    """The ``config_type`` that :func:`add_config_options`'s options were parsed into.
+
+    Args:
+        config_type: The dataclass the options were made from.
+        args: The parsed arguments.
+        **others: Values of the fields the command line does not offer.
+
+    Example:
+        >>> parser = argparse.ArgumentParser()
+        >>> add_config_options(parser, GeneratorTrainingConfig)
+        >>> config_from_args(GeneratorTrainingConfig, parser.parse_args(["--widths", "8"])).widths
+        (8,)
+    """
+    values = dict(others)
+    for field, kind in _cli_fields(config_type):
+        if kind is bool and field.default:
+            values[field.name] = not getattr(args, "no_" + field.name)
+        else:
+            values[field.name] = getattr(args, field.name)
+    return config_type(**values)
+
+
+def _cli_fields(config_type: type[Any]) -> list[tuple[dataclasses.Field[Any], Any]]:
+    """The fields the command line offers, with their resolved types."""
+    hints = typing.get_type_hints(config_type)
+    fields = dataclasses.fields(config_type)
+    return [(f, hints[f.name]) for f in fields if f.metadata.get("cli", False)]
 
 
 def _quickstart(args: argparse.Namespace) -> None:
@@ -29,58 +104,27 @@ def _quickstart(args: argparse.Namespace) -> None:
 
 
 def _train_generator(args: argparse.Namespace) -> None:
-    from gdaload.train.generator import train_generator
+    from gdaload.train import train_generator
 
+    names: tuple[str, ...] | None = None
     if args.data == "digits":
         from gdaload.datasets.digits import DIGIT_CLASSES, digits_splits
 
-        dataset, names = digits_splits().generator_pool, DIGIT_CLASSES
+        dataset: Any = digits_splits().generator_pool
+        names = tuple(DIGIT_CLASSES)
     else:
-        dataset, names = args.data, None
-    out = train_generator(
-        dataset,
-        args.output,
-        class_names=names,
-        image_size=args.image_size,
-        channels=args.channels,
-        widths=args.widths,
-        steps=args.steps,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        label_dropout=args.label_dropout,
-        seed=args.seed,
-        checkpoint_every=args.checkpoint_every,
-        resume=not args.no_resume,
-        cpu=args.cpu,
-    )
+        dataset = args.data
+    config = config_from_args(GeneratorTrainingConfig, args, class_names=names)
+    out = train_generator(dataset, args.output, config)
     print(f"saved to {out}; load it with DiffusionGenerator.from_pretrained({str(out)!r})")
 
 
 def _train_multiview(args: argparse.Namespace) -> None:
     from gdaload.datasets.multiview import MultiViewShapes
-    from gdaload.train.multiview import train_multiview
+    from gdaload.train import train_multiview
 
     dataset = MultiViewShapes(args.instances_per_class, seed=args.data_seed, size=args.image_size)
-    out = train_multiview(
-        dataset,
-        args.output,
-        detail_channels=args.detail_channels,
-        ae_widths=args.ae_widths,
-        ae_steps=args.ae_steps,
-        ae_batch_size=args.ae_batch_size,
-        ae_lr=args.ae_lr,
-        widths=args.widths,
-        layers_per_block=args.layers_per_block,
-        attention=not args.no_attention,
-        steps=args.steps,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        p_uncond=args.p_uncond,
-        seed=args.seed,
-        checkpoint_every=args.checkpoint_every,
-        resume=not args.no_resume,
-        cpu=args.cpu,
-    )
+    out = train_multiview(dataset, args.output, config_from_args(MultiViewTrainingConfig, args))
     print(f"saved to {out}; load it with MultiViewDiffusion.from_pretrained({str(out)!r})")
 
 
@@ -121,6 +165,13 @@ def _evaluate(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``gdaload`` parser; each command's function is ``args.func``.
+
+    Example:
+        >>> args = build_parser().parse_args(["train-generator", "--data", "d", "--output", "x"])
+        >>> args.steps, args.widths, args.no_resume
+        (2000, [32, 64], False)
+    """
     parser = argparse.ArgumentParser(prog="gdaload", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -145,17 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
         "one sub-folder per class",
     )
     t.add_argument("--output", required=True, help="folder to save the pipeline in")
-    t.add_argument("--image-size", type=int, default=32, help="for image folders")
-    t.add_argument("--channels", type=int, default=3, choices=(1, 3), help="for image folders")
-    t.add_argument("--widths", type=int, nargs="+", default=[32, 64], help="UNet level widths")
-    t.add_argument("--steps", type=int, default=2000)
-    t.add_argument("--batch-size", type=int, default=64)
-    t.add_argument("--lr", type=float, default=1e-3)
-    t.add_argument("--label-dropout", type=float, default=0.1)
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--checkpoint-every", type=int, default=500)
-    t.add_argument("--no-resume", action="store_true", help="ignore existing checkpoints")
-    t.add_argument("--cpu", action="store_true", help="train on the CPU even with a GPU")
+    add_config_options(t, GeneratorTrainingConfig)
     t.set_defaults(func=_train_generator)
 
     m = sub.add_parser(
@@ -170,40 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     m.add_argument("--data-seed", type=int, default=0, help="seed of the rendered dataset")
     m.add_argument("--image-size", type=int, default=32)
-    m.add_argument(
-        "--detail-channels",
-        type=int,
-        default=3,
-        help="learned latent channels per view, beside its thumbnail",
-    )
-    m.add_argument(
-        "--ae-widths",
-        type=int,
-        nargs="+",
-        default=[16, 32],
-        help="autoencoder level widths; each level halves the latent side",
-    )
-    m.add_argument("--ae-steps", type=int, default=1000)
-    m.add_argument("--ae-batch-size", type=int, default=64, help="views per autoencoder batch")
-    m.add_argument("--ae-lr", type=float, default=2e-3)
-    m.add_argument("--widths", type=int, nargs="+", default=[48, 96], help="UNet level widths")
-    m.add_argument("--layers-per-block", type=int, default=1)
-    m.add_argument(
-        "--no-attention", action="store_true", help="no self-attention at the UNet's coarsest level"
-    )
-    m.add_argument("--steps", type=int, default=3000, help="diffusion training steps")
-    m.add_argument("--batch-size", type=int, default=64, help="objects per diffusion batch")
-    m.add_argument("--lr", type=float, default=2e-3)
-    m.add_argument(
-        "--p-uncond",
-        type=float,
-        default=0.2,
-        help="probability that a training object has no conditioning view",
-    )
-    m.add_argument("--seed", type=int, default=0)
-    m.add_argument("--checkpoint-every", type=int, default=500)
-    m.add_argument("--no-resume", action="store_true", help="ignore existing checkpoints")
-    m.add_argument("--cpu", action="store_true", help="train on the CPU even with a GPU")
+    add_config_options(m, MultiViewTrainingConfig)
     m.set_defaults(func=_train_multiview)
 
     e = sub.add_parser(
@@ -241,6 +249,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    """Run the ``gdaload`` command with ``argv`` (default: ``sys.argv[1:]``).
+
+    Example:
+        >>> main(["train-multiview", "--output", "runs/mv", "--steps", "30000"])  # doctest: +SKIP
+    """
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
     args.func(args)

@@ -9,32 +9,49 @@ guidance. Devices and checkpoints go through ``accelerate``; EMA through diffuse
 from __future__ import annotations
 
 import json
-import logging
 import os
-import shutil
-from collections.abc import Sequence
+from collections.abc import Sequence, Sized
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
-from diffusers import DDPMScheduler, UNet2DModel
-from diffusers.training_utils import EMAModel
-from torch.utils.data import DataLoader, Dataset, RandomSampler
-from tqdm.auto import tqdm
+
+# Imported from their modules: under type checking, diffusers' top-level names are its
+# placeholder classes for a missing torch, which have none of the real methods.
+from diffusers.models.unets.unet_2d import UNet2DModel
+from diffusers.schedulers.scheduling_ddpm import DDPMScheduler
+from torch.utils.data import Dataset
 
 from gdaload.data.policies import dataset_labels
-from gdaload.generators.pipeline import GDALOAD_META, ClassConditionalPipeline
+from gdaload.generators import ClassConditionalPipeline
+from gdaload.generators.pipeline import GDALOAD_META
 from gdaload.seeding import Stream, derive_seed
+from gdaload.train.batches import EpochBatches
+from gdaload.train.checkpoints import Checkpoints
+from gdaload.train.config import GeneratorTrainingConfig
+from gdaload.train.loop import train_loop
+
+if TYPE_CHECKING:
+    from torchvision.datasets import ImageFolder
 
 __all__ = ["image_folder_dataset", "train_generator"]
 
-logger = logging.getLogger(__name__)
 
+def image_folder_dataset(
+    root: str | os.PathLike, image_size: int, channels: int = 3
+) -> ImageFolder:
+    """An ``ImageFolder`` (one sub-folder per class) as ``(C, S, S)`` tensors in [0, 1].
 
-def image_folder_dataset(root: str | os.PathLike, image_size: int, channels: int = 3) -> Dataset:
-    """An ``ImageFolder`` (one sub-folder per class) as ``(C, S, S)`` tensors in [0, 1]."""
+    Images are resized so the shorter side is ``image_size``, center-cropped to a square
+    and, for ``channels=1``, turned to grayscale.
+
+    Example:
+        >>> data = image_folder_dataset("data/train", image_size=32)  # doctest: +SKIP
+        >>> data[0][0].shape, data.classes  # doctest: +SKIP
+        (torch.Size([3, 32, 32]), ['cat', 'dog'])
+    """
     from torchvision import datasets
     from torchvision.transforms import v2
 
@@ -61,80 +78,51 @@ def _default_unet(channels: int, size: int, num_classes: int, widths: Sequence[i
     )
 
 
-def _latest_checkpoint(folder: Path) -> tuple[Path, int] | None:
-    steps = sorted(
-        (int(p.name.split("-")[1]), p)
-        for p in folder.glob("step-*")
-        if (p / "state.json").is_file()
-    )
-    return (steps[-1][1], steps[-1][0]) if steps else None
-
-
 def train_generator(
     dataset: Dataset | str | os.PathLike,
     output_dir: str | os.PathLike,
-    *,
-    num_classes: int | None = None,
-    class_names: Sequence[str] | None = None,
-    image_size: int = 32,
-    channels: int = 3,
-    widths: Sequence[int] = (32, 64),
-    steps: int = 2000,
-    batch_size: int = 64,
-    lr: float = 1e-3,
-    label_dropout: float = 0.1,
-    ema_decay: float = 0.999,
-    seed: int = 0,
-    checkpoint_every: int = 500,
-    resume: bool = True,
-    cpu: bool = False,
-    progress: bool = True,
+    config: GeneratorTrainingConfig | None = None,
+    **options: Any,
 ) -> Path:
     """Train a class-conditional ``UNet2DModel`` with DDPM and save it as a pipeline.
+
+    Each step draws its batch from an epoch order seeded by ``(seed, epoch)`` and its
+    noise, timesteps and dropped labels from a generator seeded by ``(seed, step)``, so a
+    run resumed from a checkpoint ends with the same weights as a run straight through.
 
     Args:
         dataset: ``(image, label)`` pairs with float images ``(C, H, W)`` in [0, 1], or an
             image folder with one sub-folder per class.
         output_dir: Where the pipeline is saved; ``output_dir/checkpoints`` holds
             checkpoints for resuming.
-        num_classes: Number of classes; inferred from the labels when omitted.
-        class_names: Names saved with the model (defaults to the folder names).
-        image_size, channels: Used for image folders.
-        widths: Channels of the UNet levels (the last level has self-attention).
-        steps: Optimiser steps.
-        batch_size, lr: Optimiser settings (AdamW, cosine-free constant rate).
-        label_dropout: Probability of training a sample on the null class.
-        ema_decay: Decay of the exponential moving average saved as the final weights.
-        seed: Seeds the weights, the data order and the noise.
-        checkpoint_every: Steps between checkpoints.
-        resume: Continue from the latest checkpoint in ``output_dir/checkpoints``.
-        cpu: Force CPU even when a GPU is present.
-        progress: Show a progress bar.
+        config: The settings; the defaults of :class:`GeneratorTrainingConfig` when None.
+        **options: Fields of :class:`GeneratorTrainingConfig`, replacing ``config``'s.
 
     Returns:
         ``output_dir``, ready for ``DiffusionGenerator.from_pretrained``.
 
+    Raises:
+        ValueError: On invalid settings or data, or checkpoints made with other settings.
+        TypeError: On an option that is not a config field, or a dataset without a length.
+
     Example:
         >>> train_generator("data/train", "runs/gen", image_size=32, steps=5000)  # doctest: +SKIP
+        >>> config = GeneratorTrainingConfig(steps=5000, widths=(32, 64, 64))
+        >>> train_generator("data/train", "runs/gen", config, seed=1)  # doctest: +SKIP
         >>> DiffusionGenerator.from_pretrained("runs/gen")  # doctest: +SKIP
     """
+    config = GeneratorTrainingConfig.resolve(config, options)
+    class_names = config.class_names
     if isinstance(dataset, (str, os.PathLike)):
-        folder_ds = image_folder_dataset(dataset, image_size, channels)
-        class_names = class_names or folder_ds.classes
+        folder_ds = image_folder_dataset(dataset, config.image_size, config.channels)
+        class_names = class_names or tuple(folder_ds.classes)
         dataset = folder_ds
-    for name, value in {
-        "steps": steps,
-        "batch_size": batch_size,
-        "checkpoint_every": checkpoint_every,
-    }.items():
-        if int(value) < 1:
-            raise ValueError(f"{name} must be >= 1, got {value}")
-    if not 0 <= label_dropout < 1:
-        raise ValueError(f"label_dropout must be in [0, 1), got {label_dropout}")
+    if not isinstance(dataset, Sized):
+        raise TypeError("the dataset needs a length: pass a map-style dataset")
     if len(dataset) == 0:
         raise ValueError("the training dataset is empty")
     labels = dataset_labels(dataset)
-    num_classes = int(num_classes or labels.max() + 1)
+    num_classes = int(config.num_classes or labels.max() + 1)
     if labels.min() < 0 or labels.max() >= num_classes:
         raise ValueError(
             f"labels must lie in 0..{num_classes - 1}, got {labels.min()}..{labels.max()}"
@@ -152,97 +140,71 @@ def train_generator(
     c, h, w = sample.shape
     if h != w:
         raise ValueError(f"images must be square, got {h}x{w}; add v2.Resize/v2.CenterCrop")
+    batches = EpochBatches(dataset, config.batch_size, config.seed)
 
     out = Path(output_dir)
-    ckpt_dir = out / "checkpoints"
-    accelerator = Accelerator(cpu=cpu)
+    accelerator = Accelerator(cpu=config.cpu)
     # Weight init only (diffusers' constructors take no generator); fork_rng keeps the
     # caller's global RNG untouched.
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        unet = _default_unet(c, h, num_classes, widths)
+        torch.manual_seed(config.seed)
+        unet = _default_unet(c, h, num_classes, config.widths)
     scheduler = DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2")
-    optimizer = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=0.0)
-    ema = EMAModel(unet.parameters(), decay=ema_decay)
-    unet, optimizer = accelerator.prepare(unet, optimizer)
-    ema.to(accelerator.device)
-    accelerator.register_for_checkpointing(ema)
+    timesteps = scheduler.config.num_train_timesteps
+    optimizer = torch.optim.AdamW(unet.parameters(), lr=config.lr, weight_decay=0.0)
+    device = accelerator.device
 
-    step = 0
-    latest = _latest_checkpoint(ckpt_dir) if resume else None
-    if latest:
-        accelerator.load_state(str(latest[0]))
-        step = latest[1]
-        logger.info("resumed from %s at step %d", latest[0], step)
+    def loss(model: torch.nn.Module, step: int) -> torch.Tensor:
+        x, y = batches(step)
+        draws = torch.Generator().manual_seed(derive_seed(config.seed, Stream.TRAIN_NOISE, step))
+        x = x.to(device) * 2 - 1
+        y = y.to(device).long()
+        drop = torch.rand(len(y), generator=draws) < config.label_dropout
+        y = torch.where(drop.to(device), torch.full_like(y, num_classes), y)
+        noise = torch.randn(x.shape, generator=draws).to(device)
+        t = torch.randint(0, timesteps, (len(x),), generator=draws).to(device)
+        pred = model(scheduler.add_noise(x, noise, t), t, class_labels=y).sample
+        return F.mse_loss(pred, noise)
 
-    batches_per_epoch = max(1, len(dataset) // batch_size)
-    bar = tqdm(total=steps, initial=step, disable=not progress, desc="train-generator")
-    while step < steps:
-        epoch, offset = divmod(step, batches_per_epoch)
-        # The data order is a function of (seed, epoch), so a resumed run sees the same batches.
-        order = torch.Generator().manual_seed(derive_seed(seed, Stream.TRAIN_ORDER, epoch))
-        # The loader draws a base seed for workers; its own generator keeps that draw off
-        # both the global RNG and the sampler's order.
-        loader = DataLoader(
-            dataset,
-            batch_size=batch_size,
-            drop_last=True,
-            sampler=RandomSampler(dataset, generator=order),
-            generator=torch.Generator().manual_seed(derive_seed(seed, Stream.TRAIN_LOADER, epoch)),
-        )
-        loader = accelerator.skip_first_batches(loader, offset) if offset else loader
-        for x, y in loader:
-            noise_gen = torch.Generator().manual_seed(derive_seed(seed, Stream.TRAIN_NOISE, step))
-            x = x.to(accelerator.device) * 2 - 1
-            y = y.to(accelerator.device).long()
-            drop = torch.rand(len(y), generator=noise_gen) < label_dropout
-            y = torch.where(drop.to(y.device), torch.full_like(y, num_classes), y)
-            noise = torch.randn(x.shape, generator=noise_gen).to(x.device)
-            t = torch.randint(
-                0, scheduler.config.num_train_timesteps, (len(x),), generator=noise_gen
-            ).to(x.device)
-            pred = unet(scheduler.add_noise(x, noise, t), t, class_labels=y).sample
-            loss = F.mse_loss(pred, noise)
-            accelerator.backward(loss)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            ema.step(accelerator.unwrap_model(unet).parameters())
-            step += 1
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.4f}")
-            if step % checkpoint_every == 0 or step == steps:
-                _save_checkpoint(accelerator, ckpt_dir, step)
-            if step >= steps:
-                break
-    bar.close()
-
-    final = accelerator.unwrap_model(unet)
-    ema.copy_to(final.parameters())
-    pipe = ClassConditionalPipeline(unet=final.to("cpu"), scheduler=scheduler)
-    pipe.save_pretrained(out)
-    meta: dict[str, Any] = {
-        "class_names": list(class_names) if class_names else [str(i) for i in range(num_classes)],
-        "training": {
-            "steps": steps,
-            "batch_size": batch_size,
-            "lr": lr,
-            "seed": seed,
-            "label_dropout": label_dropout,
-            "ema_decay": ema_decay,
-            "widths": list(widths),
-        },
+    settings = {
+        "image": [c, h, w],
+        "num_classes": num_classes,
+        "widths": list(config.widths),
+        "batch_size": config.batch_size,
+        "lr": config.lr,
+        "label_dropout": config.label_dropout,
+        "ema_decay": config.ema_decay,
+        "seed": config.seed,
     }
-    (out / GDALOAD_META).write_text(json.dumps(meta, indent=2))
-    return out
-
-
-def _save_checkpoint(accelerator: Accelerator, folder: Path, step: int) -> None:
-    target = folder / f"step-{step}"
-    accelerator.save_state(str(target))
-    (target / "state.json").write_text(json.dumps({"step": step}))
-    # Keep the newest two: one to resume from, one in case the newest was cut off mid-write.
-    done = sorted(
-        int(p.name.split("-")[1]) for p in folder.glob("step-*") if (p / "state.json").is_file()
+    final = train_loop(
+        unet,
+        optimizer,
+        loss,
+        accelerator=accelerator,
+        steps=config.steps,
+        checkpoints=Checkpoints(out / "checkpoints", settings, config.checkpoint_every),
+        resume=config.resume,
+        ema_decay=config.ema_decay,
+        progress=config.progress,
+        desc="train-generator",
     )
-    for old in done[:-2]:
-        shutil.rmtree(folder / f"step-{old}", ignore_errors=True)
+
+    if accelerator.is_main_process:
+        pipe = ClassConditionalPipeline(unet=final.to("cpu"), scheduler=scheduler)
+        pipe.save_pretrained(out)
+        names = list(class_names) if class_names else [str(i) for i in range(num_classes)]
+        meta: dict[str, Any] = {
+            "class_names": names,
+            "training": {
+                "steps": config.steps,
+                "batch_size": config.batch_size,
+                "lr": config.lr,
+                "seed": config.seed,
+                "label_dropout": config.label_dropout,
+                "ema_decay": config.ema_decay,
+                "widths": list(config.widths),
+            },
+        }
+        (out / GDALOAD_META).write_text(json.dumps(meta, indent=2))
+    accelerator.wait_for_everyone()
+    return out

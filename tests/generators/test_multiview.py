@@ -1,4 +1,4 @@
-"""MultiViewDiffusion: masking, clean observed views, training, persistence and errors."""
+"""MultiViewDiffusion: denoiser input, clean observed views, persistence and errors."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import torch
 from checkers import assert_image_batch, assert_same_per_sample
 from tiny_models import tiny_multiview
 
-from gdaload.datasets.multiview import MultiViewShapes
 from gdaload.fingerprint import content_hash
 from gdaload.generators.base import MultiViewGenerator, check_generated
 from gdaload.generators.multiview.autoencoder import ViewAutoencoder
@@ -20,12 +19,6 @@ from gdaload.generators.multiview.generator import (
 )
 from gdaload.generators.samplers import SAMPLERS
 from gdaload.seeding import derive_seed
-from gdaload.train.multiview import (
-    condition_weight,
-    masked_diffusion_loss,
-    sample_condition_masks,
-    train_multiview,
-)
 from gdaload.tta import GenerativeTTA
 
 VIEWS = ["front", "back", "left", "right"]
@@ -36,42 +29,7 @@ def generator() -> MultiViewDiffusion:
     return tiny_multiview()
 
 
-# ---------------------------------------------------------------- masking logic
-def test_condition_weight_is_one_plus_conditioning_over_missing() -> None:
-    observed = torch.tensor([[1, 0, 0, 0], [1, 1, 0, 0], [1, 1, 1, 0], [0, 0, 0, 0]]).bool()
-    torch.testing.assert_close(condition_weight(observed), torch.tensor([1 + 1 / 3, 2.0, 4.0, 1.0]))
-    with pytest.raises(ValueError, match="at least one diffused view"):
-        condition_weight(torch.ones(1, 4, dtype=torch.bool))
-
-
-def test_masked_loss_counts_diffused_views_only_and_is_weighted() -> None:
-    target = torch.zeros(2, 4, 2, 3, 3)
-    prediction = target.clone()
-    prediction[:, 0] = 5.0  # error on view 0 only, which conditions in object 0
-    prediction[:, 1] = 1.0  # error 1 on view 1, diffused in both objects
-    observed = torch.tensor([[1, 0, 0, 0], [0, 0, 0, 0]]).bool()
-    loss = masked_diffusion_loss(prediction, target, observed)
-    # Object 0: squared error 1 on one of 4 views -> mean 1/4, times 1 + 1/3.
-    # Object 1: (25 + 1) / 4 over all views, times 1 + 0/4.
-    torch.testing.assert_close(loss, torch.tensor([0.25 * (1 + 1 / 3), 26 / 4]))
-
-
-def test_condition_masks_drop_all_views_with_probability_p() -> None:
-    masks = sample_condition_masks(20000, 4, torch.Generator().manual_seed(0), p_uncond=0.2)
-    empty = (~masks.any(1)).double().mean().item()
-    assert abs(empty - 0.2) < 0.012  # 4 standard errors of a binomial proportion
-    assert not masks.all(1).any()
-    # Conditional rows: the 14 non-empty proper subsets, equally likely.
-    codes = (masks[masks.any(1)].long() * (2 ** torch.arange(4))).sum(1)
-    shares = torch.bincount(codes, minlength=16).double() / len(codes)
-    assert shares[0] == 0 and shares[15] == 0
-    assert ((shares[1:15] - 1 / 14).abs() < 0.012).all()
-    again = sample_condition_masks(20000, 4, torch.Generator().manual_seed(0), p_uncond=0.2)
-    assert torch.equal(masks, again)
-    never = sample_condition_masks(2000, 4, torch.Generator().manual_seed(1), p_uncond=0.0)
-    assert never.any(1).all()
-
-
+# ---------------------------------------------------------------- denoiser input
 def test_denoiser_input_appends_one_mask_channel_per_view() -> None:
     latents = torch.randn(2, 4, 2, 3, 3)
     observed = torch.tensor([[1, 0, 0, 1], [0, 1, 0, 0]]).bool()
@@ -172,38 +130,6 @@ def test_save_load_round_trip(generator: MultiViewDiffusion, tmp_path: Path) -> 
     )
     with pytest.raises(FileNotFoundError, match="train-multiview"):
         MultiViewDiffusion.from_pretrained(tmp_path)
-
-
-def test_tiny_model_trains_resumes_and_generates(tmp_path: Path) -> None:
-    data = MultiViewShapes(1, size=16)
-    settings = dict(
-        detail_channels=2,
-        ae_widths=(8,),
-        ae_steps=2,
-        ae_batch_size=8,
-        widths=(8, 16),
-        batch_size=4,
-        checkpoint_every=2,
-        progress=False,
-    )
-    out = train_multiview(data, tmp_path / "mv", steps=2, **settings)
-    first = MultiViewDiffusion.from_pretrained(out, steps=2)
-    assert first.view_names == list(data.view_names) and first.num_classes == 16
-    # Starting again with more steps resumes from the checkpoint at step 2.
-    train_multiview(data, out, steps=4, **settings)
-    kept = sorted(p.name for p in (out / "checkpoints").glob("unet-*.pt"))
-    assert kept == ["unet-2.pt", "unet-4.pt"]
-    gen = MultiViewDiffusion.from_pretrained(out, observed_view="left", steps=2)
-    assert gen.weights_fingerprint() != first.weights_fingerprint()
-    # The resumed autoencoder is the same, and no local folder is written into its config.
-    torch.testing.assert_close(gen.autoencoder.state_dict(), first.autoencoder.state_dict())
-    assert "_name_or_path" not in json.loads((out / "autoencoder" / "config.json").read_text())
-    objects = torch.stack([data[i][0] for i in range(3)])
-    views = gen.generate_views(objects, ["left"], [0, 1, 2])
-    assert views.shape == (3, 4, 3, 16, 16) and torch.equal(views[:, 2], objects[:, 2])
-    assert gen.generate([0, 5, 9], [0, 1, 2], source=objects[:, 2]).shape == (3, 3, 16, 16)
-    with pytest.raises(ValueError, match="other settings"):
-        train_multiview(data, out, steps=6, **{**settings, "batch_size": 2})
 
 
 def test_autoencoder_latents_hold_the_thumbnail_and_statistics_round_trip(tmp_path: Path) -> None:

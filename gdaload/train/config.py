@@ -1,0 +1,208 @@
+"""Settings of the trainers, as frozen dataclasses.
+
+Each field carries its command-line help in its metadata, so ``gdaload train-generator``
+and ``gdaload train-multiview`` build their options from these classes instead of
+repeating every setting. Fields marked ``cli=False`` are settable from Python only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+__all__ = ["GeneratorTrainingConfig", "MultiViewTrainingConfig", "setting"]
+
+ConfigT = TypeVar("ConfigT", bound="_TrainingConfig")
+
+
+def setting(
+    default: Any,
+    help: str | None = None,
+    *,
+    choices: Sequence[Any] | None = None,
+    cli: bool = True,
+) -> Any:
+    """A config field with its command-line description.
+
+    Args:
+        default: The default value (immutable: tuples, not lists).
+        help: The option's help text. For a boolean that defaults to True the option is
+            its negation, ``--no-<name>``, and the text describes that flag.
+        choices: The values the option accepts.
+        cli: False for settings the command line does not offer.
+
+    Returns:
+        A :func:`dataclasses.field`.
+
+    Example:
+        >>> from dataclasses import dataclass, fields
+        >>> @dataclass
+        ... class Example:
+        ...     steps: int = setting(10, "optimiser steps")
+        >>> fields(Example)[0].metadata["help"]
+        'optimiser steps'
+    """
+    return dataclasses.field(
+        default=default,
+        metadata={"help": help, "choices": tuple(choices) if choices else None, "cli": cli},
+    )
+
+
+@dataclass(frozen=True)
+class _TrainingConfig:
+    """What the trainers' configs share: merging keyword options and validation."""
+
+    @classmethod
+    def resolve(cls: type[ConfigT], config: ConfigT | None, options: Mapping[str, Any]) -> ConfigT:
+        """``config`` with ``options`` replacing its fields, or a new config from them.
+
+        Raises:
+            TypeError: If ``config`` is another type or an option is not a field.
+        """
+        if config is None:
+            return cls(**options)
+        if not isinstance(config, cls):
+            raise TypeError(f"config must be a {cls.__name__}, got {type(config).__name__}")
+        return dataclasses.replace(config, **options) if options else config
+
+    def _require_positive(self, *names: str) -> None:
+        for name in names:
+            value = getattr(self, name)
+            if int(value) < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+
+    def _require_probability_below_one(self, name: str) -> None:
+        value = getattr(self, name)
+        if not 0 <= value < 1:
+            raise ValueError(f"{name} must be in [0, 1), got {value}")
+
+    def _as_tuples(self, *names: str) -> None:
+        # Lists are accepted for convenience; tuples keep the frozen config hashable and
+        # equal to one built from the command line.
+        for name in names:
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, tuple):
+                object.__setattr__(self, name, tuple(value))
+
+
+@dataclass(frozen=True)
+class GeneratorTrainingConfig(_TrainingConfig):
+    """Settings of :func:`~gdaload.train.generator.train_generator`.
+
+    Attributes:
+        num_classes: Number of classes; inferred from the labels when None.
+        class_names: Names saved with the model (defaults to an image folder's
+            sub-folder names, else ``"0"``, ``"1"``, ...).
+        image_size: Side the images of an image folder are resized and cropped to.
+        channels: Channels of an image folder's images: 1 (grayscale) or 3.
+        widths: Channels of the UNet levels (the last level has self-attention).
+        steps: Optimiser steps.
+        batch_size: Images per step.
+        lr: AdamW learning rate (constant).
+        label_dropout: Probability of training a sample on the null class, which
+            classifier-free guidance needs.
+        ema_decay: Decay of the exponential moving average saved as the final weights.
+        seed: Seeds the weights, the data order and the noise.
+        checkpoint_every: Steps between checkpoints.
+        resume: Continue from the newest checkpoint in ``output_dir/checkpoints``.
+        cpu: Train on the CPU even when a GPU is present.
+        progress: Show a progress bar.
+
+    Example:
+        >>> config = GeneratorTrainingConfig(steps=5000, widths=[32, 64, 64])
+        >>> config.widths, config.batch_size
+        ((32, 64, 64), 64)
+    """
+
+    num_classes: int | None = setting(None, cli=False)
+    class_names: tuple[str, ...] | None = setting(None, cli=False)
+    image_size: int = setting(32, "for image folders")
+    channels: int = setting(3, "for image folders", choices=(1, 3))
+    widths: tuple[int, ...] = setting((32, 64), "UNet level widths")
+    steps: int = setting(2000)
+    batch_size: int = setting(64)
+    lr: float = setting(1e-3)
+    label_dropout: float = setting(0.1)
+    ema_decay: float = setting(0.999, cli=False)
+    seed: int = setting(0)
+    checkpoint_every: int = setting(500)
+    resume: bool = setting(True, "ignore existing checkpoints")
+    cpu: bool = setting(False, "train on the CPU even with a GPU")
+    progress: bool = setting(True, cli=False)
+
+    def __post_init__(self) -> None:
+        self._as_tuples("class_names", "widths")
+        self._require_positive("steps", "batch_size", "checkpoint_every")
+        self._require_probability_below_one("label_dropout")
+
+
+@dataclass(frozen=True)
+class MultiViewTrainingConfig(_TrainingConfig):
+    """Settings of :func:`~gdaload.train.multiview.train_multiview`.
+
+    Attributes:
+        view_names: Saved with the model; taken from the dataset when it has
+            ``view_names``/``views``, else ``view0``, ``view1``, ...
+        class_names: Saved with the model; taken from the dataset's ``classes``.
+        detail_channels: Learned latent channels of a view, beside its thumbnail (see
+            :class:`~gdaload.generators.multiview.ViewAutoencoder`).
+        ae_widths: Autoencoder levels; each halves the latent grid's side.
+        ae_steps: Autoencoder optimiser steps.
+        ae_batch_size: Views per autoencoder batch.
+        ae_lr: Autoencoder AdamW learning rate.
+        widths: UNet level widths, see :func:`~gdaload.generators.multiview.build_multiview_unet`.
+        layers_per_block: ResNet layers per UNet level.
+        attention: Self-attention at the UNet's coarsest level.
+        steps: Diffusion optimiser steps.
+        batch_size: Objects per diffusion batch.
+        lr: Diffusion AdamW learning rate.
+        p_uncond: Probability that a training object has no conditioning view.
+        ema_decay: Largest decay of the UNet weights' moving average (ramped up from 0).
+        seed: Seeds the weights, the data order, the masks and the noise.
+        checkpoint_every: Steps between checkpoints (both stages).
+        resume: Continue from the newest checkpoints in ``output_dir/checkpoints``.
+        cpu: Train on the CPU even when a GPU is present.
+        progress: Show progress bars.
+
+    Example:
+        >>> MultiViewTrainingConfig(steps=30000).ae_steps
+        1000
+    """
+
+    view_names: tuple[str, ...] | None = setting(None, cli=False)
+    class_names: tuple[str, ...] | None = setting(None, cli=False)
+    detail_channels: int = setting(3, "learned latent channels per view, beside its thumbnail")
+    ae_widths: tuple[int, ...] = setting(
+        (16, 32), "autoencoder level widths; each level halves the latent side"
+    )
+    ae_steps: int = setting(1000)
+    ae_batch_size: int = setting(64, "views per autoencoder batch")
+    ae_lr: float = setting(2e-3)
+    widths: tuple[int, ...] = setting((48, 96), "UNet level widths")
+    layers_per_block: int = setting(1)
+    attention: bool = setting(True, "no self-attention at the UNet's coarsest level")
+    steps: int = setting(3000, "diffusion training steps")
+    batch_size: int = setting(64, "objects per diffusion batch")
+    lr: float = setting(2e-3)
+    p_uncond: float = setting(0.2, "probability that a training object has no conditioning view")
+    ema_decay: float = setting(0.999, cli=False)
+    seed: int = setting(0)
+    checkpoint_every: int = setting(500)
+    resume: bool = setting(True, "ignore existing checkpoints")
+    cpu: bool = setting(False, "train on the CPU even with a GPU")
+    progress: bool = setting(True, cli=False)
+
+    def __post_init__(self) -> None:
+        self._as_tuples("view_names", "class_names", "ae_widths", "widths")
+        self._require_positive(
+            "ae_steps",
+            "steps",
+            "batch_size",
+            "ae_batch_size",
+            "checkpoint_every",
+            "detail_channels",
+            "layers_per_block",
+        )
+        self._require_probability_below_one("p_uncond")
