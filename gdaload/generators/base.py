@@ -227,6 +227,8 @@ def as_labels(labels: torch.Tensor | Sequence[int], num_classes: int) -> torch.T
         ValueError: If labels are not integers of rank 1 or fall outside ``0..num_classes-1``.
     """
     t = torch.as_tensor(labels)
+    if t.numel() == 0:
+        t = t.to(torch.int64)  # an empty list is a float tensor to torch
     if t.dtype.is_floating_point or t.dtype == torch.bool or t.dtype.is_complex:
         raise ValueError(
             f"labels must be integer class indices, got dtype {t.dtype}; "

@@ -249,9 +249,11 @@ class MultiViewDiffusion(DiffusersGenerator[MultiViewPipeline], MultiViewGenerat
                 f"strength must be 1 for novel-view synthesis, got {strength!r}; "
                 "the missing views are always sampled from noise"
             )
+        check_source(source, self.image_shape, len(labels))  # one source per label
         novel = self.novel_views(source, seeds)
         pick = torch.tensor(
             [int(derive_rng(s, Stream.VIEW_PICK).integers(self.num_views - 1)) for s in seeds],
+            dtype=torch.long,
             device=novel.device,
         )
         return novel[torch.arange(len(seeds), device=novel.device), pick]
