@@ -81,10 +81,10 @@ class ModulesFingerprint:
 
     Hashing every weight is what makes a generator's config costly. This keeps the value
     and, on later calls, only checks that the same modules still hold the same tensors
-    (storage pointer and version counter), which costs a few microseconds per hundred
-    tensors. In-place updates (optimizer steps, ``load_state_dict``) and moves
-    (``.to()``) are thus still seen; replacing a submodule or a ``Parameter`` object is
-    not: call :meth:`clear` after such surgery.
+    (storage pointer and version counter): about half a microsecond per tensor, a few
+    tenths of a millisecond for a Stable Diffusion UNet. In-place updates (optimizer
+    steps, ``load_state_dict``) and moves (``.to()``) are thus still seen; replacing a
+    submodule or a ``Parameter`` object is not: call :meth:`clear` after such surgery.
 
     Example:
         >>> layer = nn.Linear(2, 2)
@@ -112,9 +112,11 @@ class ModulesFingerprint:
     def __call__(self, named: Iterable[tuple[str, nn.Module]]) -> str:
         """The fingerprint of ``named`` (the same modules, in the same order, each call)."""
         modules = list(named)
-        if self._value is None or not (self._trusted or self._unchanged(modules)):
+        if self._value is not None and self._trusted:
+            self._remember(modules)  # the value travelled with these modules
+        elif self._value is None or not self._unchanged(modules):
             self._value = modules_fingerprint(modules)
-        self._remember(modules)
+            self._remember(modules)
         return self._value
 
     def clear(self) -> None:
@@ -122,11 +124,10 @@ class ModulesFingerprint:
         self._reset()
 
     def _remember(self, modules: list[tuple[str, nn.Module]]) -> None:
-        if self._trusted or not self._same_modules(modules):
-            self._modules = modules
-            self._tensors = [
-                t for _, module in modules for t in module.state_dict(keep_vars=True).values()
-            ]
+        self._modules = modules
+        self._tensors = [
+            t for _, module in modules for t in module.state_dict(keep_vars=True).values()
+        ]
         self._stamp = _stamp(self._tensors)
         self._trusted = False
 

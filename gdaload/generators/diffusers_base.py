@@ -44,7 +44,7 @@ class DiffusersGenerator(Generator, Generic[PipelineT]):
     :attr:`config` is built once and kept: settings changed through their properties
     rebuild it, and the weights fingerprint is recomputed only when a weight changed in
     place (see :class:`~gdaload.fingerprint.ModulesFingerprint`), so reading the config
-    or :meth:`config_hash` per batch costs microseconds.
+    or :meth:`config_hash` per batch costs well under a millisecond.
 
     Subclasses set :attr:`kind`, :attr:`num_classes` and :attr:`image_shape`, implement
     ``generate`` and :meth:`_own_config`, and may override :meth:`_fingerprinted_modules`

@@ -234,13 +234,10 @@ class DiffusionGenerator(DiffusersGenerator[DiffusionPipeline], ImageConditioned
         }
 
     def _metadata(self) -> dict[str, Any]:
-        if self.mode == "class":
-            return {"class_names": self.class_names}
-        return {
-            "class_names": self.class_names,
-            "prompts": self.prompts,
-            "negative_prompt": self.negative_prompt,
-        }
+        meta: dict[str, Any] = {"class_names": self.class_names}
+        if self.mode == "text":
+            meta.update(prompts=self.prompts, negative_prompt=self.negative_prompt)
+        return meta
 
     def generate(
         self,
