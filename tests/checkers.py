@@ -4,11 +4,24 @@ from __future__ import annotations
 
 import pickle
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from gdaload.generators.base import Generator, as_labels, as_seeds
+from gdaload.generators.base import (
+    Generator,
+    ImageConditionedGenerator,
+    as_labels,
+    as_seeds,
+    check_generated,
+    check_source,
+    config_digest,
+    sample_strengths,
+)
+
+#: ``make(labels, seeds) -> images``: one way of calling a generator.
+Make = Callable[[list[int], list[int]], torch.Tensor]
 
 
 class SeedImageGenerator(Generator):
@@ -77,7 +90,61 @@ def assert_image_batch(images: torch.Tensor, n: int, shape: Sequence[int]) -> No
     assert images.min() >= 0 and images.max() <= 1
 
 
-from gdaload.generators.base import ImageConditionedGenerator, check_source, sample_strengths  # noqa: E402
+@dataclass
+class GeneratorCase:
+    """A generator under the contract suite, and how its kind is called.
+
+    ``make(generator, labels, seeds)`` makes one image per ``(label, seed)`` the way the
+    generator's consumers do (with ``source=`` for image-conditioned and multi-view
+    generators); ``labels`` and ``seeds`` are a valid request of four samples.
+    """
+
+    name: str
+    generator: Generator
+    make: Callable[[Generator, list[int], list[int]], torch.Tensor]
+    labels: list[int]
+    seeds: list[int] = field(default_factory=lambda: [11, 12, 13, 14])
+    atol: float = 1e-4
+
+    def bound(self, generator: Generator | None = None) -> Make:
+        """``make`` bound to ``generator`` (default: the case's own)."""
+        gen = self.generator if generator is None else generator
+        return lambda labels, seeds: self.make(gen, labels, seeds)
+
+
+def seeded_sources(seeds: Sequence[int], shape: Sequence[int]) -> torch.Tensor:
+    """One source image per seed, a pure function of the seed: a sample's source then does
+    not depend on the batch it is requested in."""
+    images = [
+        torch.rand(tuple(shape), generator=torch.Generator().manual_seed(10_000 + s)) for s in seeds
+    ]
+    return torch.stack(images) if images else torch.empty(0, *shape)
+
+
+def assert_contract_output(images: torch.Tensor, generator: Generator, n: int) -> None:
+    """The :class:`~gdaload.Generator` output contract: ``(n, *image_shape)``, floating
+    point, finite, in [0, 1], on the generator's device; ``check_generated`` agrees."""
+    assert_image_batch(images, n, generator.image_shape)
+    assert images.device == generator.device
+    assert check_generated(images, n, generator.image_shape) is images
+
+
+def assert_deterministic(make: Make, labels: list[int], seeds: list[int]) -> None:
+    """Same ``(label, seed)`` pairs give bit-identical images; other seeds other images."""
+    first = make(labels, seeds)
+    assert torch.equal(first, make(labels, seeds))
+    other = make(labels, [s + 100 for s in seeds])
+    assert (other - first).flatten(1).abs().amax(1).min() > 1e-4
+
+
+def assert_config_contract(generator: Generator) -> None:
+    """:attr:`config` is JSON-serialisable, stable and keys :meth:`config_hash`."""
+    import json
+
+    config = generator.config
+    json.dumps(config, sort_keys=True)
+    assert generator.config == config
+    assert generator.config_hash() == config_digest(config) == generator.config_hash()
 
 
 class SourceBlendGenerator(SeedImageGenerator, ImageConditionedGenerator):

@@ -27,6 +27,7 @@ __all__ = [
     "as_seeds",
     "check_generated",
     "check_source",
+    "config_digest",
     "sample_strengths",
 ]
 
@@ -112,8 +113,14 @@ class Generator(abc.ABC):
 
     def config_hash(self) -> str:
         """Stable hex digest of :attr:`config`; keys caches of generated samples."""
-        blob = json.dumps(self.config, sort_keys=True, default=str).encode()
-        return hashlib.sha256(blob).hexdigest()[:16]
+        return config_digest(self.config)
+
+
+def config_digest(config: dict[str, Any]) -> str:
+    """Stable hex digest (16 digits) of a generator config: what :meth:`Generator.config_hash`
+    returns, and what keys stores of generated samples."""
+    blob = json.dumps(config, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
 
 
 class ImageConditionedGenerator(Generator):
@@ -185,8 +192,9 @@ class MultiViewGenerator(ImageConditionedGenerator):
         """The ``num_views - 1`` unseen views of each source image, ``(B, V - 1, C, H, W)``."""
 
 
-def require_kind(generator: Any, kind: type[Generator], who: str, hint: str = "") -> None:
-    """Raise :class:`GeneratorKindError` unless ``generator`` is a ``kind``.
+def require_kind(generator: Any, kind: type, who: str, hint: str = "") -> None:
+    """Raise :class:`GeneratorKindError` unless ``generator`` is a ``kind`` (a
+    :class:`Generator` class, abstract ones included).
 
     Consumers call this at construction, so the wrong kind fails there with the fix
     instead of at the first batch.
@@ -219,6 +227,8 @@ def as_labels(labels: torch.Tensor | Sequence[int], num_classes: int) -> torch.T
         ValueError: If labels are not integers of rank 1 or fall outside ``0..num_classes-1``.
     """
     t = torch.as_tensor(labels)
+    if t.numel() == 0:
+        t = t.to(torch.int64)  # an empty list is a float tensor to torch
     if t.dtype.is_floating_point or t.dtype == torch.bool or t.dtype.is_complex:
         raise ValueError(
             f"labels must be integer class indices, got dtype {t.dtype}; "

@@ -10,21 +10,17 @@ Two modes:
 
 from __future__ import annotations
 
-import inspect
-import json
 import os
-import socket
-from collections.abc import Mapping, Sequence
-from pathlib import Path
-from typing import Any
-from urllib.parse import urlparse
+from collections.abc import Callable, Sequence
+from typing import Any, cast
 
 import torch
-from diffusers import DiffusionPipeline
+from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
+from diffusers.models.modeling_utils import ModelMixin
+from diffusers.pipelines.pipeline_utils import DiffusionPipeline
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 from gdaload.cache.latents import LatentCache
-from gdaload.fingerprint import modules_fingerprint
 from gdaload.generators.base import (
     ImageConditionedGenerator,
     StrengthLike,
@@ -33,78 +29,28 @@ from gdaload.generators.base import (
     check_source,
     sample_strengths,
 )
-from gdaload.generators.pipeline import GDALOAD_META, ClassConditionalPipeline
-from gdaload.generators.samplers import SAMPLERS, make_scheduler
-from gdaload.seeding import Stream, derive_rng
+from gdaload.generators.diffusers_base import DiffusersGenerator
+from gdaload.generators.hub import ModelNotAvailableError, load_pipeline, locate_model
+from gdaload.generators.inversion import ddim_invert
+from gdaload.generators.metadata import read_metadata
+from gdaload.generators.pipeline import ClassConditionalPipeline
+from gdaload.generators.prompts import (
+    PromptEmbeddings,
+    PromptEncoder,
+    PromptsLike,
+    resolve_prompts,
+)
 
 __all__ = ["DiffusionGenerator", "ModelNotAvailableError", "PromptsLike"]
 
 
-#: Per-class prompts: a template with ``{name}``, a list of prompt lists (one per class),
-#: a mapping class name -> prompts, or a path to a JSON file holding such a mapping.
-PromptsLike = str | os.PathLike | Sequence[Sequence[str]] | Mapping[str, Sequence[str]]
+def _run(pipeline: DiffusionPipeline, *args: Any, **kwargs: Any) -> torch.Tensor:
+    """Call a pipeline (``DiffusionPipeline`` declares no ``__call__``) for its images."""
+    images = cast(Callable[..., Any], pipeline)(*args, **kwargs).images
+    return cast(torch.Tensor, images)
 
 
-class ModelNotAvailableError(OSError):
-    """Weights are neither in a local folder nor reachable on the hub."""
-
-
-def _hub_reachable(timeout: float = 3.0) -> bool:
-    """Whether the Hugging Face endpoint answers a TCP connect within ``timeout`` seconds.
-
-    Checked before a download so that an offline machine fails in seconds instead of
-    waiting on the hub client's retries.
-    """
-    from huggingface_hub import constants
-
-    if constants.HF_HUB_OFFLINE:
-        return False
-    url = urlparse(constants.ENDPOINT)
-    try:
-        with socket.create_connection((url.hostname, url.port or 443), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def _not_available(model: str, cause: BaseException | None = None) -> ModelNotAvailableError:
-    return ModelNotAvailableError(
-        f"cannot load diffusion model {model!r}: it is not a local folder, not in the local "
-        "hub cache, and the hub cannot be reached. Download it on a machine with network "
-        "access (e.g. DiffusionPipeline.download or `hf download "
-        f"{model}`) and pass the folder: DiffusionGenerator.from_pretrained('/path/to/folder')"
-        + (f" [{type(cause).__name__}: {cause}]" if cause else "")
-    )
-
-
-def _resolve_prompts(prompts: PromptsLike, class_names: Sequence[str] | None) -> list[list[str]]:
-    if isinstance(prompts, (str, os.PathLike)) and Path(prompts).suffix == ".json":
-        path = Path(prompts)
-        if not path.is_file():
-            raise FileNotFoundError(f"prompt file {path} does not exist")
-        prompts = json.loads(path.read_text())
-    if isinstance(prompts, str):
-        if "{name}" not in prompts:
-            raise ValueError(f"a prompt template must contain '{{name}}', got {prompts!r}")
-        if not class_names:
-            raise ValueError("a prompt template needs class_names=[...] to fill '{name}'")
-        return [[prompts.format(name=n)] for n in class_names]
-    if isinstance(prompts, Mapping):
-        names = list(class_names) if class_names else list(prompts)
-        missing = [n for n in names if n not in prompts]
-        if missing:
-            raise ValueError(f"prompts have no entry for classes {missing}; add one per class")
-        prompts = [prompts[n] for n in names]
-    out = [[p] if isinstance(p, str) else list(p) for p in prompts]
-    if class_names is not None and len(out) != len(class_names):
-        raise ValueError(f"got prompts for {len(out)} classes but {len(class_names)} class_names")
-    empty = [i for i, p in enumerate(out) if not p]
-    if empty:
-        raise ValueError(f"classes {empty} have no prompt; give at least one per class")
-    return out
-
-
-class DiffusionGenerator(ImageConditionedGenerator):
+class DiffusionGenerator(DiffusersGenerator[DiffusionPipeline], ImageConditionedGenerator):
     """Generate training images with a diffusers model, one ``torch.Generator`` per sample.
 
     Args:
@@ -132,6 +78,8 @@ class DiffusionGenerator(ImageConditionedGenerator):
         (torch.Size([2, 1, 8, 8]), tensor(True), tensor(True))
     """
 
+    kind = "diffusion"
+
     def __init__(
         self,
         pipeline: DiffusionPipeline,
@@ -148,37 +96,20 @@ class DiffusionGenerator(ImageConditionedGenerator):
         model_id: str | None = None,
         latent_cache: LatentCache | None = None,
     ) -> None:
-        if sampler not in SAMPLERS:
-            raise ValueError(f"unknown sampler {sampler!r}; valid samplers are {sorted(SAMPLERS)}")
-        if int(steps) < 1:
-            raise ValueError(f"steps must be >= 1, got {steps}")
-        if not guidance_scale >= 0:
-            raise ValueError(f"guidance_scale must be >= 0, got {guidance_scale}")
-        if int(max_batch_size) < 1:
-            raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
-        self._device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        # Cast only when asked: diffusers warns about casting modules it keeps in float32.
-        self.pipeline = (
-            pipeline.to(self._device) if dtype is None else pipeline.to(self._device, dtype)
-        )
-        self.dtype = self.pipeline.dtype
-        self.pipeline.set_progress_bar_config(disable=True)
-        # Freshly built modules are in training mode; DiT's label dropout would then drop
-        # classes at random (from the global RNG) during generation.
-        for component in self.pipeline.components.values():
-            if isinstance(component, torch.nn.Module):
-                component.eval()
-        self.sampler, self.steps = sampler, int(steps)
-        self.guidance_scale = float(guidance_scale)
-        self.max_batch_size = int(max_batch_size)
+        self._prompt_encoder: PromptEncoder | None = None
+        self.guidance_scale = guidance_scale
         self.negative_prompt = negative_prompt
-        self.model_id = (
-            model_id or getattr(pipeline, "name_or_path", None) or type(pipeline).__name__
+        super().__init__(
+            pipeline,
+            sampler=sampler,
+            steps=steps,
+            max_batch_size=max_batch_size,
+            device=device,
+            dtype=dtype,
+            model_id=model_id or getattr(pipeline, "name_or_path", None) or type(pipeline).__name__,
         )
-        self.pipeline.scheduler = make_scheduler(sampler, pipeline.scheduler)
         self._img2img: DiffusionPipeline | None = None
         self.latent_cache = latent_cache
-        self._prompt_cache: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor | None]] = {}
 
         if isinstance(pipeline, ClassConditionalPipeline):
             self.mode = "class"
@@ -189,7 +120,6 @@ class DiffusionGenerator(ImageConditionedGenerator):
                 )
             self.num_classes = pipeline.num_classes
             self.image_shape = pipeline.image_shape
-            self.prompts: list[list[str]] | None = None
         elif hasattr(pipeline, "encode_prompt"):
             self.mode = "text"
             if prompts is None:
@@ -197,10 +127,10 @@ class DiffusionGenerator(ImageConditionedGenerator):
                     "a text-to-image model needs prompts=: a template such as "
                     "'a photo of a {name}' with class_names, or prompts per class"
                 )
-            self.prompts = _resolve_prompts(prompts, class_names)
-            self.num_classes = len(self.prompts)
+            self._prompt_encoder = PromptEncoder(resolve_prompts(prompts, class_names))
+            self.num_classes = len(self._prompt_encoder.prompts)
             factor = getattr(pipeline, "vae_scale_factor", 8)
-            size = pipeline.unet.config.sample_size * factor
+            size = self.pipeline.unet.config.sample_size * factor
             self.image_shape = (3, size, size)
         else:
             raise TypeError(
@@ -216,23 +146,53 @@ class DiffusionGenerator(ImageConditionedGenerator):
             list(class_names) if class_names else [str(i) for i in range(self.num_classes)]
         )
 
+    # ------------------------------------------------------------------ settings
+    @property
+    def guidance_scale(self) -> float:
+        """Classifier-free guidance scale (1 disables guidance)."""
+        return self._guidance_scale
+
+    @guidance_scale.setter
+    def guidance_scale(self, scale: float) -> None:
+        if not scale >= 0:
+            raise ValueError(f"guidance_scale must be >= 0, got {scale}")
+        self._guidance_scale = float(scale)
+        self._settings_changed()
+
+    @property
+    def negative_prompt(self) -> str | None:
+        """Text mode: the unconditional prompt for guidance."""
+        return self._negative_prompt
+
+    @negative_prompt.setter
+    def negative_prompt(self, prompt: str | None) -> None:
+        self._negative_prompt = prompt
+        if self._prompt_encoder is not None:
+            self._prompt_encoder.cache.clear()
+        self._settings_changed()
+
+    @property
+    def prompts(self) -> list[list[str]] | None:
+        """Text mode: the prompts of each class (``None`` in class mode)."""
+        return None if self._prompt_encoder is None else self._prompt_encoder.prompts
+
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_components(
         cls,
-        denoiser: torch.nn.Module,
+        denoiser: ModelMixin,
         scheduler: SchedulerMixin,
-        vae: torch.nn.Module | None = None,
+        vae: AutoencoderKL | None = None,
         **kwargs: Any,
     ) -> DiffusionGenerator:
         """Build a class-conditional generator from a denoiser, its training scheduler and
-        an optional VAE. ``kwargs`` go to the constructor."""
+        an optional VAE (``AutoencoderKL``). ``kwargs`` go to the constructor."""
         return cls(ClassConditionalPipeline(unet=denoiser, scheduler=scheduler, vae=vae), **kwargs)
 
     @classmethod
     def from_pretrained(
         cls,
-        model: str | os.PathLike,
+        model: str | os.PathLike[str],
         *,
         local_files_only: bool | None = None,
         torch_dtype: torch.dtype | None = None,
@@ -243,79 +203,41 @@ class DiffusionGenerator(ImageConditionedGenerator):
         A folder written by :func:`gdaload.train_generator` (or any
         ``ClassConditionalPipeline.save_pretrained``) loads in class mode; any other
         diffusers text-to-image pipeline loads in text mode and needs ``prompts=``.
+        Settings saved by :meth:`save_pretrained` (class names; prompts in text mode)
+        are the defaults of ``kwargs``.
 
         Raises:
             ModelNotAvailableError: Within seconds when the weights are not local and the
                 hub cannot be reached; the message says how to pass a local folder.
         """
         name = os.fspath(model)
-        path = Path(name)
-        if path.exists() and not (path / "model_index.json").is_file():
-            raise ModelNotAvailableError(
-                f"{path} has no model_index.json; save the model with "
-                "pipeline.save_pretrained(folder) or gdaload train-generator"
-            )
-        if not path.exists() and (
-            path.is_absolute() or name.startswith(".") or name.count("/") > 1
-        ):
-            raise ModelNotAvailableError(
-                f"model folder {name} does not exist; pass the folder written by "
-                "save_pretrained or `gdaload train-generator --output FOLDER`"
-            )
-        if not path.exists():
-            if local_files_only is None:
-                local_files_only = not _hub_reachable()
-            try:
-                path = Path(DiffusionPipeline.download(name, local_files_only=local_files_only))
-            except Exception as err:  # the hub client raises many types for "not there"
-                raise _not_available(name, err) from err
-        index = json.loads((path / "model_index.json").read_text())
-        load_kwargs: dict[str, Any] = {"torch_dtype": torch_dtype} if torch_dtype else {}
-        if index.get("_class_name") == ClassConditionalPipeline.__name__:
-            pipe = ClassConditionalPipeline.from_pretrained(path, **load_kwargs)
-            meta = path / GDALOAD_META
-            if kwargs.get("class_names") is None and meta.is_file():
-                kwargs["class_names"] = json.loads(meta.read_text()).get("class_names")
-        else:
-            if "safety_checker" in index:
-                # Training data is not user-facing output; the checker would blank images.
-                load_kwargs.update(safety_checker=None, requires_safety_checker=False)
-            pipe = DiffusionPipeline.from_pretrained(path, **load_kwargs)
+        path = locate_model(name, local_files_only)
+        pipe = load_pipeline(path, torch_dtype)
+        meta = read_metadata(path)
+        if isinstance(pipe, ClassConditionalPipeline):
+            if kwargs.get("class_names") is None:
+                kwargs["class_names"] = meta.get("class_names")
+        elif kwargs.get("prompts") is None and meta.get("prompts") is not None:
+            for key in ("prompts", "class_names", "negative_prompt"):
+                kwargs[key] = kwargs.get(key) or meta.get(key)
         return cls(pipe, model_id=kwargs.pop("model_id", name), **kwargs)
 
     # ------------------------------------------------------------------ contract
-    @property
-    def device(self) -> torch.device:
-        return self._device
-
-    @property
-    def config(self) -> dict[str, Any]:
+    def _own_config(self) -> dict[str, Any]:
         return {
-            "kind": "diffusion",
-            "model": self.model_id,
-            "weights": self.weights_fingerprint(),
             "mode": self.mode,
-            "sampler": self.sampler,
-            "steps": self.steps,
             "guidance_scale": self.guidance_scale,
             "prompts": self.prompts,
             "negative_prompt": self.negative_prompt,
             "dtype": str(self.dtype),
-            "image_shape": list(self.image_shape),
             "num_classes": self.num_classes,
         }
 
-    def weights_fingerprint(self) -> str:
-        """Fingerprint of every weight of the pipeline's modules.
-
-        Two folders holding the same name but different weights (a retrained model) must
-        not share cached samples.
-        """
-        return modules_fingerprint(
-            (name, component)
-            for name, component in sorted(self.pipeline.components.items())
-            if isinstance(component, torch.nn.Module)
-        )
+    def _metadata(self) -> dict[str, Any]:
+        meta: dict[str, Any] = {"class_names": self.class_names}
+        if self.mode == "text":
+            meta.update(prompts=self.prompts, negative_prompt=self.negative_prompt)
+        return meta
 
     def generate(
         self,
@@ -363,8 +285,8 @@ class DiffusionGenerator(ImageConditionedGenerator):
         out = torch.empty(len(labels), *self.image_shape, device=self.device)
         for k in sorted(set(skipped)):
             group = [i for i, v in enumerate(skipped) if v == k]
-            for start in range(0, len(group), self.max_batch_size):
-                idx = group[start : start + self.max_batch_size]
+            for chunk in self._chunks(len(group)):
+                idx = group[chunk]
                 out[idx] = self._generate_chunk(
                     labels[idx],
                     [seeds[i] for i in idx],
@@ -383,13 +305,13 @@ class DiffusionGenerator(ImageConditionedGenerator):
         """
         vae = getattr(self.pipeline, "vae", None)
         if vae is None:
-            return self.pipeline.encode_images(images)
+            return cast(torch.Tensor, self.pipeline.encode_images(images))
         if self.latent_cache is None:
             self.latent_cache = LatentCache.for_module(vae, max_items=100_000)
 
         def encode(x: torch.Tensor) -> torch.Tensor:
             x = x.to(self.device, vae.dtype) * 2 - 1
-            return vae.encode(x).latent_dist.mode() * vae.config.scaling_factor
+            return cast(torch.Tensor, vae.encode(x).latent_dist.mode() * vae.config.scaling_factor)
 
         return self.latent_cache.get_or_encode(images, encode).to(self.device, vae.dtype)
 
@@ -409,29 +331,35 @@ class DiffusionGenerator(ImageConditionedGenerator):
             output_type="pt",
         )
         if self.mode == "class":
-            return self.pipeline(
-                labels, latents=latents, image_latents=encoded, strength=strength, **common
-            ).images
+            return _run(
+                self.pipeline,
+                labels,
+                latents=latents,
+                image_latents=encoded,
+                strength=strength,
+                **common,
+            )
         positive, negative = self._prompt_embeddings(labels.tolist(), seeds)
         common.update(prompt_embeds=positive, negative_prompt_embeds=negative)
         if encoded is not None and strength < 1:
             if strength == 0:  # diffusers' img2img needs at least one step
                 with torch.inference_mode():
                     vae = self.pipeline.vae
-                    return (vae.decode(encoded / vae.config.scaling_factor).sample / 2 + 0.5).clamp(
-                        0, 1
-                    )
+                    decoded = vae.decode(encoded / vae.config.scaling_factor).sample
+                    return cast(torch.Tensor, (decoded / 2 + 0.5).clamp(0, 1))
             # 4-channel inputs are taken as latents by the img2img pipeline.
-            return self._img2img_pipeline()(image=encoded, strength=strength, **common).images
+            return _run(self._img2img_pipeline(), image=encoded, strength=strength, **common)
         _, height, width = self.image_shape
-        return self.pipeline(height=height, width=width, latents=latents, **common).images
+        return _run(self.pipeline, height=height, width=width, latents=latents, **common)
 
     def _img2img_pipeline(self) -> DiffusionPipeline:
         """The image-to-image variant of the text pipeline, sharing its modules."""
         if self._img2img is None:
             from diffusers import AutoPipelineForImage2Image
 
-            self._img2img = AutoPipelineForImage2Image.from_pipe(self.pipeline)
+            self._img2img = cast(
+                DiffusionPipeline, AutoPipelineForImage2Image.from_pipe(self.pipeline)
+            )
             self._img2img.set_progress_bar_config(disable=True)
         self._img2img.scheduler = self.pipeline.scheduler
         return self._img2img
@@ -457,61 +385,12 @@ class DiffusionGenerator(ImageConditionedGenerator):
         Returns:
             Noise latents ``(B, ...)`` on :attr:`device`.
         """
-        from diffusers import DDIMInverseScheduler
+        return ddim_invert(self, source, labels, guidance_scale)
 
-        labels = as_labels(labels, self.num_classes)
-        x = self.encode(check_source(source, self.image_shape, len(labels)))
-        # Pass only DDIM's own settings: the sampler's extras (e.g. algorithm_type) do not apply.
-        accepted = inspect.signature(DDIMInverseScheduler.__init__).parameters
-        config = {k: v for k, v in self.pipeline.scheduler.config.items() if k in accepted}
-        # The inverse scheduler knows no "linspace" spacing; "trailing" is its closest match.
-        if config.get("timestep_spacing") not in ("leading", "trailing"):
-            config["timestep_spacing"] = "trailing"
-        inverse = DDIMInverseScheduler.from_config(config)
-        inverse.set_timesteps(self.steps, device=self.device)
-        if self.mode == "class":
-
-            def eps(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-                return self.pipeline.eps(x, t, labels.to(self.device), guidance_scale)
-        else:
-            positive, negative = self._prompt_embeddings(labels.tolist(), [0] * len(labels))
-
-            def eps(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-                unet = self.pipeline.unet
-                if guidance_scale == 1.0:
-                    return unet(x, t, encoder_hidden_states=positive).sample
-                e_u, e_c = unet(
-                    torch.cat([x, x]), t, encoder_hidden_states=torch.cat([negative, positive])
-                ).sample.chunk(2)
-                return e_u + guidance_scale * (e_c - e_u)
-
-        for t in inverse.timesteps:
-            x = inverse.step(eps(x, t), t, x).prev_sample
-        return x
-
-    def _prompt_embeddings(
-        self, labels: list[int], seeds: list[int]
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Embeddings of each sample's prompt; the prompt among a class's list is picked
-        from the sample's seed, and each distinct prompt is encoded only once."""
-        assert self.prompts is not None
-        positive, negative = [], []
-        for label, seed in zip(labels, seeds, strict=True):
-            choices = self.prompts[label]
-            index = (
-                int(derive_rng(seed, Stream.PROMPT_CHOICE).integers(len(choices)))
-                if len(choices) > 1
-                else 0
-            )
-            key = (label, index)
-            if key not in self._prompt_cache:
-                self._prompt_cache[key] = self.pipeline.encode_prompt(
-                    choices[index], self.device, 1, True, negative_prompt=self.negative_prompt
-                )
-            pos, neg = self._prompt_cache[key]
-            positive.append(pos)
-            negative.append(neg)
-        return torch.cat(positive), torch.cat(negative)
+    def _prompt_embeddings(self, labels: list[int], seeds: list[int]) -> PromptEmbeddings:
+        """Text mode: the embeddings of each sample's prompt (picked by its seed)."""
+        assert self._prompt_encoder is not None
+        return self._prompt_encoder(self.pipeline, self.device, labels, seeds, self.negative_prompt)
 
     def __repr__(self) -> str:
         return (

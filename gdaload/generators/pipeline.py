@@ -11,19 +11,23 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Sequence
+from typing import Any
 
+import numpy as np
 import torch
-from diffusers import AutoencoderKL, DiffusionPipeline, ImagePipelineOutput
+from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
+from diffusers.models.modeling_utils import ModelMixin
+from diffusers.pipelines.pipeline_utils import DiffusionPipeline, ImagePipelineOutput
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils.torch_utils import randn_tensor
 
+from gdaload.generators.metadata import GDALOAD_META
+from gdaload.generators.samplers import NoiseScheduler
+
 __all__ = ["GDALOAD_META", "ClassConditionalPipeline", "denoiser_num_classes"]
 
-#: File beside ``model_index.json`` holding class names and how the model was trained.
-GDALOAD_META = "gdaload.json"
 
-
-def denoiser_num_classes(denoiser: torch.nn.Module) -> int:
+def denoiser_num_classes(denoiser: ModelMixin) -> int:
     """Return the number of real classes of a class-conditional denoiser.
 
     gdaload's convention: a ``UNet2DModel`` trained with label dropout has
@@ -63,11 +67,17 @@ class ClassConditionalPipeline(DiffusionPipeline):
         torch.Size([2, 1, 8, 8])
     """
 
-    model_cpu_offload_seq = "unet->vae"
+    # diffusers declares this as None without an annotation, so its type is None.
+    model_cpu_offload_seq = "unet->vae"  # type: ignore[assignment]
     _optional_components = ["vae"]
 
+    # Registered by register_modules; declared for type checkers.
+    unet: ModelMixin
+    scheduler: NoiseScheduler
+    vae: AutoencoderKL | None
+
     def __init__(
-        self, unet: torch.nn.Module, scheduler: SchedulerMixin, vae: AutoencoderKL | None = None
+        self, unet: ModelMixin, scheduler: SchedulerMixin, vae: AutoencoderKL | None = None
     ) -> None:
         super().__init__()
         self.register_modules(unet=unet, scheduler=scheduler, vae=vae)
@@ -84,8 +94,8 @@ class ClassConditionalPipeline(DiffusionPipeline):
         size = size if isinstance(size, int) else size[0]
         if self.vae is None:
             return (self.unet.config.in_channels, size, size)
-        factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
-        return (self.vae.config.out_channels, size * factor, size * factor)
+        factor = 2 ** (len(self.vae.config["block_out_channels"]) - 1)
+        return (self.vae.config["out_channels"], size * factor, size * factor)
 
     def _latent_shape(self, batch: int) -> tuple[int, ...]:
         size = self.unet.config.sample_size
@@ -108,13 +118,13 @@ class ClassConditionalPipeline(DiffusionPipeline):
         x = images.to(device=self._execution_device, dtype=self.unet.dtype) * 2 - 1
         if self.vae is None:
             return x
-        return self.vae.encode(x).latent_dist.mode() * self.vae.config.scaling_factor
+        return self.vae.encode(x).latent_dist.mode() * self.vae.config["scaling_factor"]
 
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
         """The denoiser's space -> float images in [0, 1]."""
         x = latents
         if self.vae is not None:
-            x = self.vae.decode(x / self.vae.config.scaling_factor).sample
+            x = self.vae.decode(x / self.vae.config["scaling_factor"]).sample
         return (x.float() / 2 + 0.5).clamp(0, 1)
 
     def eps(
@@ -141,7 +151,7 @@ class ClassConditionalPipeline(DiffusionPipeline):
         strength: float = 1.0,
         output_type: str = "pt",
         return_dict: bool = True,
-    ) -> ImagePipelineOutput | tuple:
+    ) -> ImagePipelineOutput | tuple[Any]:
         """Generate one image per class label, from noise or from a source image.
 
         Args:
@@ -195,11 +205,17 @@ class ClassConditionalPipeline(DiffusionPipeline):
             inp = self.scheduler.scale_model_input(x, t)
             eps = self.eps(inp, t, labels, guidance_scale)
             x = self.scheduler.step(eps, t, x, **step_kwargs).prev_sample
-        images = self.decode_latents(x)
-        if output_type == "np":
-            images = images.permute(0, 2, 3, 1).cpu().numpy()
+        decoded = self.decode_latents(x)
+        images: torch.Tensor | np.ndarray | list[Any]
+        if output_type == "pt":
+            images = decoded
+        elif output_type == "np":
+            images = decoded.permute(0, 2, 3, 1).cpu().numpy()
         elif output_type == "pil":
-            images = self.numpy_to_pil(images.permute(0, 2, 3, 1).cpu().numpy())
-        elif output_type != "pt":
+            images = self.numpy_to_pil(decoded.permute(0, 2, 3, 1).cpu().numpy())
+        else:
             raise ValueError(f"output_type must be 'pt', 'np' or 'pil', got {output_type!r}")
-        return ImagePipelineOutput(images=images) if return_dict else (images,)
+        if not return_dict:
+            return (images,)
+        # diffusers' pipelines return tensors for output_type="pt", which its annotation omits.
+        return ImagePipelineOutput(images=images)  # type: ignore[arg-type]

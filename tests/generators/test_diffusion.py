@@ -96,7 +96,7 @@ def test_text_to_image_round_trip_with_prompt_forms(
     images = template.generate([0, 1, 1], [1, 2, 3])
     assert_image_batch(images, 3, template.image_shape)
     assert_same_per_sample(template.generate, [0, 1, 1], [1, 2, 3])
-    assert len(template._prompt_cache) == 2  # each prompt encoded once
+    assert len(template._prompt_encoder.cache) == 2  # each prompt encoded once
 
     prompt_file = tmp_path / "prompts.json"
     prompt_file.write_text(json.dumps({"cat": ["a cat", "a small cat"], "dog": ["a dog"]}))

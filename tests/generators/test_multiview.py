@@ -123,7 +123,10 @@ def test_save_load_round_trip(generator: MultiViewDiffusion, tmp_path: Path) -> 
     )
     assert loaded.view_names == VIEWS
     assert loaded.weights_fingerprint() == generator.weights_fingerprint()
-    assert json.loads((tmp_path / "model" / "multiview.json").read_text())["note"] == "test"
+    saved = json.loads((tmp_path / "model" / "gdaload.json").read_text())
+    assert saved["note"] == "test" and saved["observed_view"] == "front"
+    index = json.loads((tmp_path / "model" / "model_index.json").read_text())
+    assert index["_class_name"] == "MultiViewPipeline"
     views = torch.rand(2, 4, 3, 8, 8)
     torch.testing.assert_close(
         loaded.generate_views(views, [0], [3, 4]), generator.generate_views(views, [0], [3, 4])

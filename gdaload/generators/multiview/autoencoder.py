@@ -20,17 +20,20 @@ whose normalised residual blocks cost several times more to train at these sizes
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
-from diffusers import ConfigMixin, ModelMixin
-from diffusers.configuration_utils import register_to_config
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
 __all__ = ["ViewAutoencoder"]
 
 
-class ViewAutoencoder(ModelMixin, ConfigMixin):
+# ModelMixin sets config_name to a file name where ConfigMixin declares None, as in
+# every diffusers model; the two definitions agree at run time.
+class ViewAutoencoder(ModelMixin, ConfigMixin):  # type: ignore[misc]
     """Images in [0, 1] <-> standardised latents (thumbnail + learned detail channels).
 
     Each width in ``widths`` adds a stride-2 level, so the latent grid is
@@ -51,6 +54,11 @@ class ViewAutoencoder(ModelMixin, ConfigMixin):
         >>> z.shape, ae.decode(z).shape
         (torch.Size([2, 5, 4, 4]), torch.Size([2, 3, 16, 16]))
     """
+
+    if TYPE_CHECKING:
+        # diffusers wraps Module.to with functools.wraps, which type checkers read as an
+        # unbound function; this restores the signature callers see at run time.
+        def to(self, *args: Any, **kwargs: Any) -> ViewAutoencoder: ...  # type: ignore[override]
 
     @register_to_config
     def __init__(
@@ -106,20 +114,20 @@ class ViewAutoencoder(ModelMixin, ConfigMixin):
     @property
     def downsampling(self) -> int:
         """Image size / latent size."""
-        return 2 ** len(self.config.widths)
+        return 2 ** len(self.config["widths"])
 
     @property
     def latent_channels(self) -> int:
         """Channels of a latent: the thumbnail's plus the detail channels."""
-        return self.config.in_channels + self.config.detail_channels
+        return self.config["in_channels"] + self.config["detail_channels"]
 
     def set_latent_statistics(self, mean: Sequence[float], std: Sequence[float]) -> None:
         """Record the per-channel statistics that standardise the latents."""
         self.register_to_config(
             latent_mean=[float(m) for m in mean], latent_std=[float(s) for s in std]
         )
-        self._mean.copy_(torch.tensor(self.config.latent_mean).view(1, -1, 1, 1))
-        self._std.copy_(torch.tensor(self.config.latent_std).view(1, -1, 1, 1))
+        self._mean.copy_(torch.tensor(self.config["latent_mean"]).view(1, -1, 1, 1))
+        self._std.copy_(torch.tensor(self.config["latent_std"]).view(1, -1, 1, 1))
 
     def encode_raw(self, images: torch.Tensor) -> torch.Tensor:
         """Images in [0, 1] -> unstandardised latents: thumbnail, then detail channels."""
@@ -128,7 +136,7 @@ class ViewAutoencoder(ModelMixin, ConfigMixin):
 
     def decode_raw(self, raw: torch.Tensor) -> torch.Tensor:
         """Unstandardised latents -> images, unclamped, in about [0, 1]."""
-        thumbnail = raw[:, : self.config.in_channels]
+        thumbnail = raw[:, : self.config["in_channels"]]
         base = F.interpolate(thumbnail, scale_factor=self.downsampling, mode="bilinear")
         return (base + self.decoder(raw)) / 2 + 0.5
 

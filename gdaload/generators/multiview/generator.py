@@ -3,14 +3,10 @@
 The generator of DiMViDA (diffusion-based multi-view data augmentation): a
 deterministic autoencoder (:class:`~gdaload.generators.multiview.autoencoder.ViewAutoencoder`)
 maps each view to a latent, and a ``UNet2DModel`` denoises the channel-concatenation of
-the latents of all ``V`` views of an object. Training uses multi-time masking (see
+the latents of all ``V`` views of an object (see
+:mod:`gdaload.generators.multiview.denoiser`). Training uses multi-time masking (see
 :mod:`gdaload.train.multiview`): a random subset of views stays clean as
-the condition while the others are diffused. One mask channel per view (1 = observed,
-0 = to generate) tells the UNet which views are given.
-
-The paper passes a per-view time vector ``t * [view is missing]``; every missing view
-shares one diffusion time, so that vector is fully described by the UNet's ordinary
-timestep plus the mask channels, which is what is passed here.
+the condition while the others are diffused.
 
 Sampling starts the missing views from per-sample noise and runs any fast sampler of
 :mod:`gdaload.generators.samplers`; before and after every step the observed views are
@@ -20,18 +16,14 @@ replaced by their clean latents, so they come through sampling bit for bit.
 from __future__ import annotations
 
 import inspect
-import json
-import math
 import os
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
-from diffusers import DDPMScheduler, UNet2DModel
+from diffusers.models.unets.unet_2d import UNet2DModel
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
-from gdaload.fingerprint import modules_fingerprint
 from gdaload.generators.base import (
     MultiViewGenerator,
     StrengthLike,
@@ -39,77 +31,25 @@ from gdaload.generators.base import (
     as_seeds,
     check_source,
 )
+from gdaload.generators.diffusers_base import DiffusersGenerator
 from gdaload.generators.multiview.autoencoder import ViewAutoencoder
-from gdaload.generators.samplers import SAMPLERS, make_scheduler
+from gdaload.generators.multiview.denoiser import build_multiview_unet, denoiser_input, views_of
+from gdaload.generators.multiview.pipeline import MultiViewPipeline, load_multiview_folder
 from gdaload.seeding import Stream, derive_rng
 
 __all__ = [
-    "MULTIVIEW_META",
     "MultiViewDiffusion",
     "ObservedLike",
     "build_multiview_unet",
     "denoiser_input",
 ]
 
-#: File beside the ``unet``, ``autoencoder`` and ``scheduler`` folders of a saved model,
-#: holding the view names, class names and how the model was trained.
-MULTIVIEW_META = "multiview.json"
-
 #: Which views are observed: view indices or names shared by the whole batch, or a
 #: boolean mask ``(V,)`` or ``(B, V)`` (True = observed).
 ObservedLike = Sequence[int | str] | torch.Tensor
 
 
-def denoiser_input(latents: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
-    """The UNet input: the ``V`` view latents stacked on channels, then one mask channel
-    per view (1 where the view is observed and clean, 0 where it is diffused).
-
-    Args:
-        latents: ``(B, V, c, h, w)``.
-        observed: Boolean ``(B, V)``.
-
-    Returns:
-        ``(B, V * c + V, h, w)``.
-    """
-    b, v, _, h, w = latents.shape
-    mask = observed.to(latents.dtype)[:, :, None, None].expand(b, v, h, w)
-    return torch.cat([latents.flatten(1, 2), mask], dim=1)
-
-
-def build_multiview_unet(
-    num_views: int,
-    latent_channels: int,
-    latent_size: int,
-    widths: Sequence[int] = (48, 96),
-    layers_per_block: int = 1,
-    attention: bool = True,
-) -> UNet2DModel:
-    """A ``UNet2DModel`` over ``num_views`` concatenated latents plus their mask channels.
-
-    Args:
-        num_views: ``V``.
-        latent_channels: Channels of one view's latent.
-        latent_size: Side of the latent grid.
-        widths: Channels of the UNet levels.
-        layers_per_block: ResNet layers per level.
-        attention: Self-attention at the last (coarsest) level.
-    """
-    last = ("AttnDownBlock2D",) if attention else ("DownBlock2D",)
-    first = ("AttnUpBlock2D",) if attention else ("UpBlock2D",)
-    levels = len(widths)
-    return UNet2DModel(
-        sample_size=latent_size,
-        in_channels=num_views * latent_channels + num_views,
-        out_channels=num_views * latent_channels,
-        block_out_channels=tuple(widths),
-        layers_per_block=layers_per_block,
-        norm_num_groups=math.gcd(32, *widths),
-        down_block_types=("DownBlock2D",) * (levels - 1) + last,
-        up_block_types=first + ("UpBlock2D",) * (levels - 1),
-    )
-
-
-class MultiViewDiffusion(MultiViewGenerator):
+class MultiViewDiffusion(DiffusersGenerator[MultiViewPipeline], MultiViewGenerator):
     """Novel views of an object conditioned on any non-empty subset of its views.
 
     Two ways to use it:
@@ -150,6 +90,8 @@ class MultiViewDiffusion(MultiViewGenerator):
         >>> novel = gen.novel_views(back_images, seeds=[0, 1])  # doctest: +SKIP
     """
 
+    kind = "multiview-diffusion"
+
     def __init__(
         self,
         unet: UNet2DModel,
@@ -165,107 +107,90 @@ class MultiViewDiffusion(MultiViewGenerator):
         max_batch_size: int = 256,
         model_id: str | None = None,
     ) -> None:
-        if sampler not in SAMPLERS:
-            raise ValueError(f"unknown sampler {sampler!r}; valid samplers are {sorted(SAMPLERS)}")
-        if int(steps) < 1:
-            raise ValueError(f"steps must be >= 1, got {steps}")
-        if int(max_batch_size) < 1:
-            raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
-        latent_channels = autoencoder.latent_channels
-        views, rest = divmod(unet.config.out_channels, latent_channels)
-        if rest or views < 2 or unet.config.in_channels != views * (latent_channels + 1):
-            raise ValueError(
-                f"the UNet ({unet.config.in_channels} in, {unet.config.out_channels} out channels) "
-                f"does not fit {latent_channels}-channel view latents: it needs "
-                "V * latent_channels outputs and V * (latent_channels + 1) inputs; build it "
-                "with build_multiview_unet"
-            )
+        views = views_of(unet, autoencoder.latent_channels)
         self.num_views = views
-        self.view_names = list(view_names) if view_names else [f"view{i}" for i in range(views)]
-        if len(self.view_names) != views:
+        self._view_names = list(view_names) if view_names else [f"view{i}" for i in range(views)]
+        if len(self._view_names) != views:
             raise ValueError(
-                f"the model has {views} views but {len(self.view_names)} view_names were given"
+                f"the model has {views} views but {len(self._view_names)} view_names were given"
             )
         self.class_names = list(class_names) if class_names else None
         self.num_classes = len(self.class_names) if self.class_names else 1
-        self._device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.unet = unet.to(self._device).eval()
-        self.autoencoder = autoencoder.to(self._device).eval()
-        self.train_scheduler = scheduler
-        self.sampler, self.steps = sampler, int(steps)
-        self.scheduler = make_scheduler(sampler, scheduler)
-        self.max_batch_size = int(max_batch_size)
-        self.model_id = model_id or type(self).__name__
-        self.observed_view = self.view_index(observed_view)
-        size = unet.config.sample_size
-        self.latent_size = size if isinstance(size, int) else size[0]
+        super().__init__(
+            MultiViewPipeline(unet=unet, autoencoder=autoencoder, scheduler=scheduler),
+            sampler=sampler,
+            steps=steps,
+            max_batch_size=max_batch_size,
+            device=device,
+            dtype=None,
+            model_id=model_id or type(self).__name__,
+        )
+        self.observed_view = observed_view
+        size = unet.config["sample_size"]
+        self.latent_size: int = size if isinstance(size, int) else size[0]
         side = self.latent_size * autoencoder.downsampling
-        self.image_shape = (autoencoder.config.in_channels, side, side)
+        self.image_shape = (autoencoder.config["in_channels"], side, side)
+
+    # ------------------------------------------------------------------ modules and settings
+    @property
+    def unet(self) -> UNet2DModel:
+        """The denoiser."""
+        return self.pipeline.unet
+
+    @property
+    def autoencoder(self) -> ViewAutoencoder:
+        """The views' autoencoder."""
+        return self.pipeline.autoencoder
+
+    @property
+    def view_names(self) -> list[str]:
+        """One name per view, in the model's view order."""
+        return self._view_names
+
+    @property
+    def observed_view(self) -> int:
+        """Index of the view that ``source`` images show in :meth:`generate` and
+        :meth:`novel_views`; a view name may be assigned."""
+        return self._observed_view
+
+    @observed_view.setter
+    def observed_view(self, view: int | str) -> None:
+        self._observed_view = self.view_index(view)
+        self._settings_changed()
 
     # ------------------------------------------------------------------ persistence
-    def save_pretrained(self, folder: str | os.PathLike, **meta: Any) -> Path:
-        """Save to ``folder``: ``unet/``, ``autoencoder/`` and ``scheduler/`` as diffusers
-        folders and :data:`MULTIVIEW_META` with the view names, class names and ``meta``."""
-        out = Path(folder)
-        self.unet.save_pretrained(out / "unet")
-        self.autoencoder.save_pretrained(out / "autoencoder")
-        self.train_scheduler.save_pretrained(out / "scheduler")
-        info = {"view_names": self.view_names, "class_names": self.class_names, **meta}
-        (out / MULTIVIEW_META).write_text(json.dumps(info, indent=2))
-        return out
-
     @classmethod
-    def from_pretrained(cls, folder: str | os.PathLike, **kwargs: Any) -> MultiViewDiffusion:
-        """Load a folder written by :meth:`save_pretrained` or ``gdaload train-multiview``.
+    def from_pretrained(cls, folder: str | os.PathLike[str], **kwargs: Any) -> MultiViewDiffusion:
+        """Load a folder written by :meth:`save_pretrained` or ``gdaload train-multiview``
+        (either layout, see :mod:`gdaload.generators.multiview.pipeline`).
 
-        ``kwargs`` go to the constructor (``observed_view``, ``sampler``, ``steps``, ...).
+        ``kwargs`` go to the constructor (``observed_view``, ``sampler``, ``steps``, ...);
+        the saved view names, observed view and class names are their defaults.
 
         Raises:
             FileNotFoundError: If the folder is not a saved multi-view model.
         """
-        path = Path(folder)
-        missing = [
-            p
-            for p in (MULTIVIEW_META, "unet", "autoencoder", "scheduler")
-            if not (path / p).exists()
-        ]
-        if missing:
-            raise FileNotFoundError(
-                f"{path} is not a saved multi-view model (missing {missing}); train one with "
-                "`gdaload train-multiview --output FOLDER` or MultiViewDiffusion.save_pretrained"
-            )
-        meta = json.loads((path / MULTIVIEW_META).read_text())
+        pipe, meta = load_multiview_folder(folder)
         kwargs.setdefault("view_names", meta.get("view_names"))
+        kwargs.setdefault("observed_view", meta.get("observed_view", 0))
         kwargs.setdefault("class_names", meta.get("class_names"))
         kwargs.setdefault("model_id", os.fspath(folder))
-        return cls(
-            UNet2DModel.from_pretrained(path / "unet"),
-            ViewAutoencoder.from_pretrained(path / "autoencoder"),
-            DDPMScheduler.from_pretrained(path / "scheduler"),
-            **kwargs,
-        )
+        # A loaded pipeline's scheduler is the diffusers scheduler it was saved with.
+        return cls(pipe.unet, pipe.autoencoder, cast(SchedulerMixin, pipe.scheduler), **kwargs)
 
-    # ------------------------------------------------------------------ contract
-    @property
-    def device(self) -> torch.device:
-        return self._device
-
-    @property
-    def config(self) -> dict[str, Any]:
+    def _metadata(self) -> dict[str, Any]:
         return {
-            "kind": "multiview-diffusion",
-            "model": self.model_id,
-            "weights": self.weights_fingerprint(),
-            "sampler": self.sampler,
-            "steps": self.steps,
             "view_names": self.view_names,
-            "observed_view": self.observed_view,
-            "image_shape": list(self.image_shape),
+            "observed_view": self.view_names[self.observed_view],
+            "class_names": self.class_names,
         }
 
-    def weights_fingerprint(self) -> str:
-        """Fingerprint of the UNet's and the autoencoder's weights."""
-        return modules_fingerprint([("unet", self.unet), ("autoencoder", self.autoencoder)])
+    # ------------------------------------------------------------------ contract
+    def _own_config(self) -> dict[str, Any]:
+        return {"view_names": list(self.view_names), "observed_view": self.observed_view}
+
+    def _fingerprinted_modules(self) -> list[tuple[str, torch.nn.Module]]:
+        return [("unet", self.unet), ("autoencoder", self.autoencoder)]
 
     def view_index(self, view: int | str) -> int:
         """Index of a view given by index or name.
@@ -324,9 +249,11 @@ class MultiViewDiffusion(MultiViewGenerator):
                 f"strength must be 1 for novel-view synthesis, got {strength!r}; "
                 "the missing views are always sampled from noise"
             )
+        check_source(source, self.image_shape, len(labels))  # one source per label
         novel = self.novel_views(source, seeds)
         pick = torch.tensor(
             [int(derive_rng(s, Stream.VIEW_PICK).integers(self.num_views - 1)) for s in seeds],
+            dtype=torch.long,
             device=novel.device,
         )
         return novel[torch.arange(len(seeds), device=novel.device), pick]
@@ -361,6 +288,7 @@ class MultiViewDiffusion(MultiViewGenerator):
                     f"({batch}, {self.num_views}), got {tuple(observed.shape)}"
                 )
         else:
+            items: list[int | str]
             if isinstance(observed, (str, int)):
                 items = [observed]
             else:
@@ -414,8 +342,7 @@ class MultiViewDiffusion(MultiViewGenerator):
         keep = mask.to(self.device)[:, :, None, None, None]
         images = torch.where(keep, images, torch.zeros((), device=self.device))
         out = torch.empty_like(images)
-        for start in range(0, b, self.max_batch_size):
-            chunk = slice(start, start + self.max_batch_size)
+        for chunk in self._chunks(b):
             latents = self.autoencoder.encode(images[chunk].flatten(0, 1))
             latents = latents.view(-1, v, *latents.shape[1:])
             sampled = self.sample_latents(latents, mask[chunk], seeds[chunk])
