@@ -2,7 +2,8 @@
 
 Every import counts, also those inside functions (a lazy import is still a dependency)
 and those under ``TYPE_CHECKING``: each layer imports only from itself and the layers
-before it, and no module reaches itself through imports.
+before it. No module reaches itself through imports that run (annotations-only imports
+under ``TYPE_CHECKING`` may point back, as they never execute).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class Import:
     target: str  # dotted module name
     path: Path
     line: int
+    type_only: bool = False
 
     def where(self) -> str:
         return f"{self.path.relative_to(PACKAGE.parent)}:{self.line}"
@@ -57,8 +59,16 @@ def exists(name: str) -> bool:
 def imports_of(path: Path) -> list[Import]:
     importer = module_name(path)
     package = importer if path.name == "__init__.py" else importer.rpartition(".")[0]
+    tree = ast.parse(path.read_text(), str(path))
+    type_only = {
+        id(inner)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and ast.unparse(node.test).endswith("TYPE_CHECKING")
+        for statement in node.body
+        for inner in ast.walk(statement)
+    }
     found = []
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -76,7 +86,7 @@ def imports_of(path: Path) -> list[Import]:
             continue
         for name in names:
             if name == "gdaload" or name.startswith("gdaload."):
-                found.append(Import(importer, name, path, node.lineno))
+                found.append(Import(importer, name, path, node.lineno, id(node) in type_only))
     return found
 
 
@@ -118,7 +128,8 @@ def layer_violations(imports: list[Import]) -> list[str]:
 def cycles(imports: list[Import]) -> list[list[str]]:
     graph: dict[str, set[str]] = {}
     for imp in imports:
-        graph.setdefault(imp.importer, set()).add(imp.target)
+        if not imp.type_only:
+            graph.setdefault(imp.importer, set()).add(imp.target)
     found, state = [], {}
     stack: list[str] = []
 

@@ -8,7 +8,6 @@ guidance. Devices and checkpoints go through ``accelerate``; EMA through diffuse
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence, Sized
 from pathlib import Path
@@ -26,7 +25,7 @@ from torch.utils.data import Dataset
 
 from gdaload.data.policies import dataset_labels
 from gdaload.generators import ClassConditionalPipeline
-from gdaload.generators.pipeline import GDALOAD_META
+from gdaload.generators.metadata import write_metadata
 from gdaload.seeding import Stream, derive_seed
 from gdaload.train.batches import EpochBatches
 from gdaload.train.checkpoints import Checkpoints
@@ -205,6 +204,6 @@ def train_generator(
                 "widths": list(config.widths),
             },
         }
-        (out / GDALOAD_META).write_text(json.dumps(meta, indent=2))
+        write_metadata(out, meta)
     accelerator.wait_for_everyone()
     return out
