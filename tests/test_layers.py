@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "gdaload"
 
 # In order: a module may import from its own top-level unit and from earlier layers.
 LAYERS: tuple[frozenset[str], ...] = (
-    frozenset({"seeding", "fingerprint"}),
+    frozenset({"seeding", "fingerprint", "lazy"}),
     frozenset({"cache", "metrics", "datasets"}),
     frozenset({"generators"}),
     frozenset({"select", "engine"}),

@@ -58,7 +58,7 @@ def test_tiny_model_trains_resumes_and_generates(tmp_path: Path, data: MultiView
     # The resumed autoencoder is the same, and no local folder is written into its config.
     torch.testing.assert_close(gen.autoencoder.state_dict(), first.autoencoder.state_dict())
     assert "_name_or_path" not in json.loads((out / "autoencoder" / "config.json").read_text())
-    training = json.loads((out / "multiview.json").read_text())["training"]
+    training = json.loads((out / "gdaload.json").read_text())["training"]
     assert training["steps"] == 4 and training["ae_steps"] == 2 and training["widths"] == [8, 16]
     objects = torch.stack([data[i][0] for i in range(3)])
     views = gen.generate_views(objects, ["left"], [0, 1, 2])
