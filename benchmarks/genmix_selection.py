@@ -117,8 +117,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def markdown(report: dict[str, Any]) -> str:
     s = report["settings"]
     lines = [
-        f"Digits, {s['shots']} labelled images per class, {s['seeds']} seeds; m_G/m_S = {s['ratio']}, "
-        f"{s['sampler']} {s['steps']} steps, {s['candidates']} candidates per sample for selection; "
+        f"Digits, {s['shots']} labelled images per class, {s['seeds']} seeds; "
+        f"m_G/m_S = {s['ratio']}, {s['sampler']} {s['steps']} steps, "
+        f"{s['candidates']} candidates per sample for selection; "
         "mean ± 95% CI.",
         "",
         "| arm | test accuracy | gain over real only (paired) | kept fraction |",

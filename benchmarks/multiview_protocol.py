@@ -54,7 +54,7 @@ from gdaload.datasets.multiview import (
     render_instance,
 )
 from gdaload.generators.multiview.generator import MultiViewDiffusion
-from gdaload.seeding import derive_rng, derive_seed
+from gdaload.seeding import Stream, derive_rng, derive_seed
 from gdaload.train.multiview import train_multiview
 
 
@@ -70,7 +70,7 @@ def ideal_views(
     """What a perfect novel-view generator could draw: each object re-rendered with a
     class picked at random among those its observed view cannot tell apart (the same
     instance seed, so body, colours, light and camera are the object's own)."""
-    rng = derive_rng(seed, 14)
+    rng = derive_rng(seed, Stream.PROTOCOL_IDEAL)
     return torch.stack(
         [
             render_instance(int(rng.choice(lookalikes(int(c), int(v)))), int(s))
@@ -97,7 +97,7 @@ def train_classifier(
     """Adam on random batches (drawn from ``seed``), a fixed number of steps."""
     model = small_cnn(int(labels.max()) + 1, seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    rng = torch.Generator().manual_seed(derive_seed(seed, 7))
+    rng = torch.Generator().manual_seed(derive_seed(seed, Stream.PROTOCOL_TRAIN))
     model.train()
     for _ in range(steps):
         index = torch.randint(0, len(images), (batch_size,), generator=rng)
@@ -147,8 +147,8 @@ def generation_quality(
     for k in range(1, v):
         mask = torch.zeros(n, v, dtype=torch.bool)
         for i in range(n):
-            mask[i, derive_rng(seed, 11, k, i).permutation(v)[:k]] = True
-        seeds = [derive_seed(seed, 12, k, i) for i in range(n)]
+            mask[i, derive_rng(seed, Stream.PROTOCOL_MASK, k, i).permutation(v)[:k]] = True
+        seeds = [derive_seed(seed, Stream.PROTOCOL_QUALITY, k, i) for i in range(n)]
         generated = gen.generate_views(objects, mask, seeds).cpu()
         fake, real = generated[~mask], objects[~mask]
         owner = labels[:, None].expand(n, v)[~mask]
@@ -260,8 +260,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "single/real_views",
         )
     }
-    train_views = observed_views(args.view, len(clf_objects), args.data_seed, 21)
-    test_views = observed_views(args.view, len(test_objects), args.data_seed, 22)
+    train_views = observed_views(args.view, len(clf_objects), args.data_seed, Stream.PROTOCOL_TRAIN_VIEWS)
+    test_views = observed_views(args.view, len(test_objects), args.data_seed, Stream.PROTOCOL_TEST_VIEWS)
     train_single = clf_objects[torch.arange(len(clf_objects)), train_views]
     test_single = test_objects[torch.arange(len(test_objects)), test_views]
     for seed in range(args.seeds):
@@ -270,7 +270,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         timings[f"quality_seed{seed}_s"] = time.perf_counter() - tick
 
         tick = time.perf_counter()
-        seeds = [derive_seed(seed, 13, i) for i in range(len(train_single))]
+        seeds = [derive_seed(seed, Stream.PROTOCOL_NOVEL, i) for i in range(len(train_single))]
         novel = generate_novel_views(gen, train_single, train_views, seeds)
         augmented_images = torch.cat([train_single, novel.flatten(0, 1)])
         augmented_labels = torch.cat([clf_labels, clf_labels.repeat_interleave(novel.shape[1])])
@@ -355,8 +355,8 @@ def markdown(results: dict[str, Any]) -> str:
         "### Generated views against the true missing views",
         "",
         (
-            "| observed views | PSNR (dB) | SSIM | coherence (%) | same judge on the real views (%) "
-            "| family coherence (%) | on the real views (%) |"
+            "| observed views | PSNR (dB) | SSIM | coherence (%) "
+            "| same judge on the real views (%) | family coherence (%) | on the real views (%) |"
         ),
         "|---|---|---|---|---|---|---|",
     ]
@@ -390,7 +390,8 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         (
             "References for the classifier trained on single views, averaged over the observed "
-            f"view and the 3 views an *ideal* generator could draw: {fmt(c['single/ideal_views'])}%; "
+            "view and the 3 views an *ideal* generator could draw: "
+            f"{fmt(c['single/ideal_views'])}%; "
             f"over the four *real* views (which also show what the observed view hides): "
             f"{fmt(c['single/real_views'])}%."
         ),

@@ -82,3 +82,19 @@ class Stream(IntEnum):
     """Order of the single-view training images ("ordr")."""
     BENCH_PICTURE = 0x70696374
     """Seeds of the views drawn in the report's picture ("pict")."""
+
+    # After a seed of the multi-view protocol benchmark (benchmarks/multiview_protocol.py).
+    PROTOCOL_TRAIN = 7
+    """Batches of the protocol's classifier training."""
+    PROTOCOL_MASK = 11
+    """Which views each object observes in the generation-quality table."""
+    PROTOCOL_QUALITY = 12
+    """Seeds of the views generated for the generation-quality table."""
+    PROTOCOL_NOVEL = 13
+    """Seeds of the novel views added to the classifier's training set."""
+    PROTOCOL_IDEAL = 14
+    """The lookalike class an ideal generator draws for each object."""
+    PROTOCOL_TRAIN_VIEWS = 21
+    """Observed view of each training object (after the data seed)."""
+    PROTOCOL_TEST_VIEWS = 22
+    """Observed view of each test object (after the data seed)."""

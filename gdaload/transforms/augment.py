@@ -163,8 +163,7 @@ class GenerativeAugment(Transform):
         super().__init__()
         require_kind(
             generator,
-            # mypy rejects abstract classes where a type[...] is expected (python/mypy#4717).
-            ImageConditionedGenerator,  # type: ignore[type-abstract]
+            ImageConditionedGenerator,
             "GenerativeAugment",
             "It needs an image-conditioned generator to vary source images: use "
             "gdaload.DiffusionGenerator, or add purely synthetic samples with "
