@@ -260,8 +260,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "single/real_views",
         )
     }
-    train_views = observed_views(args.view, len(clf_objects), args.data_seed, Stream.PROTOCOL_TRAIN_VIEWS)
-    test_views = observed_views(args.view, len(test_objects), args.data_seed, Stream.PROTOCOL_TEST_VIEWS)
+    train_views = observed_views(
+        args.view, len(clf_objects), args.data_seed, Stream.PROTOCOL_TRAIN_VIEWS
+    )
+    test_views = observed_views(
+        args.view, len(test_objects), args.data_seed, Stream.PROTOCOL_TEST_VIEWS
+    )
     train_single = clf_objects[torch.arange(len(clf_objects)), train_views]
     test_single = test_objects[torch.arange(len(test_objects)), test_views]
     for seed in range(args.seeds):
