@@ -25,16 +25,19 @@ LAYERS = [
 
 
 def bench_imports(path: Path) -> set[str]:
-    """Modules of gdaload.bench that ``path`` imports, at any depth of the file."""
-    found = set()
+    """Modules of gdaload.bench that ``path`` imports, at any depth of the file
+    (``__init__`` for the package itself, which imports every module)."""
+    names = []
     for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("gdaload.bench."):
-            found.add(node.module.split(".")[2])
+        if isinstance(node, ast.ImportFrom):
+            names.append(node.module or "")
         elif isinstance(node, ast.Import):
-            found |= {
-                a.name.split(".")[2] for a in node.names if a.name.startswith("gdaload.bench.")
-            }
-    return found
+            names += [alias.name for alias in node.names]
+    return {
+        "__init__" if name == "gdaload.bench" else name.split(".")[2]
+        for name in names
+        if name == "gdaload.bench" or name.startswith("gdaload.bench.")
+    }
 
 
 def test_the_entry_points_of_the_cli_import() -> None:
