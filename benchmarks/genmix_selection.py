@@ -14,7 +14,7 @@ Arms, each trained with the same CNN, optimiser and number of steps per seed:
 The synthetic samples of an arm are those of epoch 0 of its seed plan, reused each epoch,
 so that all arms of a seed share the generated candidates through an in-memory cache
 (the quickstart, by contrast, draws fresh samples each epoch). The arms run through
-``gdaload.bench.evaluate`` (``SeedRun``), the protocol behind ``gdaload evaluate``.
+``gdaload.bench.arms`` (``SeedRun``), the protocol behind ``gdaload evaluate``.
 
 Run: python benchmarks/genmix_selection.py --seeds 5 --out benchmarks/results/genmix_selection
 """
@@ -32,13 +32,9 @@ import open_clip
 import torch
 
 from gdaload import GenMix
-from gdaload.bench.evaluate import (
-    ArmResults,
-    SeedRun,
-    dataset_tensors,
-    digits_task,
-    selection_stage,
-)
+from gdaload.bench.adapters import dataset_tensors
+from gdaload.bench.arms import ArmResults, SeedRun, selection_stage
+from gdaload.bench.tasks import digits_task
 from gdaload.datasets import DIGIT_CLASSES
 from gdaload.select import ClipFilter
 

@@ -44,8 +44,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gdaload.bench.quickstart import mean_ci
-from gdaload.bench.views import ViewSet, generate_novel_views, tta_accuracy, view_cnn
+from gdaload.bench.classifier import view_cnn
+from gdaload.bench.novel_views import ViewSet, generate_novel_views, tta_accuracy
+from gdaload.bench.stats import mean_ci
 from gdaload.datasets.multiview import (
     CLASSES,
     VIEW_NAMES,

@@ -46,8 +46,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from gdaload import ClassConditionalPipeline, DiffusionGenerator
-from gdaload.bench.evaluate import fit_classifier
-from gdaload.bench.quickstart import DIGITS_GENERATOR, digits_cnn
+from gdaload.bench.assets import DIGITS_GENERATOR
+from gdaload.bench.classifier import digits_cnn, fit_classifier
 from gdaload.datasets import digits_splits
 from gdaload.metrics import extract_features, frechet_distance, penultimate
 

@@ -12,7 +12,8 @@ from accelerate import Accelerator
 from torch.utils.data import DataLoader
 
 from gdaload import DiffusionGenerator, GenerativeLoader, GenMix
-from gdaload.bench.quickstart import DIGITS_GENERATOR, digits_cnn
+from gdaload.bench.assets import DIGITS_GENERATOR
+from gdaload.bench.classifier import digits_cnn
 from gdaload.datasets import digits_splits
 
 

@@ -12,48 +12,27 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, Dataset
 
-from gdaload.bench.evaluate import fit_classifier, mean_ci, predict
+from gdaload.bench.assets import DIGITS_GENERATOR
+from gdaload.bench.classifier import accuracy, digits_cnn, fit_classifier
+from gdaload.bench.stats import mean_ci, paired_gain
 from gdaload.data.loader import GenerativeLoader
 from gdaload.datasets.digits import digits_splits
 from gdaload.generators.diffusion import DiffusionGenerator
 from gdaload.seeding import Stream, derive_seed
 
-__all__ = ["DIGITS_GENERATOR", "accuracy", "digits_cnn", "run_quickstart"]
+__all__ = ["run_quickstart"]
 
 
-DIGITS_GENERATOR = resources.files("gdaload") / "assets" / "digits-generator"
-#: The shipped MultiViewShapes generator (``gdaload train-multiview``, see its ``multiview.json``).
-MULTIVIEW_GENERATOR = resources.files("gdaload") / "assets" / "multiview-generator"
-
-
-def digits_cnn(num_classes: int = 10) -> nn.Module:
-    """A small CNN for 8x8 grayscale digits."""
-    return nn.Sequential(
-        nn.Conv2d(1, 32, 3, padding=1),
-        nn.ReLU(),
-        nn.Conv2d(32, 64, 3, padding=1),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Flatten(),
-        nn.Linear(64 * 16, 128),
-        nn.ReLU(),
-        nn.Linear(128, num_classes),
-    )
-
-
-def accuracy(model: nn.Module, data: TensorDataset) -> float:
-    """Top-1 accuracy of ``model`` on a ``TensorDataset`` of ``(images, labels)``."""
-    x, y = data.tensors
-    return float((predict(model, x) == y).float().mean())
+def _real_loader(train: Dataset, batch_size: int, seed: int) -> DataLoader:
+    """The real training images, shuffled by ``seed``: both arms see them in the same order."""
+    shuffle = torch.Generator().manual_seed(derive_seed(seed, Stream.TRAIN_LOADER))
+    return DataLoader(train, batch_size=batch_size, shuffle=True, generator=shuffle)
 
 
 def run_quickstart(
@@ -72,9 +51,27 @@ def run_quickstart(
 ) -> dict[str, Any]:
     """Train the digits classifier with and without GDA for each seed and print a table.
 
+    Args:
+        seeds: Experiment seeds (split, order of the images, weights, seed plan).
+        generator_path: Another digits generator (default: the shipped one).
+        ratio: m_G/m_S, synthetic samples per real one.
+        shots: Labelled training images per class.
+        epochs: Training epochs of both arms.
+        batch_size: Real images per batch.
+        sampler: Sampler of the generator (see :data:`~gdaload.SAMPLERS`).
+        steps: Sampling steps per image.
+        guidance_scale: Classifier-free guidance scale.
+        lr: Adam learning rate.
+        json_path: Where to write the returned dict as JSON (``None``: nowhere).
+
     Returns:
         A dict with per-seed accuracies, means with 95% confidence intervals and the
         settings, also written to ``json_path`` when given.
+
+    Example:
+        >>> report = run_quickstart(seeds=[0], epochs=1, steps=2)  # doctest: +SKIP
+        >>> sorted(report["accuracy"])  # doctest: +SKIP
+        ['GDA', 'real only']
     """
     generator = DiffusionGenerator.from_pretrained(
         Path(generator_path or DIGITS_GENERATOR),
@@ -87,18 +84,16 @@ def run_quickstart(
     timing = {"real only": 0.0, "GDA": 0.0}
     for seed in seeds:
         splits = digits_splits(shots=shots, seed=seed)
-
-        def real_loader() -> DataLoader:
-            # Both arms see the real images in the same order.
-            shuffle = torch.Generator().manual_seed(derive_seed(seed, Stream.TRAIN_LOADER))
-            return DataLoader(splits.train, batch_size=batch_size, shuffle=True, generator=shuffle)
-
         start = time.perf_counter()
-        real_model = fit_classifier(digits_cnn, real_loader(), epochs, seed, lr)
+        real_model = fit_classifier(
+            digits_cnn, _real_loader(splits.train, batch_size, seed), epochs, seed, lr
+        )
         results["real only"].append(accuracy(real_model, splits.test))
         timing["real only"] += time.perf_counter() - start
         start = time.perf_counter()
-        gda = GenerativeLoader(real_loader(), generator, ratio=ratio, seed=seed)
+        gda = GenerativeLoader(
+            _real_loader(splits.train, batch_size, seed), generator, ratio=ratio, seed=seed
+        )
         results["GDA"].append(
             accuracy(fit_classifier(digits_cnn, gda, epochs, seed, lr), splits.test)
         )
@@ -107,9 +102,8 @@ def run_quickstart(
             f"seed {seed}: real only {results['real only'][-1]:.4f}  GDA {results['GDA'][-1]:.4f}",
             flush=True,
         )
-    gains = np.subtract(results["GDA"], results["real only"])
     summary = {name: mean_ci(accs) for name, accs in results.items()}
-    summary["GDA - real only"] = mean_ci(gains)
+    summary["GDA - real only"] = paired_gain(results["GDA"], results["real only"])
     print(
         f"\nDigits, {shots} labelled images per class, {len(seeds)} seeds, test set of "
         f"{len(splits.test)} images; GDA ratio m_G/m_S = {ratio}, {sampler} {steps} steps\n"

@@ -19,17 +19,19 @@ from __future__ import annotations
 import dataclasses
 import functools
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
 
-from gdaload.bench.evaluate import fit_classifier, mean_ci, write_report
+from gdaload.bench.assets import MULTIVIEW_GENERATOR
+from gdaload.bench.classifier import fit_classifier, view_cnn
+from gdaload.bench.novel_views import ViewBatches, ViewSet, generate_novel_views, tta_accuracy
+from gdaload.bench.report import write_view_report
+from gdaload.bench.stats import mean_ci, paired_gain
 from gdaload.generators.multiview.generator import MultiViewDiffusion
 from gdaload.seeding import Stream, derive_rng, derive_seed
 from gdaload.tta import GenerativeTTA
@@ -37,38 +39,13 @@ from gdaload.tta import GenerativeTTA
 __all__ = [
     "ARMS",
     "VIEW_TASKS",
-    "ViewBatches",
-    "ViewSet",
     "ViewTask",
-    "generate_novel_views",
     "multiview_task",
     "run_view_evaluation",
-    "tta_accuracy",
-    "view_cnn",
-    "view_markdown",
 ]
 
 #: Training arms of the table; each is tested on single views and with averaging.
 ARMS: tuple[str, ...] = ("real only", "+ generated views")
-
-
-@dataclass
-class ViewSet:
-    """Single views of objects: ``images (N, C, H, W)`` in [0, 1], ``labels (N,)`` and
-    ``views (N,)``, the index of the view each image shows."""
-
-    images: torch.Tensor
-    labels: torch.Tensor
-    views: torch.Tensor
-
-    def __post_init__(self) -> None:
-        n = len(self.images)
-        if self.images.dim() != 4 or len(self.labels) != n or len(self.views) != n:
-            raise ValueError(
-                f"a ViewSet needs images (N, C, H, W) with N labels and N view "
-                f"indices, got {tuple(self.images.shape)}, {len(self.labels)} and "
-                f"{len(self.views)}"
-            )
 
 
 @dataclass
@@ -121,6 +98,18 @@ def multiview_task(
     generator (default: the shipped model, trained on all views of yet other objects
     with ``gdaload train-multiview``) makes the three missing views.
 
+    Args:
+        generator_path: Folder of a multi-view generator (default: the shipped one).
+        shots: Training objects per class.
+        sampler: Sampler of the generator (see :data:`~gdaload.SAMPLERS`).
+        steps: Sampling steps per generation.
+        test_per_class: Test objects per class.
+        epochs: Training epochs of both arms.
+        data_seed: Seeds the test objects and, with the experiment seed, the training ones.
+
+    Returns:
+        The task.
+
     Raises:
         FileNotFoundError: When no generator is shipped and none is given.
 
@@ -129,7 +118,7 @@ def multiview_task(
         >>> task.generator.num_views  # doctest: +SKIP
         4
     """
-    from gdaload.bench.quickstart import MULTIVIEW_GENERATOR
+    # Imported here: the dataset loads only when the task is built.
     from gdaload.datasets.multiview import MultiViewShapes
 
     folder = Path(generator_path or MULTIVIEW_GENERATOR)
@@ -175,113 +164,6 @@ def multiview_task(
 VIEW_TASKS: dict[str, Callable[..., ViewTask]] = {"multiview": multiview_task}
 
 
-def view_cnn(num_classes: int = 16) -> nn.Module:
-    """A three-level CNN for 32x32 RGB views."""
-    return nn.Sequential(
-        nn.Conv2d(3, 16, 3, padding=1),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Conv2d(16, 32, 3, padding=1),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Conv2d(32, 64, 3, padding=1),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Flatten(),
-        nn.Linear(64 * 16, num_classes),
-    )
-
-
-def _by_observed_view(
-    generator: MultiViewDiffusion, views: torch.Tensor
-) -> Iterator[tuple[int, torch.Tensor]]:
-    """``(view, indices of the images showing it)`` per view, with the generator's
-    :attr:`~gdaload.MultiViewDiffusion.observed_view` set to it meanwhile (and restored)."""
-    observed = generator.observed_view
-    try:
-        for view in views.unique().tolist():
-            generator.observed_view = view
-            yield view, (views == view).nonzero().flatten()
-    finally:
-        generator.observed_view = observed
-
-
-def generate_novel_views(
-    generator: MultiViewDiffusion, images: torch.Tensor, views: torch.Tensor, seeds: Sequence[int]
-) -> torch.Tensor:
-    """The ``V - 1`` missing views of each image, from the view it shows:
-    ``(N, V - 1, C, H, W)`` on the CPU."""
-    out = torch.empty(len(images), generator.num_views - 1, *generator.image_shape)
-    for _, index in _by_observed_view(generator, views):
-        out[index] = generator.novel_views(images[index], [seeds[i] for i in index.tolist()]).cpu()
-    return out
-
-
-class ViewBatches:
-    """Shuffled batches of real single views, each followed by the views generated from
-    it, with a synthetic mask: ``(x, y, is_generated)``.
-
-    Args:
-        data: The real single views.
-        novel: ``(N, K, C, H, W)`` generated views of each (``None``: real batches only).
-        batch_size: Real images per batch.
-        seed: Seeds the order (the same for every arm of a seed).
-    """
-
-    def __init__(
-        self, data: ViewSet, novel: torch.Tensor | None, batch_size: int, seed: int
-    ) -> None:
-        self.data, self.novel, self.batch_size, self.seed = data, novel, batch_size, seed
-        tensors = (data.images, data.labels) + (() if novel is None else (novel,))
-        self._loader = DataLoader(
-            TensorDataset(*tensors),
-            batch_size=batch_size,
-            shuffle=True,
-            generator=torch.Generator().manual_seed(derive_seed(seed, Stream.BENCH_ORDER)),
-        )
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        for x, y, *novel in self._loader:
-            mask = torch.zeros(len(y), dtype=torch.bool)
-            if novel:
-                extra = novel[0].flatten(0, 1)
-                x = torch.cat([x, extra])
-                y = torch.cat([y, y.repeat_interleave(novel[0].shape[1])])
-                mask = torch.cat([mask, torch.ones(len(extra), dtype=torch.bool)])
-            yield x, y, mask
-
-    def __len__(self) -> int:
-        return len(self._loader)
-
-
-def tta_accuracy(
-    model: nn.Module,
-    generator: MultiViewDiffusion,
-    test: ViewSet,
-    seed: int,
-    cache: dict[int, GenerativeTTA] | None = None,
-) -> tuple[float, float]:
-    """Accuracy on single views and averaged over the real view and its generated views.
-
-    Views of the test images depend on the generator and seed, not on the model: pass
-    the same ``cache`` dict for several models and the wrappers kept in it (one per
-    observed view) generate them once for all.
-    """
-    cache = {} if cache is None else cache
-    hits = np.zeros(2)
-    for view, index in _by_observed_view(generator, test.views):
-        tta = cache.get(view)
-        if tta is None:
-            tta = cache[view] = GenerativeTTA(
-                model, generator, views=generator.num_views - 1, seed=seed, cache_size=len(index)
-            )
-        tta.model = model
-        report = tta.evaluate([(test.images[index], test.labels[index])])
-        hits += np.array([report["single"], report["averaged"]]) * report["num_samples"]
-    single, averaged = hits / len(test.images)
-    return float(single), float(averaged)
-
-
 def run_view_evaluation(
     task: ViewTask,
     seeds: Sequence[int] = (0, 1, 2),
@@ -312,15 +194,18 @@ def run_view_evaluation(
         >>> report["mean_ci95"]["real only"]["averaged"]  # doctest: +SKIP
         (0.41, nan)
     """
+    # tqdm loads only when a benchmark runs.
     from tqdm.auto import tqdm
 
     if not seeds:
         raise ValueError("seeds must not be empty")
     if epochs is not None:
         task = dataclasses.replace(task, epochs=epochs)
-    accuracy = {arm: {"single": [], "averaged": []} for arm in ARMS}
+    accuracy: dict[str, dict[str, list[float]]] = {
+        arm: {"single": [], "averaged": []} for arm in ARMS
+    }
     seconds: dict[str, float] = {}
-    picture = None
+    picture: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
     bar = tqdm(
         total=len(seeds) * len(ARMS), desc=f"evaluate {task.name}", unit="arm", disable=not progress
     )
@@ -372,7 +257,7 @@ def run_view_evaluation(
             )
         )
     bar.close()
-    report = {
+    report: dict[str, Any] = {
         "task": task.name,
         "description": task.description,
         "settings": {
@@ -387,58 +272,14 @@ def run_view_evaluation(
             arm: {cell: mean_ci(v) for cell, v in cells.items()} for arm, cells in accuracy.items()
         },
         "averaging_gain_ci95": {
-            arm: mean_ci(np.subtract(cells["averaged"], cells["single"]))
-            for arm, cells in accuracy.items()
+            arm: paired_gain(cells["averaged"], cells["single"]) for arm, cells in accuracy.items()
         },
         "seconds": seconds,
     }
     if out is not None:
-        report["files"] = _write(report, picture, task, Path(out))
-    return report
-
-
-def view_markdown(report: dict[str, Any]) -> str:
-    """The 2x2 table as markdown, with the paired effect of averaging."""
-    s = report["settings"]
-
-    def cell(mean_half: tuple[float, float], sign: bool = False) -> str:
-        mean, half = mean_half
-        return f"{100 * mean:{'+' if sign else ''}.2f} ± {100 * half:.2f}"
-
-    lines = [
-        (
-            f"{report['description']}; {len(s['seeds'])} seeds, {s['epochs']} epochs, batch "
-            f"{s['batch_size']} real images; mean ± 95% CI over seeds, averaging gain paired by "
-            "seed."
-        ),
-        "",
-        (
-            "| classifier trained on | test: single view (%) | test: averaged over the real view "
-            f"and {s['generated_views']} generated (%) | averaging gain (points) |"
-        ),
-        "|---|---|---|---|",
-    ]
-    for arm, cells in report["mean_ci95"].items():
-        lines.append(
-            f"| {arm} | {cell(cells['single'])} | {cell(cells['averaged'])} | "
-            f"{cell(report['averaging_gain_ci95'][arm], sign=True)} |"
+        # Seeds are not empty, so the first one drew the picture.
+        assert picture is not None
+        report["files"] = write_view_report(
+            report, picture, Path(out), task.name, task.generator.view_names
         )
-    return "\n".join(lines)
-
-
-def _write(report: dict[str, Any], picture: Any, task: ViewTask, out: Path) -> dict[str, str]:
-    from gdaload.metrics.plots import view_grid
-
-    out.mkdir(parents=True, exist_ok=True)
-    images, novel, views = picture
-    grid = view_grid(
-        images,
-        novel,
-        views,
-        out / f"{task.name}_views.png",
-        view_names=task.generator.view_names,
-        title=f"{task.name}: test views (left) and the views generated from them",
-    )
-    return write_report(
-        out / f"{task.name}_report", view_markdown(report), report, {"views": str(grid)}
-    )
+    return report

@@ -6,15 +6,8 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from gdaload.bench.evaluate import (
-    BatchAugment,
-    EvalSettings,
-    MemoGenerator,
-    Task,
-    evaluate,
-    get_task,
-    run_evaluation,
-)
+from gdaload.bench.evaluate import EvalSettings, evaluate, run_evaluation
+from gdaload.bench.tasks import Task
 from gdaload.cli import build_parser
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -34,32 +27,7 @@ def assert_files(files: dict[str, str]) -> None:
     assert "| arm |" in Path(files["markdown"]).read_text()
 
 
-def test_memo_generator_generates_each_pair_once(seed_generator) -> None:
-    memo = MemoGenerator(seed_generator)
-    first = memo.generate(torch.tensor([0, 1, 0]), [5, 6, 5])
-    again = memo.generate([1, 2], [6, 7])
-    assert memo.generated == 3
-    torch.testing.assert_close(again[0], first[1])
-    torch.testing.assert_close(first, seed_generator.generate([0, 1, 0], [5, 6, 5]))
-    assert memo.generate([], []).shape == (0, 1, 4, 4)
-
-
-def test_batch_augment_is_reproducible_and_keeps_the_global_rng() -> None:
-    batches = [(torch.zeros(3, 1, 2, 2), torch.tensor([0, 1, 2]))] * 2
-    noisy = BatchAugment(batches, lambda x: x + torch.rand(x.shape), seed=0)
-    state = torch.get_rng_state()
-    first, second = list(noisy), list(noisy)
-    assert torch.equal(torch.get_rng_state(), state)
-    assert not torch.equal(first[0][0], first[1][0])  # batches differ
-    assert not torch.equal(first[0][0], second[0][0])  # epochs differ
-    noisy.set_epoch(0)
-    assert torch.equal(list(noisy)[1][0], first[1][0])
-    assert torch.equal(first[0][1], batches[0][1])
-
-
-def test_unknown_task_lists_the_valid_ones() -> None:
-    with pytest.raises(ValueError, match=r"unknown task 'cifar'; valid tasks are \['digits'\]"):
-        get_task("cifar")
+def test_evaluate_lists_the_valid_tasks() -> None:
     with pytest.raises(ValueError, match="valid tasks are"):
         evaluate("cifar", out=None)
 

@@ -1,4 +1,4 @@
-"""The view benchmark: the 2x2 table end to end, its batches, views and errors."""
+"""The view benchmark: the 2x2 table end to end, its built-in task and its errors."""
 
 from __future__ import annotations
 
@@ -12,16 +12,8 @@ from tiny_models import tiny_multiview
 from torch import nn
 
 from gdaload.bench.evaluate import evaluate
-from gdaload.bench.views import (
-    ARMS,
-    ViewBatches,
-    ViewSet,
-    ViewTask,
-    generate_novel_views,
-    multiview_task,
-    run_view_evaluation,
-)
-from gdaload.metrics.plots import view_grid
+from gdaload.bench.novel_views import ViewSet
+from gdaload.bench.views import ARMS, ViewTask, multiview_task, run_view_evaluation
 
 
 def view_set(n: int, seed: int) -> ViewSet:
@@ -71,41 +63,7 @@ def test_two_by_two_runs_end_to_end_writes_its_files_and_is_deterministic(tmp_pa
     assert task.generator.observed_view == 0  # restored after grouping by view
 
 
-def test_view_batches_append_each_images_generated_views_after_the_real_batch() -> None:
-    data = view_set(5, 0)
-    novel = torch.stack([data.images + k for k in (10, 20, 30)], dim=1)  # (5, 3, C, H, W)
-    batches = list(ViewBatches(data, novel, batch_size=2, seed=0))
-    assert len(batches) == 3 == len(ViewBatches(data, novel, 2, 0))
-    seen = []
-    for x, y, mask in batches:
-        real = int((~mask).sum())
-        assert mask.tolist() == [False] * real + [True] * 3 * real
-        assert torch.equal(y[real:], y[:real].repeat_interleave(3))
-        for i in range(real):
-            assert torch.equal(x[real + 3 * i], x[i] + 10) and torch.equal(
-                x[real + 3 * i + 2], x[i] + 30
-            )
-        seen += y[:real].tolist()
-    assert sorted(seen) == sorted(data.labels.tolist())  # every real image once
-    order = [b[1].tolist() for b in ViewBatches(data, None, 2, 0)]
-    assert order == [b[1][~b[2]].tolist() for b in batches]  # same order with and without
-
-
-def test_novel_views_are_generated_from_each_images_own_view() -> None:
-    gen = tiny_multiview(steps=2)
-    data = view_set(6, 3)
-    seeds = list(range(6))
-    views = generate_novel_views(gen, data.images, data.views, seeds)
-    assert views.shape == (6, 3, 3, 8, 8) and gen.observed_view == 0
-    for i in range(6):
-        gen.observed_view = int(data.views[i])
-        torch.testing.assert_close(views[i], gen.novel_views(data.images[i : i + 1], [i])[0])
-    gen.observed_view = 0
-
-
 def test_bad_input_gets_clear_errors(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="N labels and N view"):
-        ViewSet(torch.rand(3, 3, 8, 8), torch.zeros(3), torch.zeros(2))
     with pytest.raises(ValueError, match="seeds must not be empty"):
         run_view_evaluation(tiny_task(), seeds=[], progress=False)
     with pytest.raises(FileNotFoundError, match="gdaload train-multiview"):
@@ -114,20 +72,6 @@ def test_bad_input_gets_clear_errors(tmp_path: Path) -> None:
         evaluate("imagenet", out=None)
     with pytest.raises(ValueError, match=r"\['ratios'\] do not apply"):
         evaluate("multiview", out=None, ratios=(1.0,))
-    with pytest.raises(ValueError, match=r"generated must be \(N=2, K, C, H, W\)"):
-        view_grid(torch.rand(2, 3, 8, 8), torch.rand(2, 3, 8, 8), [0, 1], tmp_path / "v.png")
-
-
-def test_view_grid_writes_a_png(tmp_path: Path) -> None:
-    images = torch.rand(2, 3, 8, 8)
-    path = view_grid(
-        images,
-        images[:, None].expand(2, 3, 3, 8, 8),
-        [0, 2],
-        tmp_path / "views.png",
-        view_names=["front", "back", "left", "right"],
-    )
-    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_built_in_multiview_task_runs_with_the_shipped_generator(tmp_path: Path) -> None:

@@ -1,0 +1,12 @@
+from gdaload import DiffusionGenerator
+from gdaload.bench.assets import DIGITS_GENERATOR, MULTIVIEW_GENERATOR
+
+
+def test_shipped_digits_generator_loads() -> None:
+    gen = DiffusionGenerator.from_pretrained(DIGITS_GENERATOR, steps=2, device="cpu")
+    assert gen.num_classes == 10 and gen.image_shape == (1, 8, 8)
+    assert gen.class_names == [str(d) for d in range(10)]
+
+
+def test_shipped_multiview_generator_is_a_saved_model() -> None:
+    assert (MULTIVIEW_GENERATOR / "unet").is_dir()

@@ -1,0 +1,59 @@
+"""The package's entry points, and imports inside it that point only down the layers."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import gdaload.bench
+
+# Lower modules first: a module may import only modules above it in this list.
+LAYERS = [
+    "stats",
+    "assets",
+    "classifier",
+    "memo",
+    "adapters",
+    "tasks",
+    "arms",
+    "report",
+    "novel_views",
+    "views",
+    "evaluate",
+    "quickstart",
+]
+
+
+def bench_imports(path: Path) -> set[str]:
+    """Modules of gdaload.bench that ``path`` imports, at any depth of the file
+    (``__init__`` for the package itself, which imports every module)."""
+    names = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            names.append(node.module or "")
+        elif isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+    return {
+        "__init__" if name == "gdaload.bench" else name.split(".")[2]
+        for name in names
+        if name == "gdaload.bench" or name.startswith("gdaload.bench.")
+    }
+
+
+def test_the_entry_points_of_the_cli_import() -> None:
+    from gdaload.bench import evaluate, run_quickstart
+    from gdaload.bench.evaluate import evaluate as evaluate_in_module
+    from gdaload.bench.quickstart import run_quickstart as run_quickstart_in_module
+
+    assert evaluate is evaluate_in_module and run_quickstart is run_quickstart_in_module
+    assert all(hasattr(gdaload.bench, name) for name in gdaload.bench.__all__)
+
+
+def test_modules_import_only_lower_layers() -> None:
+    folder = Path(gdaload.bench.__file__).parent
+    modules = {p.stem for p in folder.glob("*.py")} - {"__init__"}
+    assert modules == set(LAYERS)
+    for module in LAYERS:
+        lower = set(LAYERS[: LAYERS.index(module)])
+        imported = bench_imports(folder / f"{module}.py")
+        assert imported <= lower, f"{module} imports {sorted(imported - lower)} from above it"
