@@ -16,5 +16,5 @@ def _asset(name: str) -> Path:
 
 #: The shipped class-conditional digits generator (``gdaload train-generator``).
 DIGITS_GENERATOR: Path = _asset("digits-generator")
-#: The shipped MultiViewShapes generator (``gdaload train-multiview``, see its ``multiview.json``).
+#: The shipped MultiViewShapes generator (``gdaload train-multiview``, see its ``gdaload.json``).
 MULTIVIEW_GENERATOR: Path = _asset("multiview-generator")

@@ -41,12 +41,10 @@ def bench_imports(path: Path) -> set[str]:
 
 
 def test_the_entry_points_of_the_cli_import() -> None:
-    from gdaload.bench import evaluate, run_quickstart
-    from gdaload.bench.evaluate import evaluate as evaluate_in_module
-    from gdaload.bench.quickstart import run_quickstart as run_quickstart_in_module
+    from gdaload.bench.evaluate import evaluate
+    from gdaload.bench.quickstart import run_quickstart
 
-    assert evaluate is evaluate_in_module and run_quickstart is run_quickstart_in_module
-    assert all(hasattr(gdaload.bench, name) for name in gdaload.bench.__all__)
+    assert callable(evaluate) and callable(run_quickstart)
 
 
 def test_modules_import_only_lower_layers() -> None:
