@@ -45,6 +45,7 @@ class Task:
         >>> task = Task(name="mine", splits=lambda seed: (train_set, test_set),
         ...             generator=generator, classifier=lambda: MyNet(num_classes=5),
         ...             num_classes=5, epochs=30)  # doctest: +SKIP
+        >>> from gdaload.bench.evaluate import EvalSettings, run_evaluation
         >>> settings = EvalSettings(seeds=range(3))
         >>> report = run_evaluation(task, settings, out="runs/eval")  # doctest: +SKIP
     """
