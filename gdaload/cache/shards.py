@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import save_file
 
 __all__ = [
@@ -86,6 +87,10 @@ def write_shard(
     try:
         save_file(tensors, str(tmp), metadata=meta)
         os.replace(tmp, path)
+    except SafetensorError as err:
+        # The writer reports I/O failures (disk full, file size limit, a folder removed
+        # under it) in its own error type; callers handle them as the OSError they are.
+        raise OSError(f"cannot write {path}: {err}") from err
     finally:
         tmp.unlink(missing_ok=True)
     return path.stat().st_size

@@ -67,6 +67,21 @@ def test_persisted_latents_are_reused_and_damage_is_dropped(tmp_path: Path) -> N
     assert len(damaged) == 0 and not shard.exists()
 
 
+def test_folder_removed_under_the_cache_keeps_latents_in_memory(tmp_path: Path) -> None:
+    import shutil
+
+    vae = tiny_vae()
+    cache = LatentCache.for_module(vae, tmp_path / "latents")
+    cache.get_or_encode(images(2, 0), CountingEncoder(vae))
+    shutil.rmtree(tmp_path / "latents")
+    encode = CountingEncoder(vae)
+    with pytest.warns(RuntimeWarning, match="keeping latents in memory only"):
+        got = cache.get_or_encode(images(2, 1), encode)
+    assert got.shape == (2, 4, 4, 4) and encode.seen == 2
+    again = CountingEncoder(vae)
+    assert torch.equal(cache.get_or_encode(images(2, 1), again), got) and again.seen == 0
+
+
 def test_another_encoder_gets_another_namespace(tmp_path: Path) -> None:
     a, b = tiny_vae(0), tiny_vae(1)
     LatentCache.for_module(a, tmp_path).get_or_encode(images(2, 0), CountingEncoder(a))

@@ -302,3 +302,78 @@ def test_the_cache_layer_imports_no_later_layer() -> None:
             for name in names:
                 if name.startswith("gdaload"):
                     assert name.startswith(allowed), f"{path.name} imports {name}"
+
+
+FILE_SIZE_LIMIT_RUN = """
+import json, resource, sys, warnings
+sys.path.insert(0, {tests!r})
+import torch
+from test_store import CountingGenerator, run
+
+engine, folder = sys.argv[1], sys.argv[2]
+reference = run(CountingGenerator(), None, engine="sync")
+# Writes past 300 bytes now fail with EFBIG ("File too large"), as on a full disk; Python
+# ignores SIGXFSZ, so the write call reports the error instead of killing the process.
+resource.setrlimit(resource.RLIMIT_FSIZE, (300, 300))
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    got = run(CountingGenerator(), folder, engine=engine)
+print(json.dumps({{"same": bool(torch.equal(got, reference)),
+                  "warnings": [str(w.message) for w in caught]}}))
+"""
+
+
+@pytest.mark.parametrize("engine", ["sync", "thread"])
+def test_a_real_file_size_limit_falls_back_to_memory(tmp_path: Path, engine: str) -> None:
+    import json
+    import subprocess
+    import sys
+
+    script = FILE_SIZE_LIMIT_RUN.format(tests=str(Path(__file__).parent))
+    parent = str(Path(__file__).parents[1])
+    out = subprocess.run(
+        [sys.executable, "-c", script, engine, str(tmp_path / "store")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([parent, os.environ.get("PYTHONPATH", "")]),
+        },
+    )
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["same"]  # every batch served, no sample lost
+    fallbacks = [w for w in result["warnings"] if "keeping generated samples in memory" in w]
+    assert len(fallbacks) == 1 and "File too large" in fallbacks[0]
+    assert not list((tmp_path / "store").rglob("*.tmp"))
+
+
+@pytest.mark.parametrize("engine", ["sync", "thread"])
+def test_store_folder_removed_mid_epoch_falls_back_to_memory(tmp_path: Path, engine: str) -> None:
+    import shutil
+
+    reference = run(CountingGenerator(), None, engine="sync")
+
+    class RemovingGenerator(CountingGenerator):
+        def generate(self, labels, seeds):
+            if self.made:  # after the first block: the folder disappears under the run
+                shutil.rmtree(tmp_path / "store", ignore_errors=True)
+            return super().generate(labels, seeds)
+
+    with pytest.warns(RuntimeWarning, match="keeping generated samples in memory") as caught:
+        got = run(RemovingGenerator(), tmp_path / "store", engine=engine)
+    assert torch.equal(got, reference)
+    assert len([w for w in caught if "in memory" in str(w.message)]) == 1
+
+
+def test_safetensors_write_errors_are_reported_as_os_errors(tmp_path: Path, monkeypatch) -> None:
+    from safetensors import SafetensorError
+
+    def failing(tensors, path, metadata):
+        raise SafetensorError("Error while serializing: IoError(File too large)")
+
+    monkeypatch.setattr(shards_module, "save_file", failing)
+    with pytest.raises(OSError, match="File too large"):
+        shards_module.write_shard(tmp_path / "a.safetensors", {"x": torch.zeros(2)}, {})
+    assert not list(tmp_path.iterdir())
