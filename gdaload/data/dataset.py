@@ -11,7 +11,7 @@ from torch.utils.data import Dataset, get_worker_info
 from tqdm.auto import tqdm
 
 from gdaload.data.plan import SyntheticPlan
-from gdaload.data.policies import dataset_labels
+from gdaload.data.policies import as_int_labels, dataset_labels
 from gdaload.data.spec import SpecAttributes, StoreLike, SyntheticSpec
 from gdaload.engine.base import EngineStats, fetch_stored, make_samples
 from gdaload.generators.base import Generator
@@ -85,7 +85,9 @@ class GenerativeDataset(SpecAttributes, Dataset):
         def real_labels() -> np.ndarray:
             # Read once the cheap checks have passed; one label per real sample.
             values = (
-                np.asarray(labels, dtype=np.int64) if labels is not None else dataset_labels(real)
+                as_int_labels(labels, "the labels= given")
+                if labels is not None
+                else dataset_labels(real)
             )
             num_real = len(cast(Sized, real))
             if len(values) != num_real:

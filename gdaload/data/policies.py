@@ -20,6 +20,7 @@ import torch
 
 __all__ = [
     "CLASS_POLICIES",
+    "as_int_labels",
     "check_ratio",
     "dataset_labels",
     "plan_labels",
@@ -112,12 +113,32 @@ def plan_labels(
     return labels
 
 
-def _as_int_labels(values: Any) -> np.ndarray:
+def as_int_labels(values: Any, source: str = "the dataset's labels") -> np.ndarray:
+    """Class labels as a 1-D ``int64`` array, refusing anything that would be cast.
+
+    Floats, booleans and nested or one-hot labels raise instead of being truncated, so
+    a class policy never counts classes that are not the real ones.
+
+    Args:
+        values: One integer class index per sample (sequence, array or tensor).
+        source: How the labels were given, for the error message.
+
+    Raises:
+        ValueError: On labels that are not a flat sequence of integers, naming the fix.
+
+    Example:
+        >>> as_int_labels([0, 2, 1]).tolist()
+        [0, 2, 1]
+    """
     arr = np.asarray(values.tolist() if isinstance(values, torch.Tensor) else values)
+    if arr.size == 0:
+        return np.zeros(0, dtype=np.int64)
     if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer):
         raise ValueError(
-            "class policies need integer class labels (one per sample); got labels of shape "
-            f"{arr.shape} and dtype {arr.dtype}. Pass labels=[...] explicitly"
+            f"class policies need integer class labels, one per sample; {source} have shape "
+            f"{arr.shape} and dtype {arr.dtype}. Convert them first (e.g. "
+            "labels=[int(y) for y in ...], .long() on a tensor, .argmax(-1) on one-hot "
+            "labels), or pass labels=[...] explicitly"
         )
     return arr.astype(np.int64)
 
@@ -131,10 +152,10 @@ def dataset_labels(dataset: Any) -> np.ndarray:
     if isinstance(dataset, torch.utils.data.Subset):
         return dataset_labels(dataset.dataset)[np.asarray(dataset.indices)]
     if isinstance(dataset, torch.utils.data.TensorDataset) and len(dataset.tensors) >= 2:
-        return _as_int_labels(dataset.tensors[1])
+        return as_int_labels(dataset.tensors[1])
     targets = getattr(dataset, "targets", None)
     if targets is not None:
-        return _as_int_labels(targets)
+        return as_int_labels(targets)
     try:
         n = len(dataset)
     except TypeError:
@@ -151,7 +172,7 @@ def dataset_labels(dataset: Any) -> np.ndarray:
                 "pass labels=[...] explicitly"
             )
         labels.append(int(item[1]))
-    return _as_int_labels(labels)
+    return as_int_labels(labels)
 
 
 def real_class_counts(labels: np.ndarray, num_classes: int) -> np.ndarray:

@@ -19,7 +19,7 @@ import torch
 
 from gdaload.cache.store import SampleStore
 from gdaload.data.plan import SyntheticPlan
-from gdaload.data.policies import CLASS_POLICIES, check_ratio, real_class_counts
+from gdaload.data.policies import CLASS_POLICIES, as_int_labels, check_ratio, real_class_counts
 from gdaload.generators.base import Generator, refuse_multiview
 from gdaload.seeding import SeedPlan
 
@@ -114,6 +114,7 @@ class SyntheticSpec:
         self.epoch = 0
 
     def _class_counts(self, labels: LabelSource) -> np.ndarray | None:
+        given = not callable(labels)
         if callable(labels):
             labels = labels()
         if labels is None:
@@ -123,7 +124,8 @@ class SyntheticSpec:
                     "pass labels=[...] or use class_policy='uniform'"
                 )
             return None
-        return real_class_counts(np.asarray(labels, dtype=np.int64), self.generator.num_classes)
+        source = "the labels= given" if given else "the dataset's labels"
+        return real_class_counts(as_int_labels(labels, source), self.generator.num_classes)
 
     def synthetic_count(self, real: int) -> int:
         """Synthetic samples that go with ``real`` real ones: ``round(ratio * real)``,

@@ -75,6 +75,29 @@ def test_labels_may_be_missing_for_uniform_only(seed_generator) -> None:
         SyntheticSpec("X", seed_generator, labels=torch.tensor([0, 5]))
 
 
+@pytest.mark.parametrize(
+    "labels",
+    [[0.0, 1.7, 2.0], [True, False, True], torch.tensor([0.0, 1.0]), [[0, 1], [1, 0]]],
+    ids=["floats", "booleans", "float-tensor", "one-hot"],
+)
+@pytest.mark.parametrize("wrapper", ["spec", "loader", "dataset"])
+def test_labels_that_would_be_cast_are_refused(seed_generator, labels, wrapper: str) -> None:
+    real = TensorDataset(torch.zeros(3, 1, 4, 4), torch.tensor([0, 1, 2]))
+    with pytest.raises(ValueError, match="integer class labels.*labels= given.*Convert them"):
+        if wrapper == "spec":
+            SyntheticSpec("X", seed_generator, labels=labels)
+        elif wrapper == "loader":
+            GenerativeLoader(DataLoader(real, batch_size=3), seed_generator, labels=labels)
+        else:
+            GenerativeDataset(real, seed_generator, labels=labels)
+
+
+def test_float_labels_of_a_dataset_are_refused_too(seed_generator) -> None:
+    real = TensorDataset(torch.zeros(3, 1, 4, 4), torch.tensor([0.0, 1.0, 2.0]))
+    with pytest.raises(ValueError, match="the dataset's labels have shape"):
+        GenerativeDataset(real, seed_generator)
+
+
 def test_open_store_from_a_folder_or_a_matching_store(tmp_path: Path, seed_generator) -> None:
     assert open_store(None, seed_generator) is None
     store = open_store(tmp_path, seed_generator)
