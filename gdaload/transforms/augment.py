@@ -90,6 +90,31 @@ def _default_labels(sample: Any, images: list[Any]) -> Any:
     return None
 
 
+# Annotations that describe where things are in the image; a generated variation moves
+# its content, so they would no longer describe it.
+_SPATIAL = tuple(
+    t
+    for t in (
+        tv_tensors.Mask,
+        tv_tensors.BoundingBoxes,
+        getattr(tv_tensors, "KeyPoints", None),
+    )
+    if t is not None
+)
+
+
+def _refuse_spatial_annotations(flat_inputs: list[Any]) -> None:
+    found = sorted({type(x).__name__ for x in flat_inputs if isinstance(x, _SPATIAL)})
+    if found:
+        raise ValueError(
+            f"GenerativeAugment replaces the image by a generated variation, but the sample "
+            f"also holds {', '.join(found)} that would no longer match it; generated "
+            "variations do not keep masks, boxes or keypoints aligned yet. Apply "
+            "GenerativeAugment to image-label samples only (before the annotations are "
+            "attached), or use p=0 for segmentation and detection data"
+        )
+
+
 class GenerativeAugment(Transform):
     """Replace images, with probability ``p``, by generated variations of them.
 
@@ -213,6 +238,7 @@ class GenerativeAugment(Transform):
         images = [inpt for inpt, needs in zip(flat_inputs, needs_transform, strict=True) if needs]
         if not images:
             return sample
+        _refuse_spatial_annotations(flat_inputs)
         params = {"labels": self._find_labels(sample, images)}
         flat_outputs = [
             self.transform(inpt, params) if needs else inpt

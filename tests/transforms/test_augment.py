@@ -143,13 +143,12 @@ def test_missing_label_says_how_to_pass_it():
 
 def test_compose_tv_tensor_image_keeps_type_and_other_entries():
     gen = SourceBlendGenerator()
-    boxes = tv_tensors.BoundingBoxes([[0, 0, 2, 2]], format="XYXY", canvas_size=(4, 4))
-    meta = {"path": "a.png"}
-    sample = {"image": tv_tensors.Image(images(1)[0]), "label": 1, "boxes": boxes, "meta": meta}
+    meta = {"path": "a.png", "size": torch.tensor([4, 4])}
+    sample = {"image": tv_tensors.Image(images(1)[0]), "label": 1, "meta": meta}
     out = v2.Compose([GenerativeAugment(gen, p=1, strength=1.0)])(sample)
     assert type(out["image"]) is tv_tensors.Image
     # Containers are rebuilt by v2's flatten/unflatten; their leaves are passed through.
-    assert out["boxes"] is boxes and out["meta"] == meta and out["label"] == 1
+    assert out["meta"]["size"] is meta["size"] and out["meta"] == meta and out["label"] == 1
     torch.testing.assert_close(
         out["image"].as_subclass(torch.Tensor), noise(1, gen.calls[0]["seeds"][0]), atol=0, rtol=0
     )
@@ -248,6 +247,27 @@ def test_p_zero_is_identity():
     batch = images(5)
     out, _ = GenerativeAugment(gen, p=0)(batch, torch.zeros(5, dtype=torch.long))
     assert out is batch and gen.calls == []
+
+
+@pytest.mark.parametrize(
+    "annotation",
+    [
+        tv_tensors.Mask(torch.zeros(4, 4, dtype=torch.uint8)),
+        tv_tensors.BoundingBoxes([[0, 0, 2, 2]], format="XYXY", canvas_size=(4, 4)),
+    ],
+    ids=["mask", "boxes"],
+)
+def test_masks_and_boxes_beside_the_image_are_refused(annotation):
+    gen = SourceBlendGenerator()
+    image = tv_tensors.Image(images(1)[0])
+    sample = {"image": image, "target": annotation, "label": 1}
+    name = type(annotation).__name__
+    with pytest.raises(ValueError, match=f"also holds {name} that would no longer match"):
+        GenerativeAugment(gen, p=1)(sample)
+    with pytest.raises(ValueError, match=name):
+        GenerativeAugment(gen, p=1)(image, annotation, torch.tensor(1))
+    assert gen.calls == []  # refused before anything was generated
+    assert GenerativeAugment(gen, p=0)(sample) is sample  # p=0 replaces nothing
 
 
 def test_p_one_always_replaces():
