@@ -124,26 +124,37 @@ class ShardFolder:
         """``(shard, row)`` holding ``key``, or ``None``."""
         return self._index.get(key)
 
-    def load(self, name: str) -> torch.Tensor | None:
+    def load(self, name: str, image_shape: tuple[int, ...] | None = None) -> torch.Tensor | None:
         """The images of shard ``name``, verified; ``None`` when it is gone or damaged
-        (then it is forgotten, and a damaged one deleted with a warning)."""
+        (then it is forgotten, and a damaged one deleted with a warning).
+
+        A shard is damaged when its checksum, config or key count do not match, or when
+        its images are not what a generator may return: float ``(N, C, H, W)`` values in
+        [0, 1], all finite, of ``image_shape`` when the caller knows it. A valid checksum
+        only says the file is the one that was written, not that what was written fits.
+        """
         if (cached := self._decoded.get(name)) is not None:
-            return cached
+            if image_shape is None or tuple(cached.shape[1:]) == tuple(image_shape):
+                return cached
+            self._drop(name, _shape_mismatch(cached, image_shape))
+            return None
         path = self.path / name
         try:
             tensors, meta = read_shard(path)
             if meta.get("config_hash") != self.config_hash:
                 raise CorruptShardError(f"it belongs to config {meta.get('config_hash')}")
-            if len(tensors["images"]) != len(self._shards[name][1]):
+            images = tensors["images"]
+            if len(images) != len(self._shards[name][1]):
                 raise CorruptShardError("its image count does not match its keys")
+            _check_images(images, image_shape)
         except FileNotFoundError:
             self._forget(name)  # evicted by another process
             return None
         except (CorruptShardError, KeyError) as err:
             self._drop(name, str(err))
             return None
-        self._decoded.put(name, tensors["images"])
-        return tensors["images"]
+        self._decoded.put(name, images)
+        return images
 
     def _drop(self, name: str, reason: str) -> None:
         """Delete a damaged shard so it is regenerated, never served."""
@@ -222,3 +233,24 @@ class ShardFolder:
     def num_bytes(self) -> int:
         """Bytes of this config's shards."""
         return sum(size for size, _ in self._shards.values())
+
+
+def _shape_mismatch(images: torch.Tensor, image_shape: tuple[int, ...]) -> str:
+    return f"its images are {tuple(images.shape[1:])}, not the requested {tuple(image_shape)}"
+
+
+def _check_images(images: torch.Tensor, image_shape: tuple[int, ...] | None) -> None:
+    """Raise :class:`CorruptShardError` unless ``images`` could have come from a generator."""
+    if images.dim() != 4 or not images.dtype.is_floating_point:
+        raise CorruptShardError(
+            f"its images are {images.dtype} of shape {tuple(images.shape)}, not float (N, C, H, W)"
+        )
+    if image_shape is not None and tuple(images.shape[1:]) != tuple(image_shape):
+        raise CorruptShardError(_shape_mismatch(images, image_shape))
+    if images.numel():
+        if not bool(torch.isfinite(images).all()):
+            raise CorruptShardError("its images hold NaN or Inf values")
+        lo, hi = float(images.min()), float(images.max())
+        # The same slack as the generator contract's check (rounding of float kernels).
+        if lo < -1e-3 or hi > 1 + 1e-3:
+            raise CorruptShardError(f"its images have values in [{lo:.3g}, {hi:.3g}], not [0, 1]")

@@ -187,7 +187,7 @@ class SampleStore:
             The rows of ``out`` with no stored image (left untouched).
         """
         found = [False] * len(out)
-        for rows, images, source_rows in self._locate(_keys(labels, seeds)):
+        for rows, images, source_rows in self._locate(_keys(labels, seeds), tuple(out.shape[1:])):
             for i in rows:
                 found[i] = True
             if _is_run(rows) and _is_run(source_rows):
@@ -196,9 +196,12 @@ class SampleStore:
                 out[rows] = images[source_rows].to(out.dtype)
         return [i for i, hit in enumerate(found) if not hit]
 
-    def _locate(self, keys: list[Key]) -> list[tuple[list[int], torch.Tensor, list[int]]]:
+    def _locate(
+        self, keys: list[Key], image_shape: tuple[int, ...] | None = None
+    ) -> list[tuple[list[int], torch.Tensor, list[int]]]:
         """``(request rows, images, rows of images)`` for each source holding some of the
-        requested keys: a decoded shard, or the in-memory fallback."""
+        requested keys: a decoded shard, or the in-memory fallback. Shards whose images
+        are not of ``image_shape`` (when given) are dropped as damaged."""
         parts = []
         with self._lock:
             self._ensure_scanned()
@@ -217,7 +220,7 @@ class SampleStore:
                     (memory_rows, torch.stack(memory_images), list(range(len(memory_rows))))
                 )
             for name, (rows, source_rows) in by_shard.items():
-                images = self._disk.load(name)
+                images = self._disk.load(name, image_shape)
                 if images is not None:
                     parts.append((rows, images, source_rows))
             found = sum(len(rows) for rows, _, _ in parts)

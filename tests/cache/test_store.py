@@ -377,3 +377,33 @@ def test_safetensors_write_errors_are_reported_as_os_errors(tmp_path: Path, monk
     with pytest.raises(OSError, match="File too large"):
         shards_module.write_shard(tmp_path / "a.safetensors", {"x": torch.zeros(2)}, {})
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("bad", "reason"),
+    [
+        (torch.rand(3, 1, 2, 2), "its images are \\(1, 2, 2\\), not the requested \\(1, 4, 4\\)"),
+        (torch.randint(0, 255, (3, 1, 4, 4), dtype=torch.uint8), "not float"),
+        (torch.rand(3, 1, 4, 4) * 2 - 1, "not \\[0, 1\\]"),
+        (torch.full((3, 1, 4, 4), float("nan")), "NaN or Inf"),
+    ],
+    ids=["shape", "dtype", "range", "nan"],
+)
+def test_stored_images_that_break_the_contract_are_dropped(
+    tmp_path: Path, bad: torch.Tensor, reason: str
+) -> None:
+    # A shard with a valid checksum and the right config hash, holding images no
+    # generator could have returned: it must never reach a batch.
+    gen = SeedImageGenerator(3)
+    SampleStore.for_generator(tmp_path, gen).put(
+        [0, 1, 2], [1, 2, 3], gen.generate([0, 1, 2], [1, 2, 3])
+    )
+    shard = shards(tmp_path)[0]
+    tensors, meta = shards_module.read_shard(shard)
+    meta = {k: v for k, v in meta.items() if k not in ("format", "checksum")}
+    shards_module.write_shard(shard, {**tensors, "images": bad}, meta)  # a fresh checksum
+    reader = SampleStore.for_generator(tmp_path, gen)
+    out = torch.zeros(3, 1, 4, 4)
+    with pytest.warns(RuntimeWarning, match=f"dropping damaged.*{reason}"):
+        missing = reader.fetch([0, 1, 2], [1, 2, 3], out)
+    assert missing == [0, 1, 2] and not out.any() and not shards(tmp_path)
