@@ -41,9 +41,11 @@ def _distributed_rank_world() -> tuple[int, int]:
 def _real_per_epoch(loader: Iterable[Any]) -> int | None:
     """Real samples one pass over ``loader`` yields, when that can be known up front."""
     if isinstance(loader, Sequence):
+        # Batches that are not (inputs, labels) pairs are reported by the first batch's
+        # unpacking, with the fix; here they only mean the count is unknown.
         try:
             return sum(len(batch[1]) for batch in loader)
-        except (TypeError, IndexError):
+        except (TypeError, IndexError, KeyError):
             return None
     batch_sampler = getattr(loader, "batch_sampler", None)
     if batch_sampler is None:

@@ -33,6 +33,11 @@ logger = logging.getLogger(__name__)
 CLASS_POLICIES = ("match", "uniform", "balance")
 
 
+#: Largest m_G/m_S: beyond it an epoch's synthetic count stops fitting the plan's
+#: integer positions long before anyone could generate it.
+MAX_RATIO = 1e6
+
+
 def check_ratio(ratio: float) -> float:
     """Validate the synthetic-to-real ratio m_G/m_S."""
     try:
@@ -42,6 +47,12 @@ def check_ratio(ratio: float) -> float:
     if not math.isfinite(value) or value < 0:
         raise ValueError(
             f"ratio must be a finite number >= 0 (synthetic samples per real sample), got {ratio!r}"
+        )
+    if value > MAX_RATIO:
+        raise ValueError(
+            f"ratio {ratio!r} is too large: at most {MAX_RATIO:g} synthetic samples per real "
+            "sample can be planned; for a synthetic-only run, wrap a small real set with a "
+            "large but bounded ratio, or use GenerativeDataset over the samples you need"
         )
     return value
 

@@ -137,7 +137,13 @@ def test_synthetic_transform_and_shape_mismatch(seed_generator) -> None:
         ([torch.zeros(2, 1, 4, 4)], TypeError, "batches of \\(inputs, labels\\)"),
         ([(torch.zeros(2, 1, 4, 4), torch.tensor([0, 1]), 0)], TypeError, "of length 3"),
         ([(torch.zeros(2, 1, 4, 4), torch.eye(2))], ValueError, "apply soft-label transforms"),
+        (
+            [{"image": torch.zeros(2, 1, 4, 4), "label": torch.tensor([0, 1])}],
+            TypeError,
+            "got dict\\. Adapt the loader",
+        ),
     ],
+    ids=["tensor", "triple", "soft-labels", "dict"],
 )
 def test_bad_batches_are_explained(seed_generator, batches, error, match) -> None:
     with pytest.raises(error, match=match):

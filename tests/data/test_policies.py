@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -49,6 +51,13 @@ def test_plan_is_a_shuffle_of_exact_counts() -> None:
 def test_bad_ratio_is_explained(ratio) -> None:
     with pytest.raises(ValueError, match="ratio must be"):
         check_ratio(ratio)
+
+
+@pytest.mark.parametrize("ratio", [1e30, 2e6])
+def test_a_huge_finite_ratio_names_the_ratio(ratio) -> None:
+    with pytest.raises(ValueError, match=re.escape(f"ratio {ratio!r} is too large")):
+        check_ratio(ratio)
+    assert check_ratio(1e6) == 1e6
 
 
 def test_unknown_policy_lists_valid_ones() -> None:
