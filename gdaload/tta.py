@@ -265,7 +265,7 @@ class GenerativeTTA(nn.Module):
                 strength=self.strength,
             )
             made = k
-        check_generated(images, len(x) * made, shape, source=type(gen).__name__)
+        check_generated(images, len(x) * made, shape, source=type(gen).__name__, device=gen.device)
         return images.reshape(len(x), made, *shape)[:, :k].detach().float().cpu()
 
     # ------------------------------------------------------------------ classification

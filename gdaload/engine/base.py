@@ -227,7 +227,11 @@ def make_samples(
         with torch.no_grad():
             generated = generator.generate(labels[missing], [seeds[i] for i in missing])
         check_generated(
-            generated, len(missing), generator.image_shape, source=type(generator).__name__
+            generated,
+            len(missing),
+            generator.image_shape,
+            source=type(generator).__name__,
+            device=generator.device,
         )
         stats.generation_seconds += time.perf_counter() - start
         stats.generated += len(missing)

@@ -268,6 +268,7 @@ def check_generated(
     image_shape: Sequence[int] | None = None,
     *,
     source: str = "generator",
+    device: torch.device | str | None = None,
 ) -> torch.Tensor:
     """Check a generated batch against the :class:`Generator` output contract.
 
@@ -276,17 +277,25 @@ def check_generated(
         n: Number of images that were asked for.
         image_shape: Expected ``(C, H, W)``; ``None`` skips the shape check.
         source: Name used in error messages.
+        device: The generator's :attr:`~Generator.device`; ``None`` skips the check.
 
     Returns:
         ``images``, unchanged.
 
     Raises:
-        GeneratedOutputError: On a non-tensor, a wrong shape, a non-float dtype, values
-            outside ``[0, 1]`` or non-finite values, with the fix in the message.
+        GeneratedOutputError: On a non-tensor, a wrong shape or device, a non-float
+            dtype, values outside ``[0, 1]`` or non-finite values, with the fix in the
+            message.
     """
     if not isinstance(images, torch.Tensor):
         raise GeneratedOutputError(
             f"{source}.generate must return a torch.Tensor, got {type(images).__name__}"
+        )
+    if device is not None and not _same_device(images.device, torch.device(device)):
+        raise GeneratedOutputError(
+            f"{source}.generate returned images on {images.device}, but its device property "
+            f"says {device}; return them on the generator's device (or make .device tell "
+            "where they are)"
         )
     expected = (n, *image_shape) if image_shape is not None else None
     if images.dim() != 4 or images.shape[0] != n or (expected and tuple(images.shape) != expected):
@@ -316,6 +325,13 @@ def check_generated(
                 "map [-1, 1] outputs with (x + 1) / 2 and clamp"
             )
     return images
+
+
+def _same_device(actual: torch.device, expected: torch.device) -> bool:
+    # "cuda" names the current CUDA device: any index of that type matches it.
+    if actual.type != expected.type:
+        return False
+    return expected.index is None or actual.index is None or actual.index == expected.index
 
 
 def check_source(source: Any, image_shape: Sequence[int], n: int) -> torch.Tensor:

@@ -256,6 +256,7 @@ class SelectedGenerator(Generator):
                     len(seeds[i : i + step]),
                     self.image_shape,
                     source=type(self.generator).__name__,
+                    device=self.generator.device,
                 )
             )
         return torch.cat(parts)

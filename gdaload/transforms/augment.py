@@ -365,7 +365,11 @@ class GenerativeAugment(Transform):
             strength=self.strength,
         )
         check_generated(
-            out, len(chosen), self.generator.image_shape, source=type(self.generator).__name__
+            out,
+            len(chosen),
+            self.generator.image_shape,
+            source=type(self.generator).__name__,
+            device=self.generator.device,
         )
         result = rows.clone()
         result[index] = F.to_dtype_image(out.detach().to(rows.device), rows.dtype, scale=True)

@@ -242,14 +242,18 @@ def test_interrupted_write_leaves_no_partial_shard(tmp_path: Path, monkeypatch) 
 
 def test_dataset_store_lets_workers_only_read(tmp_path: Path) -> None:
     class CudaReportingGenerator(SeedImageGenerator):
+        where = "cpu"  # where the images it makes are; "cuda" once the store is full
+
         @property
         def device(self) -> torch.device:
-            return torch.device("cuda")  # generate() would be refused in a worker
+            return torch.device(self.where)  # a CUDA generate() is refused in a worker
 
     real = TensorDataset(torch.zeros(6, 1, 4, 4), torch.tensor([0, 1, 2, 0, 1, 2]))
-    ds = GenerativeDataset(real, CudaReportingGenerator(), ratio=1.0, seed=3, store=tmp_path)
+    gen = CudaReportingGenerator()
+    ds = GenerativeDataset(real, gen, ratio=1.0, seed=3, store=tmp_path)
     assert ds.fill_store(progress=False) == 6
     assert ds.fill_store(progress=False) == 0  # already stored
+    gen.where = "cuda"
     loaded = torch.cat([x for x, _ in DataLoader(ds, batch_size=3, num_workers=2)])
     expected = SeedImageGenerator(3).generate(
         ds.synthetic_labels(), [ds.plan.sample_seed(0, j) for j in range(6)]

@@ -27,6 +27,30 @@ def test_check_generated_rejects_broken_output(images, match: str) -> None:
         check_generated(images, 2, (1, 4, 4))
 
 
+def test_check_generated_rejects_images_on_another_device() -> None:
+    images = torch.rand(2, 1, 4, 4)
+    assert check_generated(images, 2, (1, 4, 4), device="cpu") is images
+    with pytest.raises(
+        GeneratedOutputError, match="images on cpu, but its device property says meta"
+    ):
+        check_generated(images, 2, (1, 4, 4), device="meta")
+
+
+def test_loader_reports_a_generator_that_returns_another_device() -> None:
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from gdaload import GenerativeLoader
+
+    class Misplaced(SeedImageGenerator):
+        @property
+        def device(self) -> torch.device:
+            return torch.device("meta")
+
+    real = DataLoader(TensorDataset(torch.zeros(4, 1, 4, 4), torch.tensor([0, 1, 2, 0])), 2)
+    with pytest.raises(GeneratedOutputError, match="Misplaced.generate returned images on cpu"):
+        next(iter(GenerativeLoader(real, Misplaced(), ratio=1.0)))
+
+
 def test_as_labels_errors_say_how_to_fix() -> None:
     with pytest.raises(ValueError, match="outside the generator's classes 0..2"):
         as_labels([0, 3], 3)
