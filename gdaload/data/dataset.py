@@ -12,6 +12,7 @@ from tqdm.auto import tqdm
 
 from gdaload.data.plan import SyntheticPlan
 from gdaload.data.policies import as_int_labels, dataset_labels
+from gdaload.data.ranges import check_same_scale
 from gdaload.data.spec import SpecAttributes, StoreLike, SyntheticSpec
 from gdaload.engine.base import EngineStats, fetch_stored, make_samples
 from gdaload.generators.base import Generator
@@ -187,10 +188,14 @@ class GenerativeDataset(SpecAttributes, Dataset):
             host=True,
             fetched=fetched,
         )
+        like = self._real_label()
         items = []
         for image, label in zip(images, labels.tolist(), strict=True):
             items.append(
-                (self.synthetic_transform(image) if self.synthetic_transform else image, label)
+                (
+                    self.synthetic_transform(image) if self.synthetic_transform else image,
+                    _label_like(label, like),
+                )
             )
         if not self._shape_checked:
             self._check_like_real(items[0][0])
@@ -242,6 +247,13 @@ class GenerativeDataset(SpecAttributes, Dataset):
                     bar.update(len(js))
         return self._engine_stats.generated - before
 
+    def _real_label(self) -> Any:
+        """A real sample's label, whose type synthetic labels take (None: no real one)."""
+        if not self.num_real:
+            return None
+        item = self.real[0]
+        return item[1] if isinstance(item, (tuple, list)) and len(item) > 1 else None
+
     def _check_like_real(self, synthetic: Any) -> None:
         """Fail at the first synthetic sample, not deep inside collate, when real and
         synthetic inputs cannot be batched together."""
@@ -258,6 +270,8 @@ class GenerativeDataset(SpecAttributes, Dataset):
                 "synthetic_transform= (e.g. v2.Resize, v2.Grayscale, v2.Normalize, "
                 "v2.ToDtype) so synthetic samples match the real ones"
             )
+        if isinstance(real, torch.Tensor) and isinstance(synthetic, torch.Tensor):
+            check_same_scale(real, synthetic, "GenerativeDataset")
 
     def __repr__(self) -> str:
         return (
@@ -265,3 +279,13 @@ class GenerativeDataset(SpecAttributes, Dataset):
             f"ratio={self.ratio}, policy={self.class_policy}, epoch={self.epoch}, "
             f"generator={self.generator!r})"
         )
+
+
+def _label_like(label: int, like: Any) -> Any:
+    """``label`` in the type of a real label, so default_collate batches real and
+    synthetic items together (a TensorDataset yields 0-d tensors, not ints)."""
+    if isinstance(like, torch.Tensor):
+        return torch.tensor(label, dtype=like.dtype)
+    if isinstance(like, np.integer):
+        return type(like)(label)
+    return label

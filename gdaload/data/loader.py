@@ -19,6 +19,7 @@ import torch
 from gdaload.data.forwarding import LoaderAttributes
 from gdaload.data.plan import SyntheticPlan
 from gdaload.data.policies import dataset_labels
+from gdaload.data.ranges import check_same_scale
 from gdaload.data.spec import SpecAttributes, StoreLike, SyntheticSpec
 from gdaload.engine.base import ENGINES, Engine, EngineStats
 from gdaload.engine.pool import check_pool_settings
@@ -170,6 +171,7 @@ class GenerativeLoader(SpecAttributes, LoaderAttributes):
             store=store,
         )
         self.synthetic_transform = synthetic_transform
+        self._scale_checked = False  # on the first batch holding synthetic samples
         self.return_mask = return_mask
         self.progress = progress
         self._stats = {"real": 0, "synthetic": 0, "batches": 0}
@@ -371,6 +373,9 @@ class GenerativeLoader(SpecAttributes, LoaderAttributes):
                     f"inputs have {tuple(x.shape[1:])}; pass synthetic_transform= (e.g. "
                     "v2.Resize, v2.Grayscale, v2.Normalize) so they match"
                 )
+            if not self._scale_checked:
+                check_same_scale(x, images, "GenerativeLoader")
+                self._scale_checked = True
             # Served batches are fresh (pinned, when CUDA is there) tensors: the copy may
             # run asynchronously.
             x = torch.cat([x, images.to(device=x.device, dtype=x.dtype, non_blocking=True)])

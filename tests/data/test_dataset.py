@@ -41,7 +41,7 @@ def test_real_indices_return_real_samples(seed_generator) -> None:
 def test_class_policy_counts(seed_generator, policy: str, expected: dict[int, int]) -> None:
     real = real_dataset(labels=[0] * 6 + [1] * 2 + [2] * 2)
     ds = GenerativeDataset(real, seed_generator, ratio=1.0, class_policy=policy)
-    labels = [y for _, y in synthetic_items(ds)]
+    labels = [int(y) for _, y in synthetic_items(ds)]
     assert Counter(labels) == Counter({k: v for k, v in expected.items() if v})
     # The image was generated for the label it is served with.
     assert all(seed_generator.label_of(x) == y for x, y in synthetic_items(ds))
