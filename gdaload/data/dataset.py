@@ -134,6 +134,16 @@ class GenerativeDataset(SpecAttributes, Dataset):
         """Labels of this epoch's synthetic samples, in index order."""
         return self._synthetic_plan().labels(self.epoch, range(self.num_synthetic)).numpy()
 
+    def synthetic_class_counts(self, epoch: int | None = None) -> np.ndarray:
+        """Synthetic samples per class in ``epoch`` (default: the current one), from the
+        plan: nothing is generated and no sample is read.
+
+        Example:
+            >>> ds.synthetic_class_counts()  # doctest: +SKIP
+            array([4, 3, 3])
+        """
+        return self.spec.synthetic_class_counts(self.num_synthetic, epoch)
+
     def is_synthetic(self, index: int) -> bool:
         """Whether ``index`` holds a synthetic sample (it follows the real ones)."""
         return index >= self.num_real

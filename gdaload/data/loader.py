@@ -309,6 +309,28 @@ class GenerativeLoader(SpecAttributes, LoaderAttributes):
             real = _real_per_epoch(self.loader)
         return None if real is None else self.spec.synthetic_count(real)
 
+    def synthetic_class_counts(self, epoch: int | None = None) -> np.ndarray:
+        """Synthetic samples per class that ``epoch`` (default: the next one iterated)
+        serves on this process, from the plan: nothing is generated and neither this
+        loader nor the wrapped one advances.
+
+        Raises:
+            ValueError: If the real samples per epoch cannot be known before iterating
+                (a wrapped iterable without ``len()``); iterate one epoch first.
+
+        Example:
+            >>> loader.synthetic_class_counts()  # doctest: +SKIP
+            array([8, 6, 6])
+        """
+        total = self._expected_synthetic()
+        if total is None:
+            raise ValueError(
+                f"the real samples per epoch of the wrapped {type(self.loader).__name__} "
+                "cannot be known before iterating it (no sampler or len()); iterate one "
+                "epoch first, after which the count of that epoch is used"
+            )
+        return self.spec.synthetic_class_counts(total, epoch, *_distributed_rank_world())
+
     def __iter__(self) -> Iterator[Batch]:
         epoch = self.epoch
         engine = self._start_engine() if self.ratio > 0 else None

@@ -146,6 +146,22 @@ class SyntheticSpec:
         )
 
     # ------------------------------------------------------------------ epoch state
+    def synthetic_class_counts(
+        self, total: int, epoch: int | None = None, rank: int = 0, world: int = 1
+    ) -> np.ndarray:
+        """Per-class counts of the first ``total`` synthetic positions of ``epoch``
+        (default: the current one) for ``rank`` of ``world``, read from the plan alone:
+        nothing is generated and no loader is advanced.
+
+        Raises:
+            ValueError: If ``epoch`` is negative.
+        """
+        epoch = self.epoch if epoch is None else int(epoch)
+        if epoch < 0:
+            raise ValueError(f"epoch must be >= 0, got {epoch}")
+        labels = self.synthetic_plan(rank, world).labels(epoch, range(total)).numpy()
+        return np.bincount(labels, minlength=self.generator.num_classes)
+
     def set_epoch(self, epoch: int) -> None:
         """Use the synthetic samples of ``epoch``.
 

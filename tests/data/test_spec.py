@@ -165,3 +165,34 @@ def test_the_dataset_checks_its_labels_before_opening_the_store(
     with pytest.raises(ValueError, match="got 3 labels for 4 real samples"):
         GenerativeDataset(real, seed_generator, labels=[0, 1, 2], store=tmp_path / "s")
     assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize("policy", ["match", "uniform", "balance"])
+def test_synthetic_class_counts_are_known_without_iterating(seed_generator, policy: str) -> None:
+    real = TensorDataset(torch.zeros(10, 1, 4, 4), torch.tensor([0] * 6 + [1] * 2 + [2] * 2))
+    order = torch.Generator().manual_seed(1)
+    shuffled = DataLoader(real, batch_size=3, shuffle=True, generator=order)
+    loader = GenerativeLoader(
+        shuffled, seed_generator, ratio=1.5, class_policy=policy, return_mask=True
+    )
+    for epoch in (0, 1):
+        before = order.get_state()
+        counts = loader.synthetic_class_counts(epoch)
+        assert torch.equal(order.get_state(), before)  # the wrapped loader did not advance
+        assert loader.epoch == epoch and counts.sum() == 15
+        served = torch.cat([y[mask] for _, y, mask in loader])
+        assert torch.bincount(served, minlength=3).tolist() == counts.tolist()
+
+    ds = GenerativeDataset(real, seed_generator, ratio=1.5, class_policy=policy)
+    ds.set_epoch(2)
+    expected = torch.bincount(torch.tensor([int(ds[i][1]) for i in range(10, 25)]), minlength=3)
+    ds.set_epoch(0)
+    assert ds.synthetic_class_counts(2).tolist() == expected.tolist()
+    assert ds.synthetic_class_counts().sum() == 15
+
+
+def test_synthetic_class_counts_need_a_known_epoch_length(seed_generator) -> None:
+    batches = iter([(torch.zeros(2, 1, 4, 4), torch.tensor([0, 1]))])
+    loader = GenerativeLoader(batches, seed_generator, class_policy="uniform")
+    with pytest.raises(ValueError, match="cannot be known before iterating"):
+        loader.synthetic_class_counts()
