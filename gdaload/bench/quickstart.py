@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
 
 from gdaload.bench.assets import DIGITS_GENERATOR
 from gdaload.bench.classifier import accuracy, digits_cnn, fit_classifier
@@ -48,6 +49,7 @@ def run_quickstart(
     guidance_scale: float = 1.0,
     lr: float = 1e-3,
     json_path: str | Path | None = None,
+    progress: bool = True,
 ) -> dict[str, Any]:
     """Train the digits classifier with and without GDA for each seed and print a table.
 
@@ -63,6 +65,7 @@ def run_quickstart(
         guidance_scale: Classifier-free guidance scale.
         lr: Adam learning rate.
         json_path: Where to write the returned dict as JSON (``None``: nowhere).
+        progress: Show a progress bar over seeds and arms (on stderr).
 
     Returns:
         A dict with per-seed accuracies, means with 95% confidence intervals and the
@@ -82,14 +85,21 @@ def run_quickstart(
     )
     results: dict[str, list[float]] = {"real only": [], "GDA": []}
     timing = {"real only": 0.0, "GDA": 0.0}
+    seeds = list(seeds)
+    # One step per arm and seed; the description says which is running, since a GDA arm
+    # takes minutes on a busy CPU.
+    bar = tqdm(total=2 * len(seeds), desc="quickstart", unit="arm", disable=not progress)
     for seed in seeds:
         splits = digits_splits(shots=shots, seed=seed)
+        bar.set_description(f"quickstart seed {seed}: real only")
         start = time.perf_counter()
         real_model = fit_classifier(
             digits_cnn, _real_loader(splits.train, batch_size, seed), epochs, seed, lr
         )
         results["real only"].append(accuracy(real_model, splits.test))
         timing["real only"] += time.perf_counter() - start
+        bar.update()
+        bar.set_description(f"quickstart seed {seed}: GDA")
         start = time.perf_counter()
         gda = GenerativeLoader(
             _real_loader(splits.train, batch_size, seed), generator, ratio=ratio, seed=seed
@@ -98,10 +108,11 @@ def run_quickstart(
             accuracy(fit_classifier(digits_cnn, gda, epochs, seed, lr), splits.test)
         )
         timing["GDA"] += time.perf_counter() - start
-        print(
-            f"seed {seed}: real only {results['real only'][-1]:.4f}  GDA {results['GDA'][-1]:.4f}",
-            flush=True,
+        bar.update()
+        bar.write(
+            f"seed {seed}: real only {results['real only'][-1]:.4f}  GDA {results['GDA'][-1]:.4f}"
         )
+    bar.close()
     summary = {name: mean_ci(accs) for name, accs in results.items()}
     summary["GDA - real only"] = paired_gain(results["GDA"], results["real only"])
     print(

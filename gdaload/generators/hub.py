@@ -6,15 +6,18 @@ client's retries; :func:`locate_model` checks the network before it downloads.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 import torch
 from diffusers.pipelines.pipeline_utils import DiffusionPipeline
+from diffusers.utils import logging as diffusers_logging
 
 from gdaload.generators.pipeline import ClassConditionalPipeline
 
@@ -90,6 +93,23 @@ def locate_model(model: str | os.PathLike[str], local_files_only: bool | None = 
         raise _not_available(name, err) from err
 
 
+@contextlib.contextmanager
+def quiet_loading() -> Iterator[None]:
+    """Hide diffusers' "Loading pipeline components" bar while gdaload loads a model.
+
+    The library loads its models as part of a user's run, often once per experiment;
+    the user's own progress bars are what they need to see. diffusers' switch is
+    global, so the previous setting is restored afterwards.
+    """
+    enabled = diffusers_logging.is_progress_bar_enabled()
+    diffusers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            diffusers_logging.enable_progress_bar()
+
+
 def load_pipeline(path: Path, torch_dtype: torch.dtype | None = None) -> DiffusionPipeline:
     """Load the pipeline in a folder found by :func:`locate_model`: a
     :class:`~gdaload.generators.pipeline.ClassConditionalPipeline`, or any other diffusers
@@ -97,8 +117,10 @@ def load_pipeline(path: Path, torch_dtype: torch.dtype | None = None) -> Diffusi
     index = json.loads((path / "model_index.json").read_text())
     load_kwargs: dict[str, Any] = {"torch_dtype": torch_dtype} if torch_dtype else {}
     if index.get("_class_name") == ClassConditionalPipeline.__name__:
-        return ClassConditionalPipeline.from_pretrained(path, **load_kwargs)
+        with quiet_loading():
+            return ClassConditionalPipeline.from_pretrained(path, **load_kwargs)
     if "safety_checker" in index:
         # Training data is not user-facing output; the checker would blank images.
         load_kwargs.update(safety_checker=None, requires_safety_checker=False)
-    return DiffusionPipeline.from_pretrained(path, **load_kwargs)
+    with quiet_loading():
+        return DiffusionPipeline.from_pretrained(path, **load_kwargs)

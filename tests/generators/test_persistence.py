@@ -110,3 +110,14 @@ def test_wrong_folders_are_explained(tmp_path: Path) -> None:
     write_metadata(tmp_path / "meta", {"class_names": ["x"]})
     assert read_metadata(tmp_path / "meta") == {"class_names": ["x"]}
     assert read_metadata(tmp_path / "nothing") == {}
+
+
+def test_loading_shows_no_diffusers_bar_and_keeps_its_setting(class_pipeline_dir, capsys) -> None:
+    from diffusers.utils import logging as diffusers_logging
+
+    from gdaload import DiffusionGenerator
+
+    assert diffusers_logging.is_progress_bar_enabled()
+    DiffusionGenerator.from_pretrained(class_pipeline_dir, steps=1, device="cpu")
+    assert "Loading pipeline components" not in capsys.readouterr().err
+    assert diffusers_logging.is_progress_bar_enabled()  # the user's setting is restored

@@ -22,6 +22,7 @@ from diffusers.pipelines.pipeline_utils import DiffusionPipeline
 from diffusers.schedulers.scheduling_ddpm import DDPMScheduler
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
+from gdaload.generators.hub import quiet_loading
 from gdaload.generators.metadata import read_metadata
 from gdaload.generators.multiview.autoencoder import ViewAutoencoder
 from gdaload.generators.samplers import NoiseScheduler
@@ -86,7 +87,8 @@ def load_multiview_folder(
                 f"{path} holds a {kind}, not a multi-view model; load a class-conditional or "
                 "text-to-image model with DiffusionGenerator.from_pretrained"
             )
-        return MultiViewPipeline.from_pretrained(path), read_metadata(path)
+        with quiet_loading():
+            return MultiViewPipeline.from_pretrained(path), read_metadata(path)
     missing = [
         p for p in (LEGACY_META, "unet", "autoencoder", "scheduler") if not (path / p).exists()
     ]
