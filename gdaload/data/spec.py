@@ -21,7 +21,7 @@ from gdaload.cache.store import SampleStore
 from gdaload.data.plan import SyntheticPlan
 from gdaload.data.policies import CLASS_POLICIES, as_int_labels, check_ratio, real_class_counts
 from gdaload.generators.base import Generator, refuse_multiview
-from gdaload.seeding import SeedPlan
+from gdaload.seeding import SeedPlan, SharedEpoch
 
 __all__ = ["LabelSource", "SpecAttributes", "StoreLike", "SyntheticSpec", "open_store"]
 
@@ -111,7 +111,8 @@ class SyntheticSpec:
         self.class_policy = class_policy
         self.class_counts = self._class_counts(labels)
         self.store = open_store(store, generator)
-        self.epoch = 0
+        # Shared with the copies DataLoader workers hold, persistent ones included.
+        self._epoch = SharedEpoch()
 
     def _class_counts(self, labels: LabelSource) -> np.ndarray | None:
         given = not callable(labels)
@@ -161,6 +162,16 @@ class SyntheticSpec:
             raise ValueError(f"epoch must be >= 0, got {epoch}")
         labels = self.synthetic_plan(rank, world).labels(epoch, range(total)).numpy()
         return np.bincount(labels, minlength=self.generator.num_classes)
+
+    @property
+    def epoch(self) -> int:
+        """The epoch whose synthetic samples are served (seen by DataLoader workers too,
+        also persistent ones)."""
+        return self._epoch.get()
+
+    @epoch.setter
+    def epoch(self, epoch: int) -> None:
+        self._epoch.set(epoch)
 
     def set_epoch(self, epoch: int) -> None:
         """Use the synthetic samples of ``epoch``.

@@ -34,7 +34,7 @@ from gdaload.generators.base import (
     require_kind,
     sample_strengths,
 )
-from gdaload.seeding import Stream, derive_rng, derive_seed
+from gdaload.seeding import SharedEpoch, Stream, derive_rng, derive_seed
 
 __all__ = ["GenerativeAugment"]
 
@@ -142,8 +142,8 @@ class GenerativeAugment(Transform):
     bytes), never of global random state, worker, order or batch composition: the same
     image in the same epoch gets the same variation per sample and per batch row alike.
     :meth:`set_epoch` gives fresh variations for a new epoch. DataLoader workers hold
-    copies of the transform, so call ``set_epoch`` before creating the epoch's iterator
-    (with ``persistent_workers=True`` the copies keep the epoch they started with).
+    copies of the transform; the epoch is shared with them (persistent workers too), so
+    call ``set_epoch`` before creating the epoch's iterator.
     Random transforms placed before this one change the image, hence its hash; put
     ``GenerativeAugment`` first to vary each dataset image once per epoch.
 
@@ -175,6 +175,7 @@ class GenerativeAugment(Transform):
     # Only images: bounding boxes, masks and videos pass through (v2 would otherwise treat
     # every tensor subclass as transformable).
     _transformed_types = (tv_tensors.Image, PIL.Image.Image, _is_image_tensor)
+    _epoch: SharedEpoch
 
     def __init__(
         self,
@@ -217,13 +218,18 @@ class GenerativeAugment(Transform):
         self.seed: int = int(seed)
         self.labels_getter: str | LabelsGetter = labels_getter
         self.label: int | None = label
-        self.epoch: int = 0
+        # Shared with the copies DataLoader workers hold, persistent ones included.
+        self._epoch = SharedEpoch()
+
+    @property
+    def epoch(self) -> int:
+        """The epoch whose decisions and variations are drawn."""
+        return self._epoch.get()
 
     def set_epoch(self, epoch: int) -> None:
-        """Draw the decisions and variations of ``epoch`` (fresh ones for each epoch)."""
-        if not isinstance(epoch, numbers.Integral) or epoch < 0:
-            raise ValueError(f"epoch must be a non-negative integer, got {epoch!r}")
-        self.epoch = int(epoch)
+        """Draw the decisions and variations of ``epoch`` (fresh ones for each epoch),
+        also in DataLoader workers' copies of this transform, persistent ones included."""
+        self._epoch.set(epoch)
 
     # v2's forward hands make_params only the image leaves, but the label lives elsewhere
     # in the sample; like torchvision's own label-aware transforms (SanitizeBoundingBoxes,

@@ -148,3 +148,18 @@ def test_bad_input_raises(seed_generator) -> None:
 def test_dataset_pickles(seed_generator) -> None:
     ds = GenerativeDataset(real_dataset(6), seed_generator, ratio=1.0)
     assert_pickle_round_trip(ds, lambda a, b: torch.testing.assert_close(a[8][0], b[8][0]))
+
+
+def test_set_epoch_reaches_persistent_workers(seed_generator) -> None:
+    real = real_dataset(6)
+    ds = GenerativeDataset(real, seed_generator, ratio=1.0, seed=2)
+    loader = DataLoader(ds, batch_size=4, num_workers=2, persistent_workers=True)
+    served = {}
+    for epoch in (0, 1, 2):
+        ds.set_epoch(epoch)
+        served[epoch] = torch.cat([x for x, _ in loader])[6:]
+    for epoch, images in served.items():
+        fresh = GenerativeDataset(real, seed_generator, ratio=1.0, seed=2)
+        fresh.set_epoch(epoch)
+        assert torch.equal(images, torch.stack([fresh[i][0] for i in range(6, 12)]))
+    assert not torch.equal(served[0], served[1])  # the workers did not keep epoch 0

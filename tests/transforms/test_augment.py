@@ -319,6 +319,18 @@ def test_dataloader_workers_match_main_process():
     torch.testing.assert_close(got, expected, atol=0, rtol=0)
 
 
+def test_set_epoch_reaches_persistent_workers():
+    x, y = images(8, seed=5), torch.arange(8) % 3
+    aug = GenerativeAugment(SourceBlendGenerator(), p=1, strength=0.6, seed=1)
+    loader = DataLoader(Pairs(x, y, aug), batch_size=4, num_workers=2, persistent_workers=True)
+    for epoch in (0, 1):
+        aug.set_epoch(epoch)
+        got = torch.cat([batch for batch, _ in loader])
+        expected = torch.stack([aug(x[i], int(y[i]))[0] for i in range(8)])
+        torch.testing.assert_close(got, expected, atol=0, rtol=0)
+    assert aug.epoch == 1
+
+
 def test_cuda_generator_in_worker_is_refused(monkeypatch):
     class CudaBlend(SourceBlendGenerator):
         @property
