@@ -179,8 +179,6 @@ class SyntheticSpec:
         Raises:
             ValueError: If ``epoch`` is negative.
         """
-        if epoch < 0:
-            raise ValueError(f"epoch must be >= 0, got {epoch}")
         self.epoch = int(epoch)
 
     def state_dict(self) -> dict[str, Any]:

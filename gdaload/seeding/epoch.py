@@ -41,5 +41,5 @@ class SharedEpoch:
             ValueError: If ``epoch`` is not a non-negative integer.
         """
         if isinstance(epoch, bool) or not isinstance(epoch, numbers.Integral) or epoch < 0:
-            raise ValueError(f"epoch must be a non-negative integer, got {epoch!r}")
+            raise ValueError(f"epoch must be >= 0 (a non-negative integer), got {epoch!r}")
         self._value[0] = int(epoch)
