@@ -110,6 +110,7 @@ class GenerativeDataset(SpecAttributes, Dataset):
         self.num_real = len(cast(Sized, real))
         self.num_synthetic = self.spec.synthetic_count(self.num_real)
         self._shape_checked = False
+        self._example: tuple[Any, Any] | None = None
         self._engine_stats = EngineStats()
 
     def __len__(self) -> int:
@@ -198,17 +199,17 @@ class GenerativeDataset(SpecAttributes, Dataset):
             host=True,
             fetched=fetched,
         )
-        like = self._real_label()
+        real_input, real_label = self._real_example()
         items = []
         for image, label in zip(images, labels.tolist(), strict=True):
             items.append(
                 (
                     self.synthetic_transform(image) if self.synthetic_transform else image,
-                    _label_like(label, like),
+                    _label_like(label, real_label),
                 )
             )
         if not self._shape_checked:
-            self._check_like_real(items[0][0])
+            self._check_like_real(real_input, items[0][0])
         return items
 
     def fill_store(
@@ -257,18 +258,22 @@ class GenerativeDataset(SpecAttributes, Dataset):
                     bar.update(len(js))
         return self._engine_stats.generated - before
 
-    def _real_label(self) -> Any:
-        """A real sample's label, whose type synthetic labels take (None: no real one)."""
-        if not self.num_real:
-            return None
-        item = self.real[0]
-        return item[1] if isinstance(item, (tuple, list)) and len(item) > 1 else None
+    def _real_example(self) -> tuple[Any, Any]:
+        """``(input, label)`` of the first real sample, which synthetic items must look
+        like; ``(None, None)`` without one. Read once per process: reading a real sample
+        may decode an image and draw from its random transforms."""
+        if self._example is None:
+            item = self.real[0] if self.num_real else None
+            if isinstance(item, (tuple, list)) and len(item) > 1:
+                self._example = (item[0], item[1])
+            else:
+                self._example = (None, None)
+        return self._example
 
-    def _check_like_real(self, synthetic: Any) -> None:
+    def _check_like_real(self, real: Any, synthetic: Any) -> None:
         """Fail at the first synthetic sample, not deep inside collate, when real and
         synthetic inputs cannot be batched together."""
         self._shape_checked = True
-        real = self.real[0][0] if self.num_real else None
         if (
             isinstance(real, torch.Tensor)
             and isinstance(synthetic, torch.Tensor)

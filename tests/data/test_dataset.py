@@ -163,3 +163,18 @@ def test_set_epoch_reaches_persistent_workers(seed_generator) -> None:
         fresh.set_epoch(epoch)
         assert torch.equal(images, torch.stack([fresh[i][0] for i in range(6, 12)]))
     assert not torch.equal(served[0], served[1])  # the workers did not keep epoch 0
+
+
+def test_synthetic_items_read_the_real_example_once(seed_generator) -> None:
+    class CountingReads(TensorDataset):
+        reads = 0
+
+        def __getitem__(self, index):
+            type(self).reads += 1
+            return super().__getitem__(index)
+
+    real = CountingReads(torch.zeros(4, 1, 4, 4), torch.tensor([0, 1, 2, 0]))
+    ds = GenerativeDataset(real, seed_generator, ratio=1.5, labels=[0, 1, 2, 0])
+    labels = [ds[i][1] for i in range(4, len(ds))]
+    assert CountingReads.reads == 1  # one real sample, read once for its input and label type
+    assert all(isinstance(y, torch.Tensor) and y.dtype == torch.int64 for y in labels)
