@@ -8,13 +8,8 @@ under ``TYPE_CHECKING`` may point back, as they never execute).
 
 from __future__ import annotations
 
-import ast
-from dataclasses import dataclass
-from pathlib import Path
-
 import pytest
-
-PACKAGE = Path(__file__).resolve().parents[1] / "gdaload"
+from import_graph import PACKAGE, Import, all_imports, module_name
 
 # In order: a module may import from its own top-level unit and from earlier layers.
 LAYERS: tuple[frozenset[str], ...] = (
@@ -26,72 +21,6 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"train", "bench"}),
     frozenset({"cli"}),
 )
-
-
-@dataclass(frozen=True)
-class Import:
-    importer: str  # dotted module name
-    target: str  # dotted module name
-    path: Path
-    line: int
-    type_only: bool = False
-
-    def where(self) -> str:
-        return f"{self.path.relative_to(PACKAGE.parent)}:{self.line}"
-
-
-def module_name(path: Path) -> str:
-    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
-    if parts[-1] == "__init__":
-        parts.pop()
-    return ".".join(parts)
-
-
-def is_package(name: str) -> bool:
-    return (PACKAGE.parent / Path(*name.split(".")) / "__init__.py").exists()
-
-
-def exists(name: str) -> bool:
-    base = PACKAGE.parent / Path(*name.split("."))
-    return base.with_suffix(".py").exists() or (base / "__init__.py").exists()
-
-
-def imports_of(path: Path) -> list[Import]:
-    importer = module_name(path)
-    package = importer if path.name == "__init__.py" else importer.rpartition(".")[0]
-    tree = ast.parse(path.read_text(), str(path))
-    type_only = {
-        id(inner)
-        for node in ast.walk(tree)
-        if isinstance(node, ast.If) and ast.unparse(node.test).endswith("TYPE_CHECKING")
-        for statement in node.body
-        for inner in ast.walk(statement)
-    }
-    found = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.split(".")[: len(package.split(".")) - node.level + 1]
-                module = ".".join(base + ([node.module] if node.module else []))
-            else:
-                module = node.module or ""
-            # `from pkg import submodule` depends on the submodule, not on pkg/__init__.
-            names = [
-                f"{module}.{alias.name}" if exists(f"{module}.{alias.name}") else module
-                for alias in node.names
-            ]
-        else:
-            continue
-        for name in names:
-            if name == "gdaload" or name.startswith("gdaload."):
-                found.append(Import(importer, name, path, node.lineno, id(node) in type_only))
-    return found
-
-
-def all_imports() -> list[Import]:
-    return [imp for path in sorted(PACKAGE.rglob("*.py")) for imp in imports_of(path)]
 
 
 def unit(module: str) -> str | None:

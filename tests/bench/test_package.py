@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
+
+from import_graph import imports_of
 
 import gdaload.bench
 
@@ -27,16 +28,10 @@ LAYERS = [
 def bench_imports(path: Path) -> set[str]:
     """Modules of gdaload.bench that ``path`` imports, at any depth of the file
     (``__init__`` for the package itself, which imports every module)."""
-    names = []
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom):
-            names.append(node.module or "")
-        elif isinstance(node, ast.Import):
-            names += [alias.name for alias in node.names]
     return {
-        "__init__" if name == "gdaload.bench" else name.split(".")[2]
-        for name in names
-        if name == "gdaload.bench" or name.startswith("gdaload.bench.")
+        "__init__" if imp.target == "gdaload.bench" else imp.target.split(".")[2]
+        for imp in imports_of(path)
+        if imp.target == "gdaload.bench" or imp.target.startswith("gdaload.bench.")
     }
 
 

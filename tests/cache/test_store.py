@@ -290,22 +290,14 @@ def test_memory_fallback_drops_the_samples_written_first(tmp_path: Path) -> None
 
 
 def test_the_cache_layer_imports_no_later_layer() -> None:
-    import ast
+    from import_graph import imports_of
 
     import gdaload.cache as cache_package
 
     allowed = ("gdaload.cache", "gdaload.fingerprint", "gdaload.seeding")
     for path in Path(cache_package.__file__).parent.glob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.module:
-                names = [node.module]
-            elif isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            else:
-                continue
-            for name in names:
-                if name.startswith("gdaload"):
-                    assert name.startswith(allowed), f"{path.name} imports {name}"
+        for imp in imports_of(path):
+            assert imp.target.startswith(allowed), f"{path.name} imports {imp.target}"
 
 
 FILE_SIZE_LIMIT_RUN = """
