@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 from gdaload.data.plan import SyntheticPlan
 from gdaload.data.policies import as_int_labels, dataset_labels
 from gdaload.data.ranges import check_same_scale
+from gdaload.data.resume import STATE_VERSION, check_state
 from gdaload.data.spec import SpecAttributes, StoreLike, SyntheticSpec
 from gdaload.engine.base import EngineStats, fetch_stored, make_samples
 from gdaload.generators.base import Generator
@@ -121,12 +122,22 @@ class GenerativeDataset(SpecAttributes, Dataset):
         self.spec.set_epoch(epoch)
 
     def state_dict(self) -> dict[str, Any]:
-        """``{"epoch": ..., "seed": ...}``, for resuming (see :meth:`load_state_dict`)."""
-        return self.spec.state_dict()
+        """The epoch and seed, versioned, for resuming (see :meth:`load_state_dict`).
+
+        The position inside an epoch is the DataLoader's: wrap this dataset in a
+        ``torchdata.stateful_dataloader.StatefulDataLoader`` and save its state too.
+        """
+        return {"version": STATE_VERSION, "kind": "GenerativeDataset", **self.spec.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Continue from a :meth:`state_dict`."""
-        self.spec.load_state_dict(state)
+        """Continue from a :meth:`state_dict` (also one saved before states had versions).
+
+        Raises:
+            TypeError: If ``state`` is not a dict.
+            ValueError: On a state of an unknown version or of another wrapper.
+        """
+        state = check_state(state, "GenerativeDataset", {})
+        self.spec.load_state_dict({"epoch": state["epoch"], "seed": state["seed"]})
 
     def _synthetic_plan(self) -> SyntheticPlan:
         return self.spec.synthetic_plan()

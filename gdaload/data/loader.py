@@ -9,6 +9,7 @@ generators are safe with any number of DataLoader workers.
 
 from __future__ import annotations
 
+import warnings
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
@@ -20,6 +21,13 @@ from gdaload.data.forwarding import LoaderAttributes
 from gdaload.data.plan import SyntheticPlan
 from gdaload.data.policies import dataset_labels
 from gdaload.data.ranges import check_same_scale
+from gdaload.data.resume import (
+    STATE_VERSION,
+    LoaderPosition,
+    check_state,
+    is_stateful,
+    skip_batches,
+)
 from gdaload.data.spec import SpecAttributes, StoreLike, SyntheticSpec
 from gdaload.engine.base import ENGINES, Engine, EngineStats
 from gdaload.engine.pool import check_pool_settings
@@ -180,6 +188,10 @@ class GenerativeLoader(SpecAttributes, LoaderAttributes):
         self._finalizer: weakref.finalize | None = None
         self._real_seen_last: int | None = None
         self._warmed = False
+        # Mid-epoch resume: the position being served, and one restored but not yet used.
+        self._position: LoaderPosition | None = None
+        self._resume: LoaderPosition | None = None
+        self._resume_loader_restored = False
 
     def _configure_engine(
         self,
@@ -229,8 +241,15 @@ class GenerativeLoader(SpecAttributes, LoaderAttributes):
 
     # ------------------------------------------------------------------ loop hooks
     def set_epoch(self, epoch: int) -> None:
-        """Use the synthetic samples of ``epoch``; forwarded to the wrapped loader."""
+        """Use the synthetic samples of ``epoch``; forwarded to the wrapped loader.
+
+        A position restored by :meth:`load_state_dict` is kept when ``epoch`` is its
+        epoch (the usual loop calls ``set_epoch`` before iterating) and dropped otherwise.
+        """
         self.spec.set_epoch(epoch)
+        self._position = None
+        if self._resume is not None and self._resume.epoch != self.epoch:
+            self._resume = None
         for target in (self.loader, getattr(self.loader, "sampler", None)):
             forward = getattr(target, "set_epoch", None)
             if forward is not None:
@@ -238,12 +257,76 @@ class GenerativeLoader(SpecAttributes, LoaderAttributes):
                 break
 
     def state_dict(self) -> dict[str, Any]:
-        """``{"epoch": ..., "seed": ...}``, for resuming (see :meth:`load_state_dict`)."""
-        return self.spec.state_dict()
+        """Where the loop is, for resuming it exactly (see :meth:`load_state_dict`).
+
+        Called between batches (e.g. beside a model checkpoint), the state holds the
+        position in the current epoch (batches, real samples and synthetic positions
+        served) and, when the wrapped loader keeps its own state (torchdata's
+        ``StatefulDataLoader``), that state under ``"loader"``. After a full epoch it is
+        the start of the next one. It is this process's position: under
+        ``torch.distributed`` save one state per rank. JSON-serialisable when the wrapped
+        loader's state is.
+
+        Example:
+            >>> loader.state_dict()  # doctest: +SKIP
+            {'version': 2, 'kind': 'GenerativeLoader', 'epoch': 3, 'seed': 0, 'ratio': 0.5,
+             'class_policy': 'match', 'position': {'batches': 12, 'real': 768,
+             'synthetic': 384}}
+        """
+        position = self._position or self._resume or LoaderPosition(self.epoch)
+        state: dict[str, Any] = {
+            "version": STATE_VERSION,
+            "kind": "GenerativeLoader",
+            **self.spec.state_dict(),
+            **self._plan_settings(),
+            "epoch": position.epoch,
+            "position": position.as_dict(),
+        }
+        if is_stateful(self.loader):
+            state["loader"] = self.loader.state_dict()  # type: ignore[attr-defined]
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Continue from a :meth:`state_dict`; the wrapped loader is not told the epoch."""
-        self.spec.load_state_dict(state)
+        """Continue from a :meth:`state_dict`: the next iteration serves exactly the rest
+        of the saved epoch, then the following epochs as the saved run would have.
+
+        Synthetic positions always continue exactly. The real batches continue from the
+        wrapped loader's own state when it has one (``StatefulDataLoader``: its state is
+        loaded here). A loader without state is iterated from its start with the batches
+        already consumed skipped (at the sampler for a ``DataLoader``, so they are not
+        loaded); the rest is the saved run's only if the loader repeats its order
+        (``shuffle=False``, or a sampler seeded per epoch such as ``DistributedSampler``
+        with ``set_epoch``). The wrapped loader is not told the epoch: call
+        :meth:`set_epoch` as the loop does.
+
+        Raises:
+            TypeError: If ``state`` is not a dict.
+            ValueError: On a state of an unknown version or of another wrapper, or one
+                saved mid-epoch under another ratio or class policy.
+        """
+        state = check_state(state, "GenerativeLoader", self._plan_settings())
+        self.spec.load_state_dict({"epoch": state["epoch"], "seed": state["seed"]})
+        position = LoaderPosition.from_dict(
+            state.get("position", LoaderPosition(0).as_dict()), self.epoch
+        )
+        self._position = None
+        self._resume = position if position.started else None
+        self._resume_loader_restored = False
+        if "loader" in state and is_stateful(self.loader):
+            self.loader.load_state_dict(state["loader"])  # type: ignore[attr-defined]
+            self._resume_loader_restored = True
+        elif "loader" in state and position.started:
+            warnings.warn(
+                "the state holds the wrapped loader's own state but the wrapped "
+                f"{type(self.loader).__name__} cannot load one; its first "
+                f"{position.batches} batches are skipped instead, which repeats the saved "
+                "run only if it repeats its order",
+                stacklevel=2,
+            )
+
+    def _plan_settings(self) -> dict[str, Any]:
+        """What a mid-epoch position depends on besides the seed and the epoch."""
+        return {"ratio": self.ratio, "class_policy": self.class_policy}
 
     def stats(self) -> dict[str, float]:
         """Counters since construction.
@@ -333,28 +416,46 @@ class GenerativeLoader(SpecAttributes, LoaderAttributes):
 
     def __iter__(self) -> Iterator[Batch]:
         epoch = self.epoch
+        start = self._resume if self._resume is not None else LoaderPosition(epoch)
+        batches = self._real_batches(start)
+        self._resume = None
         engine = self._start_engine() if self.ratio > 0 else None
         if engine is not None:
             total = self._expected_synthetic()
-            engine.begin_epoch(self._source(), epoch, total, total)
-        real_seen = synthetic_made = 0
+            engine.begin_epoch(self._source(), epoch, total, total, start=start.synthetic)
+        real_seen, synthetic_made, served = start.real, start.synthetic, start.batches
+        self._position = start
         try:
             if engine is not None and self.warmup and not self._warmed:
                 engine.warm_up(self.warmup, progress=self.progress)
                 self._warmed = True
-            for batch in self.loader:
+            for batch in batches:
                 x, y = self._unpack(batch)
                 real_seen += len(y)
                 n = self.spec.synthetic_count(real_seen) - synthetic_made
                 positions = range(synthetic_made, synthetic_made + n)
                 synthetic_made += n
-                yield self._merge(x, y, epoch, positions, engine)
+                served += 1
+                merged = self._merge(x, y, epoch, positions, engine)
+                # Before the yield: a state_dict() taken while the loop holds this batch
+                # counts it as consumed.
+                self._position = LoaderPosition(epoch, served, real_seen, synthetic_made)
+                yield merged
         except BaseException:
-            # An error, Ctrl-C or a loop left early: stop the generation thread now.
+            # An error, Ctrl-C or a loop left early: stop the generation thread now. The
+            # position stays readable by state_dict() until the next iteration.
             self.close()
             raise
+        self._position = None
         self._real_seen_last = real_seen
         self.spec.epoch = epoch + 1
+
+    def _real_batches(self, start: LoaderPosition) -> Iterator[Any]:
+        """The wrapped loader's batches from ``start`` on (restored, or skipped to)."""
+        if not start.started or self._resume_loader_restored:
+            self._resume_loader_restored = False
+            return iter(self.loader)
+        return skip_batches(self.loader, start, lambda batch: len(self._unpack(batch)[1]))
 
     @staticmethod
     def _unpack(batch: Any) -> tuple[torch.Tensor, torch.Tensor]:

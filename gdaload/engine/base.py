@@ -124,9 +124,9 @@ class Engine(abc.ABC):
     """Serves synthetic samples position by position; see :mod:`gdaload.engine`.
 
     Call :meth:`begin_epoch` before the first :meth:`take` of each epoch, and take
-    positions in order ``0, 1, 2, ...``. Subclasses implement :meth:`take`; those with
-    a pool or a thread also override :meth:`warm_up`, :meth:`pool_fill` and
-    :meth:`close`.
+    positions in order from its ``start`` (``0, 1, 2, ...`` unless resumed). Subclasses
+    implement :meth:`take`; those with a pool or a thread also override :meth:`warm_up`,
+    :meth:`pool_fill` and :meth:`close`.
 
     Example:
         >>> class Blank(Engine):
@@ -152,17 +152,23 @@ class Engine(abc.ABC):
         self._source: SyntheticSource | None = None
 
     def begin_epoch(
-        self, source: SyntheticSource, epoch: int, total: int | None, next_total: int | None = None
+        self,
+        source: SyntheticSource,
+        epoch: int,
+        total: int | None,
+        next_total: int | None = None,
+        start: int = 0,
     ) -> None:
         """Start serving ``epoch``.
 
         Args:
             source: Plan of labels and seeds.
-            epoch: The epoch about to be served, from position 0.
+            epoch: The epoch about to be served.
             total: Expected number of positions in ``epoch`` (``None``: unknown). Only a
                 hint for generating ahead: positions beyond it are still served.
             next_total: Expected positions of ``epoch + 1``, so generation can run on
                 into the next epoch while this one finishes.
+            start: The first position to be taken (a run resumed mid-epoch).
         """
         self._source = source
 

@@ -165,9 +165,10 @@ class SamplePool:
 
     # ------------------------------------------------------------------ plan
     def begin_epoch(
-        self, epoch: int, total: int | None, next_total: int | None, new_plan: bool
+        self, epoch: int, total: int | None, next_total: int | None, new_plan: bool, start: int = 0
     ) -> None:
-        """Move the cursor to position 0 of ``epoch`` and forget what the plan no longer needs.
+        """Move the cursor to position ``start`` (0 unless resumed) of ``epoch`` and forget
+        what the plan no longer needs.
 
         Args:
             new_plan: The labels or seeds of positions changed (another seed, ratio...):
@@ -180,7 +181,7 @@ class SamplePool:
             self._inflight.clear()
             if self.bank is not None:
                 self.bank.clear()
-        self._cursor = (epoch, 0)
+        self._cursor = (epoch, start)
         self._totals = {epoch: total}
         if total is not None:
             self._totals[epoch + 1] = next_total

@@ -153,12 +153,17 @@ class ThreadEngine(Engine):
 
     # ------------------------------------------------------------------ consumer
     def begin_epoch(
-        self, source: SyntheticSource, epoch: int, total: int | None, next_total: int | None = None
+        self,
+        source: SyntheticSource,
+        epoch: int,
+        total: int | None,
+        next_total: int | None = None,
+        start: int = 0,
     ) -> None:
         with self.pool.cond:
             new_plan = source != self._source
             self._source = source
-            self.pool.begin_epoch(epoch, total, next_total, new_plan)
+            self.pool.begin_epoch(epoch, total, next_total, new_plan, start)
 
     def _check(self) -> None:
         if self._error is not None:

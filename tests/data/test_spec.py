@@ -147,7 +147,8 @@ def test_wrappers_read_their_settings_through_the_spec(tmp_path: Path, seed_gene
         assert wrapper.plan is spec.plan and isinstance(wrapper.plan, SeedPlan)
         assert wrapper.class_counts.tolist() == [2, 2, 2] and wrapper.store is spec.store
         wrapper.set_epoch(4)
-        assert wrapper.epoch == spec.epoch == 4 and wrapper.state_dict() == spec.state_dict()
+        assert wrapper.epoch == spec.epoch == 4
+        assert spec.state_dict().items() <= wrapper.state_dict().items()  # and its version
         wrapper.epoch = 2
         assert spec.epoch == 2
         with pytest.raises(ValueError, match="epoch must be >= 0"):
