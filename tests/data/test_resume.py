@@ -271,3 +271,53 @@ def test_an_accelerate_prepared_stateful_loader_keeps_its_own_state(engine: str)
     resumed = wrap(accelerator.prepare(stateful(5)), engine)
     resumed.load_state_dict(state)
     assert_same(take_epoch(resumed)[0], reference[2:])
+
+
+KILLED_RUN = """
+import json, os, signal, sys
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+from safetensors.torch import save_file
+from test_resume import plain, wrap
+
+engine, folder, kill_at = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
+state_file = folder / "loader.json"
+loader = wrap(plain(), engine)
+if state_file.exists():
+    loader.load_state_dict(json.loads(state_file.read_text()))
+while loader.epoch < 2:
+    for x, y, mask in loader:
+        n = len(list(folder.glob("batch-*.safetensors")))
+        save_file({{"x": x, "y": y, "mask": mask}}, str(folder / f"batch-{{n:03d}}.safetensors"))
+        # Checkpoint the way a training loop does: write, then rename (atomic).
+        state_file.with_suffix(".tmp").write_text(json.dumps(loader.state_dict()))
+        state_file.with_suffix(".tmp").replace(state_file)
+        if n + 1 == kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)  # no cleanup, no finally, no atexit
+"""
+
+
+@pytest.mark.parametrize("engine", ["sync", "thread"])
+def test_a_killed_run_resumed_from_its_last_state_serves_the_uninterrupted_stream(
+    tmp_path, engine: str
+) -> None:
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = KILLED_RUN.format(tests=str(Path(__file__).parent))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+
+    def run(kill_at: int) -> int:
+        command = [sys.executable, "-c", script, engine, str(tmp_path), str(kill_at)]
+        return subprocess.run(command, env=env, timeout=300, capture_output=True).returncode
+
+    assert run(kill_at=7) == -9  # killed in epoch 1, after its second batch
+    assert run(kill_at=0) == 0  # resumed to the end of epoch 1
+    from safetensors.torch import load_file
+
+    got = [load_file(path) for path in sorted(tmp_path.glob("batch-*.safetensors"))]
+    with wrap(plain(), engine) as reference:
+        expected = take_epoch(reference)[0] + take_epoch(reference)[0]
+    assert_same([(b["x"], b["y"], b["mask"]) for b in got], expected)
