@@ -52,6 +52,9 @@ class GenerativeDataset(SpecAttributes, Dataset):
             the normalisation the real samples get.
         return_mask: Return ``(input, label, is_synthetic)`` triples.
         store: A :class:`~gdaload.cache.SampleStore` or a folder for one.
+        refresh: Fraction of synthetic samples made fresh each epoch (default 1: all);
+            the others are the previous epoch's samples, read from ``store`` (required
+            below 1). :meth:`fill_store` then only generates the fresh ones.
 
     The synthetic settings (``generator``, ``ratio``, ``plan``, ``class_policy``,
     ``class_counts``, ``store``, ``epoch``) live in :attr:`spec`, a
@@ -83,6 +86,7 @@ class GenerativeDataset(SpecAttributes, Dataset):
         synthetic_transform: Callable[[torch.Tensor], Any] | None = None,
         return_mask: bool = False,
         store: StoreLike = None,
+        refresh: float = 1.0,
     ) -> None:
         def real_labels() -> np.ndarray:
             # Read once the cheap checks have passed; one label per real sample.
@@ -105,6 +109,7 @@ class GenerativeDataset(SpecAttributes, Dataset):
             class_policy=class_policy,
             labels=real_labels,
             store=store,
+            refresh=refresh,
         )
         self.synthetic_transform = synthetic_transform
         self.return_mask = return_mask

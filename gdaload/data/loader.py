@@ -9,6 +9,7 @@ generators are safe with any number of DataLoader workers.
 
 from __future__ import annotations
 
+import time
 import warnings
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -34,6 +35,7 @@ from gdaload.engine.pool import check_pool_settings
 from gdaload.engine.sync import SyncEngine
 from gdaload.engine.threaded import ThreadEngine
 from gdaload.generators.base import Generator
+from gdaload.seeding import Stream, derive_rng
 
 __all__ = ["GenerativeLoader"]
 
@@ -75,7 +77,9 @@ class GenerativeLoader(SpecAttributes, LoaderAttributes):
 
     Over an epoch that yields m_S real samples, exactly ``round(ratio * m_S)``
     synthetic samples are added, spread as evenly as the batches allow: after each batch
-    the running synthetic count is ``round(ratio * real samples so far)``. Synthetic
+    the running synthetic count is ``round(ratio * real samples so far)``. With
+    ``mode="replace"`` they take real rows' places instead, ``round(ratio / (1 + ratio)
+    * rows so far)`` of them, so batches keep their size. Synthetic
     sample ``j`` of epoch ``e`` gets the seed ``SeedPlan(seed).sample_seed(e, j)`` and a
     label from the class policy, so two runs with the same seed see the same samples.
     Under ``torch.distributed`` ranks take disjoint synthetic indices (``j * world +
@@ -126,6 +130,18 @@ class GenerativeLoader(SpecAttributes, LoaderAttributes):
             fill the pool), with a progress bar.
         store: A :class:`~gdaload.cache.SampleStore` or a folder for one: generated
             samples are kept on disk and read back instead of generated again.
+        refresh: Fraction of synthetic samples made fresh each epoch (default 1: all);
+            the others are the previous epoch's samples again, read from ``store``
+            (required below 1), so generation per epoch falls by ``1 - refresh``. Which
+            positions are refreshed is part of the plan (see
+            :mod:`gdaload.seeding.refresh`); labels then stay fixed per position.
+        mode: ``"add"`` (default): synthetic samples are appended, so a batch of ``B``
+            real rows grows to about ``(1 + ratio) * B``. ``"replace"``: they take the
+            places of real rows, chosen at random per batch (keyed by seed, epoch and
+            batch), so batches keep their size; an epoch then serves synthetic and real
+            rows in the ratio ``ratio`` exactly as in ``add`` mode, and drops the replaced
+            real rows for that epoch. With small batches and a large ratio a batch may be
+            wholly synthetic; the per-epoch counts still hold.
         progress: Show progress bars (warm-up).
 
     Raises:
@@ -163,6 +179,8 @@ class GenerativeLoader(SpecAttributes, LoaderAttributes):
         reuse_limit: int = 1,
         warmup: int | bool = 0,
         store: StoreLike = None,
+        refresh: float = 1.0,
+        mode: str = "add",
         progress: bool = True,
     ) -> None:
         self.loader = loader
@@ -177,12 +195,15 @@ class GenerativeLoader(SpecAttributes, LoaderAttributes):
             class_policy=class_policy,
             labels=labels if labels is not None else lambda: self._loader_labels(class_policy),
             store=store,
+            refresh=refresh,
+            mode=mode,
         )
         self.synthetic_transform = synthetic_transform
         self._scale_checked = False  # on the first batch holding synthetic samples
         self.return_mask = return_mask
         self.progress = progress
-        self._stats = {"real": 0, "synthetic": 0, "batches": 0}
+        self._stats = {"real": 0, "synthetic": 0, "batches": 0, "replaced": 0, "carried_over": 0}
+        self._iteration_seconds = 0.0
         self._engine_stats = EngineStats()
         self._engine: Engine | None = None
         self._finalizer: weakref.finalize | None = None
@@ -336,10 +357,23 @@ class GenerativeLoader(SpecAttributes, LoaderAttributes):
         ``dropped`` generated samples never served; ``cache_hits`` / ``cache_misses`` of
         the store; ``wait_seconds`` the training loop waited for synthetic samples;
         ``warmup_seconds``; ``pool_fill`` samples ready now out of ``pool_size``.
+
+        What generation costs: ``generation_seconds_per_sample`` (generation seconds per
+        synthetic sample served: falls with a warm store, ``refresh < 1`` and reuse),
+        ``carried_over`` samples served again from an earlier epoch (``refresh < 1``),
+        ``replaced`` real rows (``mode="replace"``), ``iteration_seconds`` of wall time
+        spent iterating (the training loop's own work included) and ``wait_share``, the
+        part of it the loop spent waiting for synthetic samples.
         """
         out: dict[str, float] = {**self._stats, **self._engine_stats.as_dict()}
         out["pool_fill"] = self._engine.pool_fill() if self._engine is not None else 0
         out["pool_size"] = self.pool_size if self.engine == "thread" else 0
+        served = self._stats["synthetic"]
+        out["generation_seconds_per_sample"] = out["generation_seconds"] / served if served else 0.0
+        out["iteration_seconds"] = self._iteration_seconds
+        out["wait_share"] = (
+            out["wait_seconds"] / self._iteration_seconds if self._iteration_seconds else 0.0
+        )
         return out
 
     # ------------------------------------------------------------------ lifecycle
@@ -425,6 +459,7 @@ class GenerativeLoader(SpecAttributes, LoaderAttributes):
             engine.begin_epoch(self._source(), epoch, total, total, start=start.synthetic)
         real_seen, synthetic_made, served = start.real, start.synthetic, start.batches
         self._position = start
+        began = time.perf_counter()
         try:
             if engine is not None and self.warmup and not self._warmed:
                 engine.warm_up(self.warmup, progress=self.progress)
@@ -436,7 +471,7 @@ class GenerativeLoader(SpecAttributes, LoaderAttributes):
                 positions = range(synthetic_made, synthetic_made + n)
                 synthetic_made += n
                 served += 1
-                merged = self._merge(x, y, epoch, positions, engine)
+                merged = self._merge(x, y, epoch, served - 1, positions, engine)
                 # Before the yield: a state_dict() taken while the loop holds this batch
                 # counts it as consumed.
                 self._position = LoaderPosition(epoch, served, real_seen, synthetic_made)
@@ -446,6 +481,8 @@ class GenerativeLoader(SpecAttributes, LoaderAttributes):
             # position stays readable by state_dict() until the next iteration.
             self.close()
             raise
+        finally:
+            self._iteration_seconds += time.perf_counter() - began
         self._position = None
         self._real_seen_last = real_seen
         self.spec.epoch = epoch + 1
@@ -480,8 +517,16 @@ class GenerativeLoader(SpecAttributes, LoaderAttributes):
         return x, y
 
     def _merge(
-        self, x: torch.Tensor, y: torch.Tensor, epoch: int, positions: range, engine: Engine | None
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        epoch: int,
+        batch: int,
+        positions: range,
+        engine: Engine | None,
     ) -> Batch:
+        if self.mode == "replace" and len(positions):
+            x, y = self._drop_rows(x, y, epoch, batch, len(positions))
         real = len(y)
         mask = torch.zeros(real + len(positions), dtype=torch.bool, device=y.device)
         if len(positions):
@@ -496,7 +541,7 @@ class GenerativeLoader(SpecAttributes, LoaderAttributes):
                     f"inputs have {tuple(x.shape[1:])}; pass synthetic_transform= (e.g. "
                     "v2.Resize, v2.Grayscale, v2.Normalize) so they match"
                 )
-            if not self._scale_checked:
+            if not self._scale_checked and real:
                 check_same_scale(x, images, "GenerativeLoader")
                 self._scale_checked = True
             # Served batches are fresh (pinned, when CUDA is there) tensors: the copy may
@@ -506,8 +551,23 @@ class GenerativeLoader(SpecAttributes, LoaderAttributes):
             mask[-len(positions) :] = True
         self._stats["real"] += real  # counted on the host: no device sync per batch
         self._stats["synthetic"] += len(positions)
+        if self.refresh < 1.0 and len(positions):
+            source = self._source().source_epochs(epoch, positions)
+            self._stats["carried_over"] += int((source < epoch).sum())
         self._stats["batches"] += 1
         return (x, y, mask) if self.return_mask else (x, y)
+
+    def _drop_rows(
+        self, x: torch.Tensor, y: torch.Tensor, epoch: int, batch: int, n: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x`` and ``y`` without ``n`` real rows drawn at random, keyed by (seed, epoch,
+        batch) so that a resumed run drops the same ones."""
+        rng = derive_rng(self.plan.seed, Stream.REPLACE_ROWS, epoch, batch)
+        drop = rng.choice(len(y), size=n, replace=False)
+        keep = np.setdiff1d(np.arange(len(y)), drop)  # sorted: real rows keep their order
+        self._stats["replaced"] += n
+        index = torch.from_numpy(keep).to(y.device)
+        return x.index_select(0, index.to(x.device)), y.index_select(0, index)
 
     def __repr__(self) -> str:
         return (

@@ -16,6 +16,7 @@ import torch
 
 from gdaload.data.policies import plan_labels
 from gdaload.seeding import SeedPlan
+from gdaload.seeding.refresh import source_epochs
 from gdaload.seeding.vectorised import plan_seeds
 
 __all__ = ["SyntheticPlan"]
@@ -55,7 +56,10 @@ def _seed_chunk(seed: int, epoch: int, chunk: int) -> np.ndarray:
 class SyntheticPlan:
     """Label and seed of every synthetic position; equal plans serve equal samples.
 
-    Position ``k`` of a rank is the plan's synthetic index ``j = k * world + rank``.
+    Position ``k`` of a rank is the plan's synthetic index ``j = k * world + rank``. With
+    ``refresh < 1`` only that fraction of indices gets a fresh seed each epoch; the others
+    keep their earlier epoch's seed and their label (labels are then those of epoch 0's
+    order, so carried-over samples keep the class counts exact).
 
     Example:
         >>> plan = SyntheticPlan(0, "match", (2, 1, 1), 1.0, 3, rank=0, world=1)
@@ -72,21 +76,31 @@ class SyntheticPlan:
     num_classes: int
     rank: int
     world: int
+    refresh: float = 1.0
 
     def _indices(self, positions: Sequence[int]) -> np.ndarray:
         return np.asarray(positions, dtype=np.int64) * self.world + self.rank
 
     def labels(self, epoch: int, positions: Sequence[int]) -> torch.Tensor:
+        # Under partial refresh a position keeps its label for good, so that a sample
+        # carried over from an earlier epoch fits the counts of this one.
+        label_epoch = epoch if self.refresh >= 1.0 else 0
         plan = _label_plan(
-            self.seed, self.policy, self.class_counts, self.ratio, self.num_classes, epoch
+            self.seed, self.policy, self.class_counts, self.ratio, self.num_classes, label_epoch
         )
         return torch.as_tensor(plan[self._indices(positions) % len(plan)], dtype=torch.long)
 
+    def source_epochs(self, epoch: int, positions: Sequence[int]) -> np.ndarray:
+        """The epoch whose sample each position holds: ``epoch`` itself unless partial
+        refresh carries an earlier epoch's sample over (see :mod:`gdaload.seeding.refresh`)."""
+        return source_epochs(epoch, self._indices(positions), self.refresh)
+
     def seeds(self, epoch: int, positions: Sequence[int]) -> list[int]:
         indices = self._indices(positions)
+        epochs = source_epochs(epoch, indices, self.refresh)
         chunks = indices // _SEED_CHUNK
         out = np.empty(len(indices), dtype=np.uint64)
-        for chunk in np.unique(chunks).tolist():
-            rows = chunks == chunk
-            out[rows] = _seed_chunk(self.seed, epoch, chunk)[indices[rows] % _SEED_CHUNK]
+        for source, chunk in np.unique(np.stack([epochs, chunks]), axis=1).T.tolist():
+            rows = (chunks == chunk) & (epochs == source)
+            out[rows] = _seed_chunk(self.seed, source, chunk)[indices[rows] % _SEED_CHUNK]
         return out.tolist()

@@ -22,8 +22,13 @@ from gdaload.data.plan import SyntheticPlan
 from gdaload.data.policies import CLASS_POLICIES, as_int_labels, check_ratio, real_class_counts
 from gdaload.generators.base import Generator, refuse_multiview
 from gdaload.seeding import SeedPlan, SharedEpoch
+from gdaload.seeding.refresh import check_refresh
 
-__all__ = ["LabelSource", "SpecAttributes", "StoreLike", "SyntheticSpec", "open_store"]
+__all__ = ["MODES", "LabelSource", "SpecAttributes", "StoreLike", "SyntheticSpec", "open_store"]
+
+#: How synthetic samples join the real ones: appended to the batch (it grows), or in
+#: place of real rows (its size stays).
+MODES = ("add", "replace")
 
 #: The real labels: given, read on demand (a function called once the cheap checks have
 #: passed, so that a slow read never hides a typo), or ``None`` (``uniform`` only).
@@ -72,12 +77,17 @@ class SyntheticSpec:
         labels: The real labels, or a function returning them (or ``None`` when they
             cannot be known, which only ``uniform`` accepts).
         store: A :class:`~gdaload.cache.SampleStore` or a folder for one.
+        refresh: Fraction of synthetic positions given fresh samples each epoch; the
+            others serve their previous epoch's sample again, read from ``store`` (which
+            ``refresh < 1`` needs). Labels then stay fixed per position.
+        mode: ``"add"`` or ``"replace"`` (see :attr:`per_row`).
 
     Raises:
         GeneratorKindError: If ``generator`` is not a class-conditional generator.
-        ValueError: On an unknown class policy, a bad ratio or seed, real labels the
-            generator cannot produce, missing labels for a policy that needs them, or a
-            store of another generator config.
+        ValueError: On an unknown mode or class policy, a bad ratio or seed, real labels the
+            generator cannot produce, missing labels for a policy that needs them, a
+            store of another generator config, or ``refresh`` outside [0, 1] or below 1
+            without a store.
         TypeError: If ``store`` is neither a folder nor a :class:`SampleStore`.
 
     Example:
@@ -99,8 +109,13 @@ class SyntheticSpec:
         class_policy: str = "match",
         labels: LabelSource = None,
         store: StoreLike = None,
+        refresh: float = 1.0,
+        mode: str = "add",
     ) -> None:
         refuse_multiview(generator, owner)
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}; valid ones are {list(MODES)}")
+        self.mode = mode
         if class_policy not in CLASS_POLICIES:
             raise ValueError(
                 f"unknown class_policy {class_policy!r}; valid ones are {list(CLASS_POLICIES)}"
@@ -111,6 +126,14 @@ class SyntheticSpec:
         self.class_policy = class_policy
         self.class_counts = self._class_counts(labels)
         self.store = open_store(store, generator)
+        self.refresh = check_refresh(refresh)
+        if self.refresh < 1.0 and self.store is None:
+            raise ValueError(
+                f"refresh={refresh!r} carries samples over from earlier epochs, which must "
+                "be kept somewhere to save their generation: pass store='folder' (or a "
+                "SampleStore). Without one every carried-over sample would be generated "
+                "again, costing as much as refresh=1"
+            )
         # Shared with the copies DataLoader workers hold, persistent ones included.
         self._epoch = SharedEpoch()
 
@@ -128,10 +151,17 @@ class SyntheticSpec:
         source = "the labels= given" if given else "the dataset's labels"
         return real_class_counts(as_int_labels(labels, source), self.generator.num_classes)
 
+    @property
+    def per_row(self) -> float:
+        """Synthetic samples per row of the real data: ``ratio`` when they are added,
+        ``ratio / (1 + ratio)`` when they replace real rows (then synthetic : real rows
+        served is ``ratio``)."""
+        return self.ratio if self.mode == "add" else self.ratio / (1.0 + self.ratio)
+
     def synthetic_count(self, real: int) -> int:
-        """Synthetic samples that go with ``real`` real ones: ``round(ratio * real)``,
-        halves rounded up."""
-        return math.floor(self.ratio * real + 0.5)
+        """Synthetic samples that go with ``real`` rows of real data:
+        ``round(per_row * real)``, halves rounded up."""
+        return math.floor(self.per_row * real + 0.5)
 
     def synthetic_plan(self, rank: int = 0, world: int = 1) -> SyntheticPlan:
         """Label and seed of every synthetic position, for ``rank`` of ``world``."""
@@ -140,10 +170,11 @@ class SyntheticSpec:
             self.plan.seed,
             self.class_policy,
             counts,
-            self.ratio,
+            self.per_row,
             self.generator.num_classes,
             rank,
             world,
+            self.refresh,
         )
 
     # ------------------------------------------------------------------ epoch state
@@ -237,6 +268,16 @@ class SpecAttributes:
     @property
     def store(self) -> SampleStore | None:
         return self.spec.store
+
+    @property
+    def refresh(self) -> float:
+        """Fraction of synthetic samples made fresh each epoch."""
+        return self.spec.refresh
+
+    @property
+    def mode(self) -> str:
+        """``"add"`` (batches grow) or ``"replace"`` (synthetic rows take real rows' places)."""
+        return self.spec.mode
 
     @property
     def epoch(self) -> int:

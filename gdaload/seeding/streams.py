@@ -68,6 +68,8 @@ class Stream(IntEnum):
     # After a user's seed: components that own a stream of their own ("gmix", "gaug").
     GENMIX = 0x676D6978
     AUGMENT = 0x67617567
+    REPLACE_ROWS = 0x72706C63
+    """Which real rows of a batch synthetic samples replace (``mode="replace"``, "rplc")."""
 
     # After a benchmark seed: the evaluation harness's own draws.
     BENCH_AUGMENT = 0x6175676D

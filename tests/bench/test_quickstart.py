@@ -13,6 +13,8 @@ def test_quickstart_runs_end_to_end_and_writes_json(tmp_path: Path) -> None:
     assert set(report["accuracy"]) == {"real only", "GDA"}
     assert all(0 <= acc <= 1 for accs in report["accuracy"].values() for acc in accs)
     assert json.loads(out.read_text())["ratio"] == 0.5
+    generation = report["generation_seconds"]
+    assert generation["real only"] == 0 < generation["GDA"] <= report["seconds"]["GDA"]
 
 
 def test_two_short_runs_give_identical_numbers_and_show_progress(capsys) -> None:

@@ -18,6 +18,7 @@ PINNED = {
     "MULTIVIEW_DIFFUSION": 1,
     "GENMIX": 0x676D6978,
     "AUGMENT": 0x67617567,
+    "REPLACE_ROWS": 0x72706C63,
     "BENCH_AUGMENT": 0x6175676D,
     "BENCH_QUALITY": 0x7175616C,
     "BENCH_VIEW": 0x76696577,
@@ -41,4 +42,5 @@ def test_every_tag_keeps_its_value() -> None:
 def test_four_byte_tags_spell_their_owner() -> None:
     assert Stream.GENMIX.to_bytes(4, "big") == b"gmix"
     assert Stream.AUGMENT.to_bytes(4, "big") == b"gaug"
+    assert Stream.REPLACE_ROWS.to_bytes(4, "big") == b"rplc"
     assert Stream.BENCH_PICTURE.to_bytes(4, "big") == b"pict"
