@@ -26,6 +26,7 @@ from gdaload.engine.pool import check_pool_settings
 from gdaload.engine.sync import SyncEngine
 from gdaload.engine.threaded import ThreadEngine
 from gdaload.generators.base import Generator
+from gdaload.provenance import mark_synthetic_rows
 
 __all__ = ["GenerativeLoader"]
 
@@ -106,6 +107,9 @@ class GenerativeLoader(SpecAttributes, LoaderAttributes):
         synthetic_transform: Applied to the generated batch ``(N, C, H, W)`` in [0, 1]
             before merging, e.g. the normalisation the real batches get.
         return_mask: Yield ``(inputs, labels, is_synthetic)`` with a boolean mask.
+            Either way the yielded inputs and labels tensors are marked with the mask
+            (:mod:`gdaload.provenance`), so ``genmix(x, y)`` on them mixes real with
+            synthetic rows; tensors made from them (``x.to(device)``) are not marked.
         engine: ``"sync"`` (default: generate each batch's samples when it is asked for)
             or ``"thread"`` (generate ahead in a background thread).
         pool_size: Thread engine: most samples held ready ahead of the loop.
@@ -406,6 +410,10 @@ class GenerativeLoader(SpecAttributes, LoaderAttributes):
         self._stats["real"] += real  # counted on the host: no device sync per batch
         self._stats["synthetic"] += len(positions)
         self._stats["batches"] += 1
+        # Also without return_mask: GenMix called as genmix(x, y) reads the mark, so
+        # it mixes these rows as what they are instead of taking all of them for real.
+        mark_synthetic_rows(x, mask)
+        mark_synthetic_rows(y, mask)
         return (x, y, mask) if self.return_mask else (x, y)
 
     def __repr__(self) -> str:
