@@ -49,7 +49,11 @@ class GenerativeDataset(SpecAttributes, Dataset):
         labels: Labels of ``real``; read from the dataset when omitted.
         synthetic_transform: Applied to each generated ``(C, H, W)`` image in [0, 1], e.g.
             the normalisation the real samples get.
-        return_mask: Return ``(input, label, is_synthetic)`` triples.
+        return_mask: Return ``(input, label, is_synthetic)`` triples. Pass the
+            collated mask to :class:`~gdaload.GenMix`: unlike
+            :class:`~gdaload.GenerativeLoader`'s, the batches a DataLoader collates from
+            this dataset carry no mark of their synthetic rows (the dataset never sees
+            them).
         store: A :class:`~gdaload.cache.SampleStore` or a folder for one.
 
     The synthetic settings (``generator``, ``ratio``, ``plan``, ``class_policy``,
