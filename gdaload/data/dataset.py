@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 from gdaload.data.plan import SyntheticPlan
 from gdaload.data.policies import as_int_labels, dataset_labels
 from gdaload.data.ranges import check_same_scale
-from gdaload.data.spec import SpecAttributes, StoreLike, SyntheticSpec
+from gdaload.data.spec import SpecAttributes, StoreLike, SyntheticSpec, check_not_empty
 from gdaload.engine.base import EngineStats, fetch_stored, make_samples
 from gdaload.generators.base import Generator
 
@@ -61,9 +61,9 @@ class GenerativeDataset(SpecAttributes, Dataset):
     :class:`~gdaload.data.SyntheticSpec`, and read as attributes too.
 
     Raises:
-        ValueError: On a bad ratio, seed or class policy, labels that do not match
-            ``real`` or that the generator cannot produce, or a store of another
-            generator config.
+        ValueError: On an empty ``real``, a bad ratio, seed or class policy, labels that
+            do not match ``real`` or that the generator cannot produce, or a store of
+            another generator config.
         GeneratorKindError: If ``generator`` is a multi-view generator.
 
     Example:
@@ -99,6 +99,7 @@ class GenerativeDataset(SpecAttributes, Dataset):
                 raise ValueError(f"got {len(values)} labels for {num_real} real samples")
             return values
 
+        check_not_empty(real, "GenerativeDataset")
         self.real = real
         self.spec = SyntheticSpec(
             "GenerativeDataset",

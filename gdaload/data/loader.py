@@ -20,7 +20,7 @@ from gdaload.data.forwarding import LoaderAttributes
 from gdaload.data.plan import SyntheticPlan
 from gdaload.data.policies import dataset_labels
 from gdaload.data.ranges import check_same_scale
-from gdaload.data.spec import SpecAttributes, StoreLike, SyntheticSpec
+from gdaload.data.spec import SpecAttributes, StoreLike, SyntheticSpec, check_not_empty
 from gdaload.engine.base import ENGINES, Engine, EngineStats
 from gdaload.engine.pool import check_pool_settings
 from gdaload.engine.sync import SyncEngine
@@ -125,9 +125,10 @@ class GenerativeLoader(SpecAttributes, LoaderAttributes):
         progress: Show progress bars (warm-up).
 
     Raises:
-        ValueError: On a bad ratio, seed, class policy, engine or pool setting, real
-            labels the generator cannot produce, or a store of another generator config
-            (checked at construction, before any sample is generated).
+        ValueError: On a wrapped loader over an empty dataset, a bad ratio, seed, class
+            policy, engine or pool setting, real labels the generator cannot produce, or
+            a store of another generator config (checked at construction, before any
+            sample is generated).
         GeneratorKindError: If ``generator`` is a multi-view generator.
 
     Example:
@@ -161,6 +162,8 @@ class GenerativeLoader(SpecAttributes, LoaderAttributes):
         store: StoreLike = None,
         progress: bool = True,
     ) -> None:
+        # A DataLoader's dataset, or a sequence of batches itself.
+        check_not_empty(getattr(loader, "dataset", loader), "GenerativeLoader")
         self.loader = loader
         self._configure_engine(
             engine, pool_size, generation_batch_size, dry_policy, reuse_limit, warmup

@@ -5,7 +5,7 @@ import pytest
 import torch
 from accelerate import Accelerator
 from checkers import SeedImageGenerator, assert_pickle_round_trip
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, Subset, TensorDataset
 
 import gdaload.provenance as provenance
 from gdaload import GeneratedOutputError, GenerativeLoader
@@ -196,6 +196,26 @@ def test_bad_arguments(seed_generator) -> None:
         GenerativeLoader(real_loader(), SeedImageGenerator(num_classes=2), ratio=1.0)
     with pytest.raises(ValueError, match="epoch must be >= 0"):
         GenerativeLoader(real_loader(), seed_generator).set_epoch(-1)
+
+
+@pytest.mark.parametrize(
+    "loader, what",
+    [
+        (
+            DataLoader(TensorDataset(torch.empty(0, 1, 4, 4), torch.empty(0, dtype=torch.long))),
+            "TensorDataset",
+        ),
+        (DataLoader(Subset(real_loader().dataset, []), batch_size=4), "Subset"),
+        ([], "list"),
+    ],
+    ids=["TensorDataset", "Subset", "list"],
+)
+@pytest.mark.parametrize("class_policy", ["match", "uniform"])
+def test_empty_real_dataset_is_refused(seed_generator, loader, what, class_policy) -> None:
+    with pytest.raises(
+        ValueError, match=rf"GenerativeLoader got an empty real dataset \({what} of length 0\)"
+    ):
+        GenerativeLoader(loader, seed_generator, class_policy=class_policy)
 
 
 class NaNGenerator(SeedImageGenerator):
