@@ -13,7 +13,7 @@ from import_graph import PACKAGE, Import, all_imports, module_name
 
 # In order: a module may import from its own top-level unit and from earlier layers.
 LAYERS: tuple[frozenset[str], ...] = (
-    frozenset({"seeding", "fingerprint", "lazy"}),
+    frozenset({"seeding", "fingerprint", "lazy", "provenance"}),
     frozenset({"cache", "metrics", "datasets"}),
     frozenset({"generators"}),
     frozenset({"select", "engine"}),

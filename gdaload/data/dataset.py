@@ -14,7 +14,7 @@ from gdaload.data.plan import SyntheticPlan
 from gdaload.data.policies import as_int_labels, dataset_labels
 from gdaload.data.ranges import check_same_scale
 from gdaload.data.resume import STATE_VERSION, check_state
-from gdaload.data.spec import SpecAttributes, StoreLike, SyntheticSpec
+from gdaload.data.spec import SpecAttributes, StoreLike, SyntheticSpec, check_not_empty
 from gdaload.engine.base import EngineStats, fetch_stored, make_samples
 from gdaload.generators.base import Generator
 
@@ -50,7 +50,11 @@ class GenerativeDataset(SpecAttributes, Dataset):
         labels: Labels of ``real``; read from the dataset when omitted.
         synthetic_transform: Applied to each generated ``(C, H, W)`` image in [0, 1], e.g.
             the normalisation the real samples get.
-        return_mask: Return ``(input, label, is_synthetic)`` triples.
+        return_mask: Return ``(input, label, is_synthetic)`` triples. Pass the
+            collated mask to :class:`~gdaload.GenMix`: unlike
+            :class:`~gdaload.GenerativeLoader`'s, the batches a DataLoader collates from
+            this dataset carry no mark of their synthetic rows (the dataset never sees
+            them).
         store: A :class:`~gdaload.cache.SampleStore` or a folder for one.
         refresh: Fraction of synthetic samples made fresh each epoch (default 1: all);
             the others are the previous epoch's samples, read from ``store`` (required
@@ -61,9 +65,9 @@ class GenerativeDataset(SpecAttributes, Dataset):
     :class:`~gdaload.data.SyntheticSpec`, and read as attributes too.
 
     Raises:
-        ValueError: On a bad ratio, seed or class policy, labels that do not match
-            ``real`` or that the generator cannot produce, or a store of another
-            generator config.
+        ValueError: On an empty ``real``, a bad ratio, seed or class policy, labels that
+            do not match ``real`` or that the generator cannot produce, or a store of
+            another generator config.
         GeneratorKindError: If ``generator`` is a multi-view generator.
 
     Example:
@@ -100,6 +104,7 @@ class GenerativeDataset(SpecAttributes, Dataset):
                 raise ValueError(f"got {len(values)} labels for {num_real} real samples")
             return values
 
+        check_not_empty(real, "GenerativeDataset")
         self.real = real
         self.spec = SyntheticSpec(
             "GenerativeDataset",

@@ -29,12 +29,13 @@ from gdaload.data.resume import (
     is_stateful,
     skip_batches,
 )
-from gdaload.data.spec import SpecAttributes, StoreLike, SyntheticSpec
+from gdaload.data.spec import SpecAttributes, StoreLike, SyntheticSpec, check_not_empty
 from gdaload.engine.base import ENGINES, Engine, EngineStats
 from gdaload.engine.pool import check_pool_settings
 from gdaload.engine.sync import SyncEngine
 from gdaload.engine.threaded import ThreadEngine
 from gdaload.generators.base import Generator
+from gdaload.provenance import mark_synthetic_rows
 from gdaload.seeding import Stream, derive_rng
 
 __all__ = ["GenerativeLoader"]
@@ -118,6 +119,9 @@ class GenerativeLoader(SpecAttributes, LoaderAttributes):
         synthetic_transform: Applied to the generated batch ``(N, C, H, W)`` in [0, 1]
             before merging, e.g. the normalisation the real batches get.
         return_mask: Yield ``(inputs, labels, is_synthetic)`` with a boolean mask.
+            Either way the yielded inputs and labels tensors are marked with the mask
+            (:mod:`gdaload.provenance`), so ``genmix(x, y)`` on them mixes real with
+            synthetic rows; tensors made from them (``x.to(device)``) are not marked.
         engine: ``"sync"`` (default: generate each batch's samples when it is asked for)
             or ``"thread"`` (generate ahead in a background thread).
         pool_size: Thread engine: most samples held ready ahead of the loop.
@@ -145,9 +149,10 @@ class GenerativeLoader(SpecAttributes, LoaderAttributes):
         progress: Show progress bars (warm-up).
 
     Raises:
-        ValueError: On a bad ratio, seed, class policy, engine or pool setting, real
-            labels the generator cannot produce, or a store of another generator config
-            (checked at construction, before any sample is generated).
+        ValueError: On a wrapped loader over an empty dataset, a bad ratio, seed, class
+            policy, engine or pool setting, real labels the generator cannot produce, or
+            a store of another generator config (checked at construction, before any
+            sample is generated).
         GeneratorKindError: If ``generator`` is a multi-view generator.
 
     Example:
@@ -183,6 +188,8 @@ class GenerativeLoader(SpecAttributes, LoaderAttributes):
         mode: str = "add",
         progress: bool = True,
     ) -> None:
+        # A DataLoader's dataset, or a sequence of batches itself.
+        check_not_empty(getattr(loader, "dataset", loader), "GenerativeLoader")
         self.loader = loader
         self._configure_engine(
             engine, pool_size, generation_batch_size, dry_policy, reuse_limit, warmup
@@ -555,6 +562,10 @@ class GenerativeLoader(SpecAttributes, LoaderAttributes):
             source = self._source().source_epochs(epoch, positions)
             self._stats["carried_over"] += int((source < epoch).sum())
         self._stats["batches"] += 1
+        # Also without return_mask: GenMix called as genmix(x, y) reads the mark, so
+        # it mixes these rows as what they are instead of taking all of them for real.
+        mark_synthetic_rows(x, mask)
+        mark_synthetic_rows(y, mask)
         return (x, y, mask) if self.return_mask else (x, y)
 
     def _drop_rows(

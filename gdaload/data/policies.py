@@ -161,7 +161,8 @@ def dataset_labels(dataset: Any) -> np.ndarray:
     ``Subset`` indices; otherwise reads every sample once and takes its second entry.
     """
     if isinstance(dataset, torch.utils.data.Subset):
-        return dataset_labels(dataset.dataset)[np.asarray(dataset.indices)]
+        # int64 also for no indices, which NumPy would read as floats.
+        return dataset_labels(dataset.dataset)[np.asarray(dataset.indices, dtype=np.int64)]
     if isinstance(dataset, torch.utils.data.TensorDataset) and len(dataset.tensors) >= 2:
         return as_int_labels(dataset.tensors[1])
     targets = getattr(dataset, "targets", None)

@@ -24,7 +24,15 @@ from gdaload.generators.base import Generator, refuse_multiview
 from gdaload.seeding import SeedPlan, SharedEpoch
 from gdaload.seeding.refresh import check_refresh
 
-__all__ = ["MODES", "LabelSource", "SpecAttributes", "StoreLike", "SyntheticSpec", "open_store"]
+__all__ = [
+    "MODES",
+    "LabelSource",
+    "SpecAttributes",
+    "StoreLike",
+    "SyntheticSpec",
+    "check_not_empty",
+    "open_store",
+]
 
 #: How synthetic samples join the real ones: appended to the batch (it grows), or in
 #: place of real rows (its size stays).
@@ -36,6 +44,42 @@ LabelSource = Sequence[int] | np.ndarray | torch.Tensor | Callable[[], Any] | No
 
 #: A :class:`~gdaload.cache.SampleStore`, a folder for one, or ``None``.
 StoreLike = str | os.PathLike | SampleStore | None
+
+
+def check_not_empty(real: Any, owner: str) -> None:
+    """Raise a ValueError when the real data ``real`` is known to be empty.
+
+    The synthetic count (m_G/m_S times the real one) and the class policy both follow
+    the real samples, so wrapping no real sample is a mistake upstream (a wrong path,
+    split or filter); without this check it surfaces later as an unrelated error about
+    label dtypes or class policies, or as an epoch with no batch.
+
+    Args:
+        real: A dataset, or a sequence of batches; one without ``len()`` passes.
+        owner: The wrapper, for the message.
+
+    Raises:
+        ValueError: If ``len(real) == 0``.
+
+    Example:
+        >>> check_not_empty([(0, 1)], "GenerativeDataset")
+        >>> check_not_empty([], "GenerativeDataset")
+        Traceback (most recent call last):
+        ...
+        ValueError: GenerativeDataset got an empty real dataset (list of length 0)...
+    """
+    try:
+        size = len(real)
+    except TypeError:
+        return  # an iterable dataset or loader: its length is not known up front
+    if size == 0:
+        raise ValueError(
+            f"{owner} got an empty real dataset ({type(real).__name__} of length 0); "
+            "the number of synthetic samples and their classes follow the real samples. "
+            "Check that the dataset was built as intended (its path, split or filter) "
+            "before wrapping it; for mostly synthetic data, wrap a small real set with a "
+            "large ratio"
+        )
 
 
 def open_store(store: StoreLike, generator: Generator) -> SampleStore | None:

@@ -3,7 +3,7 @@ from collections import Counter
 import pytest
 import torch
 from checkers import SeedImageGenerator, assert_pickle_round_trip
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, Subset, TensorDataset
 
 from gdaload import GeneratedOutputError, GenerativeDataset
 
@@ -143,6 +143,22 @@ def test_bad_input_raises(seed_generator) -> None:
         GenerativeDataset(real_dataset(), seed_generator, class_policy="x")
     with pytest.raises(IndexError):
         GenerativeDataset(real_dataset(3), seed_generator, ratio=1.0)[6]
+
+
+EMPTY = {
+    "TensorDataset": TensorDataset(torch.empty(0, 1, 4, 4), torch.empty(0, dtype=torch.long)),
+    "Subset": Subset(TensorDataset(torch.rand(5, 1, 4, 4), torch.arange(5) % 3), []),
+}
+
+
+@pytest.mark.parametrize("class_policy", ["match", "uniform"])
+@pytest.mark.parametrize("name", list(EMPTY))
+def test_empty_real_dataset_is_refused(seed_generator, name, class_policy) -> None:
+    message = rf"GenerativeDataset got an empty real dataset \({name} of length 0\).*split"
+    with pytest.raises(ValueError, match=message):
+        GenerativeDataset(EMPTY[name], seed_generator, ratio=1, class_policy=class_policy)
+    with pytest.raises(ValueError, match=message):
+        GenerativeDataset(EMPTY[name], seed_generator, ratio=1, labels=[])
 
 
 def test_dataset_pickles(seed_generator) -> None:

@@ -1,12 +1,15 @@
+import gc
 from collections import Counter
 
 import pytest
 import torch
 from accelerate import Accelerator
 from checkers import SeedImageGenerator, assert_pickle_round_trip
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, Subset, TensorDataset
 
+import gdaload.provenance as provenance
 from gdaload import GeneratedOutputError, GenerativeLoader
+from gdaload.provenance import synthetic_rows
 
 
 def real_loader(n: int = 23, batch_size: int = 5, **kwargs) -> DataLoader:
@@ -43,6 +46,41 @@ def test_mask_marks_appended_synthetic_samples(seed_generator) -> None:
             seed_generator.label_of(img) == int(lbl)
             for img, lbl in zip(x[mask], y[mask], strict=True)
         )
+
+
+@pytest.mark.parametrize("ratio", [0.0, 0.5])
+@pytest.mark.parametrize("return_mask", [False, True])
+def test_batches_are_marked_with_their_mask(seed_generator, ratio, return_mask) -> None:
+    masks = [
+        m
+        for _, _, m in GenerativeLoader(
+            real_loader(7, 3), seed_generator, ratio=ratio, return_mask=True
+        )
+    ]
+    assert any(m.any() for m in masks) == (ratio > 0)
+    loader = GenerativeLoader(
+        real_loader(7, 3), seed_generator, ratio=ratio, return_mask=return_mask
+    )
+    for batch, mask in zip(loader, masks, strict=True):
+        x, y = batch[:2]
+        # GenMix reads these marks when it is called without a mask.
+        assert torch.equal(synthetic_rows(x), mask) and torch.equal(synthetic_rows(y), mask)
+        if return_mask:
+            assert synthetic_rows(x) is batch[2]
+
+
+def test_marks_do_not_outlive_the_batches(seed_generator) -> None:
+    before = len(provenance._marks)
+    loader = GenerativeLoader(real_loader(60, 2), seed_generator, ratio=1.0)
+    most = 0
+    for _ in range(3):
+        for batch in loader:
+            assert synthetic_rows(batch[0]) is not None
+            most = max(most, len(provenance._marks) - before)
+    assert most == 2  # the batch in hand, inputs and labels: no growth over 90 batches
+    del batch
+    gc.collect()
+    assert len(provenance._marks) == before
 
 
 def test_same_synthetic_samples_whatever_batch_size(seed_generator) -> None:
@@ -158,6 +196,26 @@ def test_bad_arguments(seed_generator) -> None:
         GenerativeLoader(real_loader(), SeedImageGenerator(num_classes=2), ratio=1.0)
     with pytest.raises(ValueError, match="epoch must be >= 0"):
         GenerativeLoader(real_loader(), seed_generator).set_epoch(-1)
+
+
+@pytest.mark.parametrize(
+    "loader, what",
+    [
+        (
+            DataLoader(TensorDataset(torch.empty(0, 1, 4, 4), torch.empty(0, dtype=torch.long))),
+            "TensorDataset",
+        ),
+        (DataLoader(Subset(real_loader().dataset, []), batch_size=4), "Subset"),
+        ([], "list"),
+    ],
+    ids=["TensorDataset", "Subset", "list"],
+)
+@pytest.mark.parametrize("class_policy", ["match", "uniform"])
+def test_empty_real_dataset_is_refused(seed_generator, loader, what, class_policy) -> None:
+    with pytest.raises(
+        ValueError, match=rf"GenerativeLoader got an empty real dataset \({what} of length 0\)"
+    ):
+        GenerativeLoader(loader, seed_generator, class_policy=class_policy)
 
 
 class NaNGenerator(SeedImageGenerator):

@@ -69,6 +69,8 @@ def test_dataset_labels_read_without_decoding() -> None:
     ds = TensorDataset(torch.zeros(5, 1), torch.tensor([0, 1, 2, 1, 0]))
     assert dataset_labels(ds).tolist() == [0, 1, 2, 1, 0]
     assert dataset_labels(Subset(ds, [1, 2])).tolist() == [1, 2]
+    empty = dataset_labels(Subset(ds, []))  # no indices: still integer ones
+    assert empty.dtype == np.int64 and empty.shape == (0,)
 
     class Plain(torch.utils.data.Dataset):
         def __len__(self) -> int:

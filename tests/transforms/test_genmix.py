@@ -1,5 +1,6 @@
 import doctest
 import pickle
+import warnings
 from types import SimpleNamespace
 
 import numpy as np
@@ -147,7 +148,11 @@ def test_fallback_when_a_kind_is_missing(pairing, mask_kind):
     }[mask_kind]
 
     genmix = GenMix(K, pairing=pairing, seed=5)
-    x_mixed, soft = genmix(x, y, mask)
+    # No mask and an unmarked batch: the fallback applies, with a warning that says so.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        x_mixed, soft = genmix(x, y, mask)
+    assert [str(w.message)[:6] for w in caught] == (["GenMix"] if mask is None else [])
     rec = genmix.last_mix
     assert rec.pairing == "real-real"
     assert sorted(rec.partner.tolist()) == list(range(6))
@@ -156,7 +161,9 @@ def test_fallback_when_a_kind_is_missing(pairing, mask_kind):
     assert torch.allclose(soft.sum(1), torch.ones(6, dtype=soft.dtype)) and (soft >= 0).all()
 
     genmix = GenMix(K, pairing=pairing, fallback="identity", seed=5)
-    x_out, soft = genmix(x, y, mask)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        x_out, soft = genmix(x, y, mask)
     assert x_out is x and genmix.last_mix.pairing == "identity"
     assert torch.equal(soft, one_hot(y, dtype=soft.dtype))
 

@@ -6,6 +6,7 @@ See :mod:`gdaload.transforms.genmix` for the rule it applies and the paper behin
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
@@ -13,6 +14,7 @@ import numpy as np
 import torch
 import torch.utils.data
 
+from gdaload.provenance import synthetic_rows
 from gdaload.seeding import Stream, derive_rng
 from gdaload.transforms.genmix.inputs import check_batch, check_mask, soft_targets
 from gdaload.transforms.genmix.record import MixRecord
@@ -35,6 +37,14 @@ class GenMix:
     Drop-in for ``timm.data.Mixup``: ``genmix(x, target)`` returns
     ``(x_mixed, soft_target)``; the extra ``synthetic_mask`` argument says which rows
     are synthetic. The input batch is never modified; a mixed batch is a new tensor.
+
+    **Mask.** Without ``synthetic_mask``, the mask is read from ``x`` (or ``target``)
+    when a :class:`~gdaload.GenerativeLoader` yielded it, with or without
+    ``return_mask`` (see :mod:`gdaload.provenance`). A tensor made from such a batch
+    (``x.to(device)``, ``x.clone()``) or collated from a
+    :class:`~gdaload.GenerativeDataset` carries no mark: its rows are all taken for
+    real, and a synthetic pairing warns once that the batch gets the fallback. Pass the
+    mask then, or an all-``False`` one for batches that truly hold no synthetic row.
 
     **Weights.** One ``lam`` is drawn per row, so a batch covers the whole Beta
     distribution instead of sharing one draw. ``lam`` always weights the *partner*
@@ -172,6 +182,7 @@ class GenMix:
         self.seed: int = seed
         self.enabled = True
         self.last_mix: MixRecord | None = None
+        self._warned_unmarked = False
         self._epoch: int | None = None
         self._worker: int | None = None
         self._reseed()
@@ -248,8 +259,10 @@ class GenMix:
             x: ``(B, C, H, W)`` floating batch, on any device.
             target: ``(B,)`` integer class indices or ``(B, num_classes)`` floating
                 probability rows (a tensor, or a sequence of all ints or all rows).
-            synthetic_mask: ``(B,)`` bool, ``True`` for synthetic rows; ``None`` means
-                all real.
+            synthetic_mask: ``(B,)`` bool, ``True`` for synthetic rows; ``None`` reads
+                the mask a :class:`~gdaload.GenerativeLoader` marked ``x`` (or
+                ``target``) with, and means all real for a batch it did not yield
+                (a synthetic pairing warns once, then).
 
         Returns:
             ``(x_mixed, soft_target)``: ``x_mixed`` has the shape, dtype and device of
@@ -263,6 +276,8 @@ class GenMix:
         n = x.shape[0]
         target_dtype = torch.promote_types(x.dtype, torch.float32)
         y = soft_targets(target, n, self.num_classes, self.label_smoothing, x.device, target_dtype)
+        if synthetic_mask is None:
+            synthetic_mask = self._marked_mask(x, target, n)
         mask = check_mask(synthetic_mask, n)
 
         pairing = self._pairing(mask) if self.enabled and self._draw_apply() else "identity"
@@ -295,6 +310,32 @@ class GenMix:
             torch.from_numpy(anchor), torch.from_numpy(partner), applied, box, pairing
         )
         return x_mixed, y_mixed
+
+    def _marked_mask(
+        self, x: torch.Tensor, target: torch.Tensor | Sequence[Any], n: int
+    ) -> torch.Tensor | None:
+        """The synthetic mask ``x`` or ``target`` was marked with; ``None`` (all real)
+        when neither was, after warning once if the pairing needs synthetic rows."""
+        for tensor in (x, target):
+            rows = synthetic_rows(tensor) if torch.is_tensor(tensor) else None
+            # A mark of another length belongs to a tensor resized in place since.
+            if rows is not None and rows.shape == (n,):
+                return rows
+        if self.pairing != "real-real" and self.enabled and not self._warned_unmarked:
+            self._warned_unmarked = True
+            fallback = "plain mixup" if self.fallback == "mixup" else "no mixing"
+            warnings.warn(
+                f"GenMix(pairing={self.pairing!r}) got no synthetic_mask and a batch that "
+                "a GenerativeLoader did not yield (e.g. one moved with .to(device)), so "
+                f"every row is taken for real and the batch gets the fallback ({fallback}). "
+                "Pass synthetic_mask= (GenerativeLoader(return_mask=True) yields it), or, if "
+                "the batch really has no synthetic rows, "
+                "synthetic_mask=torch.zeros(B, dtype=torch.bool) to silence this warning. "
+                "It is shown once per GenMix.",
+                UserWarning,
+                stacklevel=3,
+            )
+        return None
 
     def _reseed(self) -> None:
         # Fixed-length keys with 0 meaning "unset" so that no (epoch, worker)
