@@ -61,6 +61,7 @@ def test_eviction_deletes_the_oldest_shards_of_any_config(tmp_path: Path) -> Non
     assert len(list(tmp_path.rglob("*.safetensors"))) == 2
 
 
+@pytest.mark.reliability
 def test_a_damaged_shard_is_deleted_and_forgotten(tmp_path: Path) -> None:
     folder = ShardFolder(tmp_path, "abc", cache_bytes=0)
     folder.record_config(None)

@@ -98,6 +98,7 @@ def test_fetch_copies_stored_rows_into_the_batch_and_lists_the_rest(tmp_path: Pa
     assert (out[3] == -1).all()  # a missing row is left for the generator
 
 
+@pytest.mark.reliability
 def test_a_shard_is_verified_once_per_process_until_it_changes(tmp_path: Path, monkeypatch) -> None:
     checks = []
     real_checksum = shards_module.tensor_checksum
@@ -122,6 +123,7 @@ def test_a_shard_is_verified_once_per_process_until_it_changes(tmp_path: Path, m
         assert store.get([1], [2]) == [None]
 
 
+@pytest.mark.reliability
 @pytest.mark.parametrize("damage", ["truncate", "flip-data", "flip-header", "empty"])
 def test_damaged_shard_is_dropped_and_regenerated(tmp_path: Path, damage: str) -> None:
     first = run(CountingGenerator(), tmp_path)
@@ -144,6 +146,7 @@ def test_damaged_shard_is_dropped_and_regenerated(tmp_path: Path, damage: str) -
     assert not victim.exists() or victim.read_bytes() != bytes(data)
 
 
+@pytest.mark.reliability
 def test_flipped_image_byte_fails_the_checksum(tmp_path: Path) -> None:
     gen = SeedImageGenerator(3)
     store = SampleStore.for_generator(tmp_path, gen, cache_bytes=0)
@@ -160,6 +163,7 @@ def test_flipped_image_byte_fails_the_checksum(tmp_path: Path) -> None:
     assert not path.exists()
 
 
+@pytest.mark.reliability
 def test_samples_of_another_config_are_never_served(tmp_path: Path) -> None:
     run(CountingGenerator("a"), tmp_path)
     other = CountingGenerator("b")
@@ -192,6 +196,7 @@ def test_size_cap_evicts_oldest_shards(tmp_path: Path) -> None:
     assert store.stats()["bytes"] <= 3000
 
 
+@pytest.mark.reliability
 def test_unwritable_folder_warns_and_keeps_every_batch(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
@@ -206,6 +211,7 @@ def test_unwritable_folder_warns_and_keeps_every_batch(tmp_path: Path) -> None:
     assert torch.equal(run(again, store, "sync"), reference) and again.made == 0
 
 
+@pytest.mark.reliability
 def test_disk_full_mid_run_falls_back_to_memory(tmp_path: Path, monkeypatch) -> None:
     reference = run(CountingGenerator(), None, engine="sync")
     calls = []
@@ -224,6 +230,7 @@ def test_disk_full_mid_run_falls_back_to_memory(tmp_path: Path, monkeypatch) -> 
     assert len(shards(tmp_path)) == 1 and not list(tmp_path.rglob("*.tmp"))
 
 
+@pytest.mark.reliability
 def test_interrupted_write_leaves_no_partial_shard(tmp_path: Path, monkeypatch) -> None:
     import gdaload.cache.shards as shards_module
 
@@ -275,6 +282,7 @@ def test_for_generator_needs_only_a_config_and_its_hash(tmp_path: Path) -> None:
     assert (tmp_path / "0123abcd" / "config.json").read_text() == '{"kind": "plain"}'
 
 
+@pytest.mark.reliability
 def test_memory_fallback_drops_the_samples_written_first(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
@@ -319,6 +327,7 @@ print(json.dumps({{"same": bool(torch.equal(got, reference)),
 """
 
 
+@pytest.mark.reliability
 @pytest.mark.parametrize("engine", ["sync", "thread"])
 def test_a_real_file_size_limit_falls_back_to_memory(tmp_path: Path, engine: str) -> None:
     import json
@@ -345,6 +354,7 @@ def test_a_real_file_size_limit_falls_back_to_memory(tmp_path: Path, engine: str
     assert not list((tmp_path / "store").rglob("*.tmp"))
 
 
+@pytest.mark.reliability
 @pytest.mark.parametrize("engine", ["sync", "thread"])
 def test_store_folder_removed_mid_epoch_falls_back_to_memory(tmp_path: Path, engine: str) -> None:
     import shutil
@@ -363,6 +373,7 @@ def test_store_folder_removed_mid_epoch_falls_back_to_memory(tmp_path: Path, eng
     assert len([w for w in caught if "in memory" in str(w.message)]) == 1
 
 
+@pytest.mark.reliability
 def test_safetensors_write_errors_are_reported_as_os_errors(tmp_path: Path, monkeypatch) -> None:
     from safetensors import SafetensorError
 
@@ -375,6 +386,7 @@ def test_safetensors_write_errors_are_reported_as_os_errors(tmp_path: Path, monk
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.reliability
 @pytest.mark.parametrize(
     ("bad", "reason"),
     [

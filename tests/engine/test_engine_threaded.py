@@ -184,6 +184,7 @@ class FailingGenerator(SeedImageGenerator):
         return super().generate(labels, seeds)
 
 
+@pytest.mark.reliability
 def test_generator_exception_reaches_the_loop_with_its_traceback() -> None:
     gen = FailingGenerator(fail_at=3)
     loader = GenerativeLoader(
@@ -200,6 +201,7 @@ def test_generator_exception_reaches_the_loop_with_its_traceback() -> None:
     assert no_producer_left()
 
 
+@pytest.mark.reliability
 def test_clean_shutdown_leaves_no_thread(seed_generator) -> None:
     loader = GenerativeLoader(
         real_loader(),
@@ -223,6 +225,7 @@ def test_clean_shutdown_leaves_no_thread(seed_generator) -> None:
     assert no_producer_left()
 
 
+@pytest.mark.reliability
 def test_keyboard_interrupt_stops_the_producer_quickly() -> None:
     gen = JitteryGenerator(0.05, 0)
     loader = GenerativeLoader(
@@ -239,6 +242,7 @@ def test_keyboard_interrupt_stops_the_producer_quickly() -> None:
     assert no_producer_left()
 
 
+@pytest.mark.reliability
 def test_closed_engine_raises_instead_of_hanging(seed_generator) -> None:
     engine = ThreadEngine(seed_generator, pool_size=2, generation_batch_size=1)
     source = GenerativeLoader(real_loader(), seed_generator)._source()
