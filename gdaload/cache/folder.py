@@ -99,6 +99,7 @@ class ShardFolder:
                         self.config_hash,
                     )
                     continue
+                _check_keys(labels, seeds)
             except Exception as err:  # safetensors raises its own error type for bad files
                 self._drop(path.name, f"cannot read its header ({err})")
                 continue
@@ -254,3 +255,15 @@ def _check_images(images: torch.Tensor, image_shape: tuple[int, ...] | None) -> 
         # The same slack as the generator contract's check (rounding of float kernels).
         if lo < -1e-3 or hi > 1 + 1e-3:
             raise CorruptShardError(f"its images have values in [{lo:.3g}, {hi:.3g}], not [0, 1]")
+
+
+def _check_keys(labels: torch.Tensor, seeds: torch.Tensor) -> None:
+    """Raise :class:`CorruptShardError` unless ``labels`` and ``seeds`` are the keys a
+    store writes: integer vectors of one length. A checksum does not vouch for that."""
+    for name, keys in (("labels", labels), ("seeds", seeds)):
+        if keys.dim() != 1 or keys.dtype.is_floating_point or keys.dtype == torch.bool:
+            raise CorruptShardError(
+                f"its {name} are {keys.dtype} of shape {tuple(keys.shape)}, not integers (N,)"
+            )
+    if len(labels) != len(seeds):
+        raise CorruptShardError(f"it has {len(labels)} labels but {len(seeds)} seeds")

@@ -415,3 +415,38 @@ def test_stored_images_that_break_the_contract_are_dropped(
     with pytest.warns(RuntimeWarning, match=f"dropping damaged.*{reason}"):
         missing = reader.fetch([0, 1, 2], [1, 2, 3], out)
     assert missing == [0, 1, 2] and not out.any() and not shards(tmp_path)
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize(
+    ("keys", "reason"),
+    [
+        ({"seeds": torch.tensor([1, 2])}, "3 labels but 2 seeds"),
+        (
+            {"labels": torch.tensor([[0], [1], [2]]), "seeds": torch.tensor([[1], [2], [3]])},
+            "not integers \\(N,\\)",
+        ),
+        ({"labels": torch.tensor([0.0, 1.0, 2.0])}, "labels are torch.float32"),
+        ({"labels": torch.tensor([0, 1, 2, 0]), "seeds": torch.tensor([1, 2, 3, 4])}, "count"),
+    ],
+    ids=["short-seeds", "2d-keys", "float-labels", "more-keys-than-images"],
+)
+def test_crafted_keys_with_a_valid_checksum_are_dropped(
+    tmp_path: Path, keys: dict[str, torch.Tensor], reason: str
+) -> None:
+    # A shard with a valid checksum and the right config hash whose keys do not describe
+    # its images: opening the store drops it instead of failing, and nothing of it is served.
+    gen = SeedImageGenerator(3)
+    SampleStore.for_generator(tmp_path, gen).put(
+        [0, 1, 2], [1, 2, 3], gen.generate([0, 1, 2], [1, 2, 3])
+    )
+    shard = shards(tmp_path)[0]
+    tensors, meta = shards_module.read_shard(shard)
+    meta = {k: v for k, v in meta.items() if k not in ("format", "checksum")}
+    shards_module.write_shard(shard, {**tensors, **keys}, meta)  # a fresh checksum
+    with pytest.warns(RuntimeWarning, match=f"dropping damaged.*{reason}"):
+        reader = SampleStore.for_generator(tmp_path, gen)
+        assert reader.get([0, 1, 2, 0], [1, 2, 3, 4]) == [None] * 4
+    assert not shards(tmp_path)
+    reader.put([0], [1], gen.generate([0], [1]))  # the store keeps working
+    assert torch.equal(reader.get([0], [1])[0], gen.generate([0], [1])[0])
