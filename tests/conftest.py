@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import settings
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -14,6 +16,12 @@ from checkers import SeedImageGenerator  # noqa: E402
 from tiny_models import tiny_class_pipeline, tiny_text_pipeline  # noqa: E402
 
 from gdaload import DiffusionGenerator  # noqa: E402
+
+# Property tests draw the same examples on every run (no example database either), so a
+# failure reproduces; HYPOTHESIS_PROFILE=explore draws fresh ones.
+settings.register_profile("ci", derandomize=True, deadline=None, database=None)
+settings.register_profile("explore", deadline=None, database=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture

@@ -43,6 +43,7 @@ def test_every_public_name_resolves() -> None:
     assert set(gdaload.__all__) <= set(dir(gdaload))
 
 
+@pytest.mark.reliability
 def test_unknown_name_raises_attribute_error() -> None:
     with pytest.raises(AttributeError, match="no attribute 'NoSuchThing'"):
         gdaload.NoSuchThing  # noqa: B018

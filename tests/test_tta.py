@@ -112,6 +112,7 @@ def test_vote_counts_top_classes_and_breaks_ties_by_mean_probability() -> None:
     assert tie.argmax().item() == 1
 
 
+@pytest.mark.reliability
 def test_merge_rejects_unknown_modes_and_shapes() -> None:
     with pytest.raises(ValueError, match="unknown merge mode 'median'"):
         merge_outputs(torch.zeros(1, 2, 3), "median")
@@ -225,6 +226,7 @@ def test_evaluate_reports_single_and_averaged_accuracy() -> None:
 
 
 # ---------------------------------------------------------------- errors
+@pytest.mark.reliability
 def test_bad_settings_raise_value_errors() -> None:
     model, gen = linear_model(), BlendGenerator()
     with pytest.raises(ValueError, match="views must be an integer >= 1"):
@@ -238,6 +240,7 @@ def test_bad_settings_raise_value_errors() -> None:
         GenerativeTTA(model, SeedImageGenerator())
 
 
+@pytest.mark.reliability
 def test_bad_inputs_raise_value_errors() -> None:
     tta = GenerativeTTA(linear_model(), BlendGenerator(), views=2)
     with pytest.raises(ValueError, match="takes 4x4"):
@@ -265,6 +268,7 @@ def test_bad_inputs_raise_value_errors() -> None:
         GenerativeTTA(WideModel(), BlendGenerator())(torch.rand(2, *SHAPE))
 
 
+@pytest.mark.reliability
 def test_non_finite_logits_on_a_generated_view_name_the_input() -> None:
     class InfOnWhiteImages(nn.Module):
         def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -85,9 +85,12 @@ class ShardFolder:
         self.scanned = True
         self._index.clear()
         self._shards.clear()
-        self._root_bytes = sum(p.stat().st_size for p in self._all_shards())
+        # Another process may evict shards while this one lists them: a shard gone
+        # between listing and reading is skipped, not reported as damaged.
+        self._root_bytes = sum(_size(p) for p in self._all_shards())
         for path in sorted(self.path.glob(f"*{SHARD_SUFFIX}")):
             try:
+                size = path.stat().st_size
                 with safe_open(str(path), framework="pt") as f:
                     meta = f.metadata() or {}
                     labels, seeds = f.get_tensor("labels"), f.get_tensor("seeds")
@@ -99,10 +102,17 @@ class ShardFolder:
                         self.config_hash,
                     )
                     continue
-            except Exception as err:  # safetensors raises its own error type for bad files
-                self._drop(path.name, f"cannot read its header ({err})")
+                _check_keys(labels, seeds)
+            except FileNotFoundError:
                 continue
-            self._register(path.name, path.stat().st_size, labels.tolist(), seeds.tolist())
+            except CorruptShardError as err:
+                self._drop(path.name, str(err))
+                continue
+            except Exception as err:  # safetensors raises its own error type for bad files
+                if path.exists():
+                    self._drop(path.name, f"cannot read its header ({err})")
+                continue
+            self._register(path.name, size, labels.tolist(), seeds.tolist())
         logger.debug(
             "sample store %s: %d samples in %d shards",
             self.path,
@@ -254,3 +264,23 @@ def _check_images(images: torch.Tensor, image_shape: tuple[int, ...] | None) -> 
         # The same slack as the generator contract's check (rounding of float kernels).
         if lo < -1e-3 or hi > 1 + 1e-3:
             raise CorruptShardError(f"its images have values in [{lo:.3g}, {hi:.3g}], not [0, 1]")
+
+
+def _size(path: Path) -> int:
+    """Bytes of ``path``; 0 when another process removed it meanwhile."""
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _check_keys(labels: torch.Tensor, seeds: torch.Tensor) -> None:
+    """Raise :class:`CorruptShardError` unless ``labels`` and ``seeds`` are the keys a
+    store writes: integer vectors of one length. A checksum does not vouch for that."""
+    for name, keys in (("labels", labels), ("seeds", seeds)):
+        if keys.dim() != 1 or keys.dtype.is_floating_point or keys.dtype == torch.bool:
+            raise CorruptShardError(
+                f"its {name} are {keys.dtype} of shape {tuple(keys.shape)}, not integers (N,)"
+            )
+    if len(labels) != len(seeds):
+        raise CorruptShardError(f"it has {len(labels)} labels but {len(seeds)} seeds")

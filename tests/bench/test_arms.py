@@ -17,6 +17,7 @@ def test_arm_results_summarise_and_pair_by_seed() -> None:
     assert gains["GDA"][0] == pytest.approx(0.1)
 
 
+@pytest.mark.reliability
 def test_unknown_selection_lists_the_valid_ones() -> None:
     model = nn.Sequential(nn.Flatten(), nn.Linear(4, 2))
     with pytest.raises(ValueError, match=r"valid ones are \['cluster', 'realism', 'topk'\]"):

@@ -27,6 +27,7 @@ def assert_files(files: dict[str, str]) -> None:
     assert "| arm |" in Path(files["markdown"]).read_text()
 
 
+@pytest.mark.reliability
 def test_evaluate_lists_the_valid_tasks() -> None:
     with pytest.raises(ValueError, match="valid tasks are"):
         evaluate("cifar", out=None)

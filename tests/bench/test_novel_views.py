@@ -50,6 +50,7 @@ def test_novel_views_are_generated_from_each_images_own_view() -> None:
     gen.observed_view = 0
 
 
+@pytest.mark.reliability
 def test_view_set_checks_its_shapes() -> None:
     with pytest.raises(ValueError, match="N labels and N view"):
         ViewSet(torch.rand(3, 3, 8, 8), torch.zeros(3), torch.zeros(2))

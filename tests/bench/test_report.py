@@ -33,6 +33,7 @@ def test_view_grid_writes_a_png(tmp_path: Path) -> None:
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.reliability
 def test_view_grid_needs_generated_views_per_image(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"generated must be \(N=2, K, C, H, W\)"):
         view_grid(torch.rand(2, 3, 8, 8), torch.rand(2, 3, 8, 8), [0, 1], tmp_path / "v.png")

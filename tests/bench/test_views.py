@@ -63,6 +63,7 @@ def test_two_by_two_runs_end_to_end_writes_its_files_and_is_deterministic(tmp_pa
     assert task.generator.observed_view == 0  # restored after grouping by view
 
 
+@pytest.mark.reliability
 def test_bad_input_gets_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="seeds must not be empty"):
         run_view_evaluation(tiny_task(), seeds=[], progress=False)

@@ -61,6 +61,7 @@ def test_eviction_deletes_the_oldest_shards_of_any_config(tmp_path: Path) -> Non
     assert len(list(tmp_path.rglob("*.safetensors"))) == 2
 
 
+@pytest.mark.reliability
 def test_a_damaged_shard_is_deleted_and_forgotten(tmp_path: Path) -> None:
     folder = ShardFolder(tmp_path, "abc", cache_bytes=0)
     folder.record_config(None)
@@ -71,3 +72,36 @@ def test_a_damaged_shard_is_deleted_and_forgotten(tmp_path: Path) -> None:
     with pytest.warns(RuntimeWarning, match="dropping damaged sample-store shard"):
         assert folder.load(name) is None
     assert not path.exists() and (0, 1) not in folder and folder.num_shards == 0
+
+
+@pytest.mark.reliability
+def test_shards_evicted_by_another_process_during_a_scan_are_skipped(
+    tmp_path: Path, monkeypatch
+) -> None:
+    import warnings
+
+    writer = ShardFolder(tmp_path, "abc", cache_bytes=0)
+    writer.record_config(None)
+    for seed in range(3):
+        writer.write([(0, seed)], images(1), max_bytes=None)
+    paths = sorted((tmp_path / "abc").glob("*.safetensors"))
+    real_open, real_all = folder_module.safe_open, ShardFolder._all_shards
+
+    def listed_then_evicted(self):  # a shard listed for the size total, gone when read
+        found = real_all(self)
+        paths[0].unlink()
+        return found
+
+    def evicted_before_read(name, **kwargs):  # another shard goes between stat and read
+        if name == str(paths[1]):
+            paths[1].unlink()
+        return real_open(name, **kwargs)
+
+    monkeypatch.setattr(ShardFolder, "_all_shards", listed_then_evicted)
+    monkeypatch.setattr(folder_module, "safe_open", evicted_before_read)
+    folder = ShardFolder(tmp_path, "abc", cache_bytes=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a shard that is gone is not reported as damaged
+        folder.scan()
+    assert [key in folder for key in [(0, 0), (0, 1), (0, 2)]] == [False, False, True]
+    assert folder.num_shards == 1 and paths[2].exists()

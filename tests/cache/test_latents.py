@@ -52,6 +52,7 @@ def test_encoder_runs_once_per_image() -> None:
     assert cache.stats() == {"hits": 3, "misses": 7, "latents": 6}
 
 
+@pytest.mark.reliability
 def test_persisted_latents_are_reused_and_damage_is_dropped(tmp_path: Path) -> None:
     vae = tiny_vae()
     first = LatentCache.for_module(vae, tmp_path).get_or_encode(images(3, 0), CountingEncoder(vae))
@@ -67,6 +68,7 @@ def test_persisted_latents_are_reused_and_damage_is_dropped(tmp_path: Path) -> N
     assert len(damaged) == 0 and not shard.exists()
 
 
+@pytest.mark.reliability
 def test_folder_removed_under_the_cache_keeps_latents_in_memory(tmp_path: Path) -> None:
     import shutil
 
@@ -90,6 +92,7 @@ def test_another_encoder_gets_another_namespace(tmp_path: Path) -> None:
     assert encode_b.seen == 2
 
 
+@pytest.mark.reliability
 def test_bad_input_is_explained() -> None:
     with pytest.raises(ValueError, match="namespace"):
         LatentCache("")

@@ -3,6 +3,7 @@
 import errno
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -98,6 +99,7 @@ def test_fetch_copies_stored_rows_into_the_batch_and_lists_the_rest(tmp_path: Pa
     assert (out[3] == -1).all()  # a missing row is left for the generator
 
 
+@pytest.mark.reliability
 def test_a_shard_is_verified_once_per_process_until_it_changes(tmp_path: Path, monkeypatch) -> None:
     checks = []
     real_checksum = shards_module.tensor_checksum
@@ -122,6 +124,7 @@ def test_a_shard_is_verified_once_per_process_until_it_changes(tmp_path: Path, m
         assert store.get([1], [2]) == [None]
 
 
+@pytest.mark.reliability
 @pytest.mark.parametrize("damage", ["truncate", "flip-data", "flip-header", "empty"])
 def test_damaged_shard_is_dropped_and_regenerated(tmp_path: Path, damage: str) -> None:
     first = run(CountingGenerator(), tmp_path)
@@ -144,6 +147,7 @@ def test_damaged_shard_is_dropped_and_regenerated(tmp_path: Path, damage: str) -
     assert not victim.exists() or victim.read_bytes() != bytes(data)
 
 
+@pytest.mark.reliability
 def test_flipped_image_byte_fails_the_checksum(tmp_path: Path) -> None:
     gen = SeedImageGenerator(3)
     store = SampleStore.for_generator(tmp_path, gen, cache_bytes=0)
@@ -160,6 +164,7 @@ def test_flipped_image_byte_fails_the_checksum(tmp_path: Path) -> None:
     assert not path.exists()
 
 
+@pytest.mark.reliability
 def test_samples_of_another_config_are_never_served(tmp_path: Path) -> None:
     run(CountingGenerator("a"), tmp_path)
     other = CountingGenerator("b")
@@ -192,6 +197,7 @@ def test_size_cap_evicts_oldest_shards(tmp_path: Path) -> None:
     assert store.stats()["bytes"] <= 3000
 
 
+@pytest.mark.reliability
 def test_unwritable_folder_warns_and_keeps_every_batch(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
@@ -206,6 +212,7 @@ def test_unwritable_folder_warns_and_keeps_every_batch(tmp_path: Path) -> None:
     assert torch.equal(run(again, store, "sync"), reference) and again.made == 0
 
 
+@pytest.mark.reliability
 def test_disk_full_mid_run_falls_back_to_memory(tmp_path: Path, monkeypatch) -> None:
     reference = run(CountingGenerator(), None, engine="sync")
     calls = []
@@ -224,6 +231,7 @@ def test_disk_full_mid_run_falls_back_to_memory(tmp_path: Path, monkeypatch) -> 
     assert len(shards(tmp_path)) == 1 and not list(tmp_path.rglob("*.tmp"))
 
 
+@pytest.mark.reliability
 def test_interrupted_write_leaves_no_partial_shard(tmp_path: Path, monkeypatch) -> None:
     import gdaload.cache.shards as shards_module
 
@@ -275,6 +283,7 @@ def test_for_generator_needs_only_a_config_and_its_hash(tmp_path: Path) -> None:
     assert (tmp_path / "0123abcd" / "config.json").read_text() == '{"kind": "plain"}'
 
 
+@pytest.mark.reliability
 def test_memory_fallback_drops_the_samples_written_first(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
@@ -319,6 +328,7 @@ print(json.dumps({{"same": bool(torch.equal(got, reference)),
 """
 
 
+@pytest.mark.reliability
 @pytest.mark.parametrize("engine", ["sync", "thread"])
 def test_a_real_file_size_limit_falls_back_to_memory(tmp_path: Path, engine: str) -> None:
     import json
@@ -345,6 +355,7 @@ def test_a_real_file_size_limit_falls_back_to_memory(tmp_path: Path, engine: str
     assert not list((tmp_path / "store").rglob("*.tmp"))
 
 
+@pytest.mark.reliability
 @pytest.mark.parametrize("engine", ["sync", "thread"])
 def test_store_folder_removed_mid_epoch_falls_back_to_memory(tmp_path: Path, engine: str) -> None:
     import shutil
@@ -363,6 +374,7 @@ def test_store_folder_removed_mid_epoch_falls_back_to_memory(tmp_path: Path, eng
     assert len([w for w in caught if "in memory" in str(w.message)]) == 1
 
 
+@pytest.mark.reliability
 def test_safetensors_write_errors_are_reported_as_os_errors(tmp_path: Path, monkeypatch) -> None:
     from safetensors import SafetensorError
 
@@ -375,6 +387,7 @@ def test_safetensors_write_errors_are_reported_as_os_errors(tmp_path: Path, monk
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.reliability
 @pytest.mark.parametrize(
     ("bad", "reason"),
     [
@@ -403,3 +416,160 @@ def test_stored_images_that_break_the_contract_are_dropped(
     with pytest.warns(RuntimeWarning, match=f"dropping damaged.*{reason}"):
         missing = reader.fetch([0, 1, 2], [1, 2, 3], out)
     assert missing == [0, 1, 2] and not out.any() and not shards(tmp_path)
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize(
+    ("keys", "reason"),
+    [
+        ({"seeds": torch.tensor([1, 2])}, "3 labels but 2 seeds"),
+        (
+            {"labels": torch.tensor([[0], [1], [2]]), "seeds": torch.tensor([[1], [2], [3]])},
+            "not integers \\(N,\\)",
+        ),
+        ({"labels": torch.tensor([0.0, 1.0, 2.0])}, "labels are torch.float32"),
+        ({"labels": torch.tensor([0, 1, 2, 0]), "seeds": torch.tensor([1, 2, 3, 4])}, "count"),
+    ],
+    ids=["short-seeds", "2d-keys", "float-labels", "more-keys-than-images"],
+)
+def test_crafted_keys_with_a_valid_checksum_are_dropped(
+    tmp_path: Path, keys: dict[str, torch.Tensor], reason: str
+) -> None:
+    # A shard with a valid checksum and the right config hash whose keys do not describe
+    # its images: opening the store drops it instead of failing, and nothing of it is served.
+    gen = SeedImageGenerator(3)
+    SampleStore.for_generator(tmp_path, gen).put(
+        [0, 1, 2], [1, 2, 3], gen.generate([0, 1, 2], [1, 2, 3])
+    )
+    shard = shards(tmp_path)[0]
+    tensors, meta = shards_module.read_shard(shard)
+    meta = {k: v for k, v in meta.items() if k not in ("format", "checksum")}
+    shards_module.write_shard(shard, {**tensors, **keys}, meta)  # a fresh checksum
+    with pytest.warns(RuntimeWarning, match=f"dropping damaged.*{reason}"):
+        reader = SampleStore.for_generator(tmp_path, gen)
+        assert reader.get([0, 1, 2, 0], [1, 2, 3, 4]) == [None] * 4
+    assert not shards(tmp_path)
+    reader.put([0], [1], gen.generate([0], [1]))  # the store keeps working
+    assert torch.equal(reader.get([0], [1])[0], gen.generate([0], [1])[0])
+
+
+def run_script(script: str, *args: str, wait: bool = True) -> Any:
+    """Run ``script`` in a fresh Python that imports this module (as a child process)."""
+    import subprocess
+    import sys
+
+    parent = str(Path(__file__).parents[1])
+    command = [sys.executable, "-c", script.format(tests=str(Path(__file__).parent)), *args]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([parent, os.environ.get("PYTHONPATH", "")])}
+    if not wait:
+        return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    return subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+
+
+KILLED_MID_WRITE_RUN = """
+import os, signal, sys
+sys.path.insert(0, {tests!r})
+import gdaload.cache.shards as shards_module
+from test_store import CountingGenerator, run
+
+real_save, written = shards_module.save_file, []
+
+def save_then_die(tensors, path, metadata):
+    real_save(tensors, path, metadata)
+    written.append(path)
+    if len(written) == 3:  # the third shard: half of it is on disk, not yet renamed
+        with open(path, "r+b") as f:
+            f.truncate(os.path.getsize(path) // 2)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+shards_module.save_file = save_then_die
+run(CountingGenerator(), sys.argv[1], engine=sys.argv[2])
+"""
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize("engine", ["sync", "thread"])
+def test_sigkill_during_a_shard_write_leaves_a_store_that_serves_correctly(
+    tmp_path: Path, engine: str
+) -> None:
+    import signal
+
+    out = run_script(KILLED_MID_WRITE_RUN, str(tmp_path), engine)
+    assert out.returncode == -signal.SIGKILL, out.stderr
+    assert len(shards(tmp_path)) == 2  # the two shards written before the kill
+    assert len(list(tmp_path.rglob("*.tmp"))) == 1  # the half-written one, never renamed
+    reference = run(CountingGenerator(), None, engine="sync")
+    gen = CountingGenerator()
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no shard is reported damaged: none is
+        got = run(gen, tmp_path, engine)
+    assert torch.equal(got, reference)
+    assert 0 < gen.made < 18  # what the killed run stored is read back, the rest generated
+    for path in shards(tmp_path):
+        shards_module.read_shard(path)  # every shard on disk is whole and verifies
+
+
+CONCURRENT_WRITER_RUN = """
+import json, os, sys, time, warnings
+sys.path.insert(0, {tests!r})
+import torch
+from gdaload.cache import SampleStore
+from test_store import CountingGenerator, run
+
+folder, max_bytes = sys.argv[1], sys.argv[2]
+
+class RefreshingGenerator(CountingGenerator):
+    def generate(self, labels, seeds):
+        store.refresh()  # re-read the folder as the other process writes and evicts in it
+        return super().generate(labels, seeds)
+
+reference = run(CountingGenerator(), None, engine="sync", epochs=3)
+gen = RefreshingGenerator()
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    store = SampleStore.for_generator(
+        folder, gen, max_bytes=None if max_bytes == "none" else int(max_bytes), cache_bytes=0
+    )
+    # Both processes write from here on.
+    open(os.path.join(folder, f"ready-{{os.getpid()}}"), "w").close()
+    while sum(name.startswith("ready-") for name in os.listdir(folder)) < 2:
+        time.sleep(0.002)
+    got = run(gen, store, epochs=3)
+print(json.dumps({{"same": bool(torch.equal(got, reference)), "made": gen.made,
+                  "hits": store.stats()["hits"], "warnings": [str(w.message) for w in caught]}}))
+"""
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize("max_bytes", ["none", "1500"], ids=["no-cap", "cap-evicts"])
+def test_two_processes_writing_one_store_both_serve_correct_samples(
+    tmp_path: Path, max_bytes: str
+) -> None:
+    import json
+
+    children = [
+        run_script(CONCURRENT_WRITER_RUN, str(tmp_path), max_bytes, wait=False) for _ in range(2)
+    ]
+    results = []
+    for child in children:
+        stdout, stderr = child.communicate(timeout=300)
+        assert child.returncode == 0, stderr.decode()
+        results.append(json.loads(stdout.decode().strip().splitlines()[-1]))
+    for result in results:
+        assert result["same"]  # every batch holds the planned samples, bit for bit
+        assert not result["warnings"]  # no shard of the other process looks damaged
+        assert result["made"] + result["hits"] >= 54  # evicted under it: generated again
+    assert not list(tmp_path.rglob("*.tmp"))
+    # A third run over the folder: whatever is stored verifies and is served correctly.
+    reference = run(CountingGenerator(), None, engine="sync", epochs=3)
+    gen = CountingGenerator()
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = run(gen, tmp_path, epochs=3)
+    assert torch.equal(got, reference)
+    if max_bytes == "none":
+        assert gen.made == 0  # all 54 samples are stored, by one process or both

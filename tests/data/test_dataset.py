@@ -102,6 +102,7 @@ class CudaReportingGenerator(SeedImageGenerator):
         return torch.device("cuda")
 
 
+@pytest.mark.reliability
 def test_cuda_generator_in_worker_points_to_generative_loader() -> None:
     ds = GenerativeDataset(real_dataset(4), CudaReportingGenerator(), ratio=1.0)
     with pytest.raises(RuntimeError, match="GenerativeLoader"):
@@ -113,12 +114,14 @@ class BrokenGenerator(SeedImageGenerator):
         return super().generate(labels, seeds) * 255
 
 
+@pytest.mark.reliability
 def test_out_of_range_output_is_caught(seed_generator) -> None:
     ds = GenerativeDataset(real_dataset(4), BrokenGenerator(), ratio=1.0)
     with pytest.raises(GeneratedOutputError, match="expected \\[0, 1\\]"):
         ds[5]
 
 
+@pytest.mark.reliability
 def test_mismatched_synthetic_shape_is_explained() -> None:
     ds = GenerativeDataset(real_dataset(4), SeedImageGenerator(3, (3, 4, 4)), ratio=1.0)
     with pytest.raises(ValueError, match="synthetic_transform="):
@@ -132,6 +135,7 @@ def test_mismatched_synthetic_shape_is_explained() -> None:
     assert fixed[4][0].shape == (1, 4, 4)
 
 
+@pytest.mark.reliability
 def test_bad_input_raises(seed_generator) -> None:
     with pytest.raises(ValueError, match="ratio must be"):
         GenerativeDataset(real_dataset(), seed_generator, ratio=-1)

@@ -121,6 +121,7 @@ def test_class_policy_uses_loader_dataset_labels(seed_generator) -> None:
     assert Counter(y.tolist()) == Counter({1: 6, 2: 6})
 
 
+@pytest.mark.reliability
 def test_uniform_without_dataset_and_policy_error(seed_generator) -> None:
     batches = [(torch.zeros(3, 1, 4, 4), torch.tensor([0, 1, 2]))] * 4
     _, y = synthetic_of(
@@ -155,6 +156,7 @@ def test_dtype_and_device_of_real_batches_are_kept(seed_generator) -> None:
     assert x.dtype == torch.float64 and y.dtype == torch.int32 and len(x) == 4
 
 
+@pytest.mark.reliability
 def test_synthetic_transform_and_shape_mismatch(seed_generator) -> None:
     gen = SeedImageGenerator(3, (3, 4, 4))
     with pytest.raises(ValueError, match="synthetic_transform="):
@@ -169,6 +171,7 @@ def test_synthetic_transform_and_shape_mismatch(seed_generator) -> None:
     assert x.shape[1:] == (1, 4, 4)
 
 
+@pytest.mark.reliability
 @pytest.mark.parametrize(
     ("batches", "error", "match"),
     [
@@ -188,6 +191,7 @@ def test_bad_batches_are_explained(seed_generator, batches, error, match) -> Non
         next(iter(GenerativeLoader(batches, seed_generator, ratio=1.0, class_policy="uniform")))
 
 
+@pytest.mark.reliability
 def test_bad_arguments(seed_generator) -> None:
     for ratio in (-1, float("nan"), float("inf")):
         with pytest.raises(ValueError, match="ratio must be"):
@@ -223,6 +227,7 @@ class NaNGenerator(SeedImageGenerator):
         return super().generate(labels, seeds) * float("nan")
 
 
+@pytest.mark.reliability
 def test_nan_output_is_caught() -> None:
     with pytest.raises(GeneratedOutputError, match="NaN or Inf"):
         next(iter(GenerativeLoader(real_loader(), NaNGenerator(), ratio=1.0)))

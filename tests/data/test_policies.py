@@ -47,12 +47,14 @@ def test_plan_is_a_shuffle_of_exact_counts() -> None:
     assert (labels == again).all()
 
 
+@pytest.mark.reliability
 @pytest.mark.parametrize("ratio", [-0.5, float("nan"), float("inf"), "two"])
 def test_bad_ratio_is_explained(ratio) -> None:
     with pytest.raises(ValueError, match="ratio must be"):
         check_ratio(ratio)
 
 
+@pytest.mark.reliability
 @pytest.mark.parametrize("ratio", [1e30, 2e6])
 def test_a_huge_finite_ratio_names_the_ratio(ratio) -> None:
     with pytest.raises(ValueError, match=re.escape(f"ratio {ratio!r} is too large")):
@@ -60,6 +62,7 @@ def test_a_huge_finite_ratio_names_the_ratio(ratio) -> None:
     assert check_ratio(1e6) == 1e6
 
 
+@pytest.mark.reliability
 def test_unknown_policy_lists_valid_ones() -> None:
     with pytest.raises(ValueError, match="valid ones are \\['match', 'uniform', 'balance'\\]"):
         synthetic_counts("rare-first", [1, 1], 2)
@@ -82,6 +85,7 @@ def test_dataset_labels_read_without_decoding() -> None:
     assert dataset_labels(Plain()).tolist() == [0, 1]
 
 
+@pytest.mark.reliability
 def test_labels_the_generator_cannot_make_are_rejected() -> None:
     with pytest.raises(ValueError, match="labels \\[5\\] that the generator cannot produce"):
         real_class_counts(np.array([0, 5]), 3)

@@ -26,6 +26,7 @@ def real_set(scale: str, n: int = 6) -> TensorDataset:
     return TensorDataset(real_images(n, scale), torch.tensor([i % 3 for i in range(n)]))
 
 
+@pytest.mark.reliability
 @pytest.mark.parametrize("scale", ["[-1, 1]", "imagenet", "0-255"])
 def test_the_loader_refuses_real_inputs_on_another_scale(seed_generator, scale: str) -> None:
     loader = GenerativeLoader(DataLoader(real_set(scale), batch_size=3), seed_generator)
@@ -33,6 +34,7 @@ def test_the_loader_refuses_real_inputs_on_another_scale(seed_generator, scale: 
         next(iter(loader))
 
 
+@pytest.mark.reliability
 @pytest.mark.parametrize("scale", ["[-1, 1]", "imagenet", "0-255"])
 def test_the_dataset_refuses_real_inputs_on_another_scale(seed_generator, scale: str) -> None:
     ds = GenerativeDataset(real_set(scale), seed_generator)
@@ -53,6 +55,7 @@ def test_the_same_normalisation_on_both_passes(seed_generator, scale, transform)
     assert ds[len(ds) - 1][0].shape == (1, 4, 4)
 
 
+@pytest.mark.reliability
 def test_dark_or_empty_batches_are_not_another_scale() -> None:
     check_same_scale(torch.full((2, 1, 4, 4), 0.1), torch.rand(2, 1, 4, 4), "X")
     check_same_scale(torch.empty(0, 1, 4, 4), torch.rand(2, 1, 4, 4) * 255, "X")

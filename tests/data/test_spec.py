@@ -49,6 +49,7 @@ def test_settings_are_checked_and_kept(seed_generator) -> None:
     assert "ratio=0.5" in repr(spec)
 
 
+@pytest.mark.reliability
 def test_checks_run_in_order_and_labels_are_read_last(seed_generator) -> None:
     labels = CountingLabels([0, 1, 2])
     cases = [
@@ -67,6 +68,7 @@ def test_checks_run_in_order_and_labels_are_read_last(seed_generator) -> None:
     assert labels.reads == 1
 
 
+@pytest.mark.reliability
 def test_labels_may_be_missing_for_uniform_only(seed_generator) -> None:
     assert SyntheticSpec("X", seed_generator, class_policy="uniform").class_counts is None
     with pytest.raises(ValueError, match="pass labels=\\[...\\] or use class_policy='uniform'"):
@@ -75,6 +77,7 @@ def test_labels_may_be_missing_for_uniform_only(seed_generator) -> None:
         SyntheticSpec("X", seed_generator, labels=torch.tensor([0, 5]))
 
 
+@pytest.mark.reliability
 @pytest.mark.parametrize(
     "labels",
     [[0.0, 1.7, 2.0], [True, False, True], torch.tensor([0.0, 1.0]), [[0, 1], [1, 0]]],
@@ -92,12 +95,14 @@ def test_labels_that_would_be_cast_are_refused(seed_generator, labels, wrapper: 
             GenerativeDataset(real, seed_generator, labels=labels)
 
 
+@pytest.mark.reliability
 def test_float_labels_of_a_dataset_are_refused_too(seed_generator) -> None:
     real = TensorDataset(torch.zeros(3, 1, 4, 4), torch.tensor([0.0, 1.0, 2.0]))
     with pytest.raises(ValueError, match="the dataset's labels have shape"):
         GenerativeDataset(real, seed_generator)
 
 
+@pytest.mark.reliability
 def test_open_store_from_a_folder_or_a_matching_store(tmp_path: Path, seed_generator) -> None:
     assert open_store(None, seed_generator) is None
     store = open_store(tmp_path, seed_generator)
@@ -159,6 +164,7 @@ def test_wrappers_read_their_settings_through_the_spec(tmp_path: Path, seed_gene
             wrapper.ratio = 2.0  # settings are fixed at construction
 
 
+@pytest.mark.reliability
 def test_the_dataset_checks_its_labels_before_opening_the_store(
     tmp_path: Path, seed_generator
 ) -> None:
@@ -192,6 +198,7 @@ def test_synthetic_class_counts_are_known_without_iterating(seed_generator, poli
     assert ds.synthetic_class_counts().sum() == 15
 
 
+@pytest.mark.reliability
 def test_synthetic_class_counts_need_a_known_epoch_length(seed_generator) -> None:
     batches = iter([(torch.zeros(2, 1, 4, 4), torch.tensor([0, 1]))])
     loader = GenerativeLoader(batches, seed_generator, class_policy="uniform")

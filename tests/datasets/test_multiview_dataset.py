@@ -130,6 +130,7 @@ def test_works_with_a_data_loader(train: MultiViewShapes) -> None:
     assert labels.tolist() == train.targets[:8]
 
 
+@pytest.mark.reliability
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
@@ -152,6 +153,7 @@ def test_bad_arguments_raise_value_errors(kwargs: dict, message: str) -> None:
         MultiViewShapes(**{"num_instances_per_class": 1, **kwargs})
 
 
+@pytest.mark.reliability
 def test_bad_indices(train: MultiViewShapes) -> None:
     with pytest.raises(IndexError):
         train[len(train)]

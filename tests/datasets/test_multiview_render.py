@@ -41,6 +41,7 @@ def test_objects_stay_inside_the_frame(train: MultiViewShapes) -> None:
     assert torch.equal(border, corner[..., 0].expand_as(border))
 
 
+@pytest.mark.reliability
 def test_bad_render_arguments() -> None:
     with pytest.raises(ValueError, match="class_index must be an integer in"):
         render_instance(len(CLASSES), 0)

@@ -45,6 +45,7 @@ def test_lookalikes_are_the_classes_with_identical_pixels(instance_seed: int) ->
     assert lookalikes(crate, "back") == lookalikes(crate, "left") == (crate,)
 
 
+@pytest.mark.reliability
 def test_bad_lookalikes_arguments() -> None:
     with pytest.raises(ValueError, match="class_index must be an integer in"):
         lookalikes(-1, "front")

@@ -50,6 +50,7 @@ def test_blocks_are_aligned_in_order_and_bounded() -> None:
         assert block == [(1, 0), (1, 1)]
 
 
+@pytest.mark.reliability
 def test_positions_must_be_taken_in_order() -> None:
     pool = SamplePool(capacity=2, block_size=1)
     with pool.cond:
@@ -158,6 +159,7 @@ def test_backpressure_keeps_the_pool_bounded() -> None:
     assert loader.stats()["served"] == 60
 
 
+@pytest.mark.reliability
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
@@ -177,6 +179,7 @@ def test_bad_engine_settings_are_explained(seed_generator, kwargs, match) -> Non
         GenerativeLoader(real_loader(), seed_generator, ratio=1.0, **kwargs)
 
 
+@pytest.mark.reliability
 def test_engine_checks_its_settings_and_starts_no_thread_when_invalid(seed_generator) -> None:
     before = threading.active_count()
     with pytest.raises(ValueError, match="pool_size"):

@@ -1,10 +1,12 @@
 """The background engine through GenerativeLoader: determinism under asynchrony, dry-pool
 policies, error propagation and shutdown."""
 
+import os
 import random
 import threading
 import time
 import traceback
+import warnings
 from collections import Counter
 
 import pytest
@@ -184,6 +186,7 @@ class FailingGenerator(SeedImageGenerator):
         return super().generate(labels, seeds)
 
 
+@pytest.mark.reliability
 def test_generator_exception_reaches_the_loop_with_its_traceback() -> None:
     gen = FailingGenerator(fail_at=3)
     loader = GenerativeLoader(
@@ -200,6 +203,7 @@ def test_generator_exception_reaches_the_loop_with_its_traceback() -> None:
     assert no_producer_left()
 
 
+@pytest.mark.reliability
 def test_clean_shutdown_leaves_no_thread(seed_generator) -> None:
     loader = GenerativeLoader(
         real_loader(),
@@ -223,6 +227,7 @@ def test_clean_shutdown_leaves_no_thread(seed_generator) -> None:
     assert no_producer_left()
 
 
+@pytest.mark.reliability
 def test_keyboard_interrupt_stops_the_producer_quickly() -> None:
     gen = JitteryGenerator(0.05, 0)
     loader = GenerativeLoader(
@@ -239,6 +244,53 @@ def test_keyboard_interrupt_stops_the_producer_quickly() -> None:
     assert no_producer_left()
 
 
+@pytest.mark.reliability
+def test_sigint_mid_epoch_stops_the_thread_and_leaves_the_store_whole(tmp_path) -> None:
+    import signal
+
+    from gdaload.cache.shards import read_shard
+
+    def run(store, interrupt_at: int | None = None) -> torch.Tensor:
+        loader = GenerativeLoader(
+            real_loader(60, 4),
+            JitteryGenerator(0.01, 0),
+            ratio=2.0,
+            seed=9,
+            return_mask=True,
+            engine="thread",
+            pool_size=8,
+            generation_batch_size=2,
+            store=store,
+        )
+        served = []
+        for step, (x, _, mask) in enumerate(loader):
+            served.append(x[mask])
+            if step == interrupt_at:
+                os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C, as the terminal sends it
+                time.sleep(5)  # the signal interrupts the training step
+        return torch.cat(served)
+
+    reference = run(None)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run(tmp_path, interrupt_at=5)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    interrupted = time.monotonic()
+    while not no_producer_left() and time.monotonic() - interrupted < 2:
+        time.sleep(0.01)
+    assert no_producer_left()
+    stored = sorted(tmp_path.rglob("*.safetensors"))
+    assert stored and not list(tmp_path.rglob("*.tmp"))
+    for path in stored:
+        read_shard(path)  # whole and verified
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no shard is reported damaged
+        assert torch.equal(run(tmp_path), reference)
+
+
+@pytest.mark.reliability
 def test_closed_engine_raises_instead_of_hanging(seed_generator) -> None:
     engine = ThreadEngine(seed_generator, pool_size=2, generation_batch_size=1)
     source = GenerativeLoader(real_loader(), seed_generator)._source()

@@ -10,6 +10,7 @@ def test_check_generated_accepts_contract_output() -> None:
     assert check_generated(images, 2, (1, 4, 4)) is images
 
 
+@pytest.mark.reliability
 @pytest.mark.parametrize(
     ("images", "match"),
     [
@@ -27,6 +28,7 @@ def test_check_generated_rejects_broken_output(images, match: str) -> None:
         check_generated(images, 2, (1, 4, 4))
 
 
+@pytest.mark.reliability
 def test_check_generated_rejects_images_on_another_device() -> None:
     images = torch.rand(2, 1, 4, 4)
     assert check_generated(images, 2, (1, 4, 4), device="cpu") is images
@@ -36,6 +38,7 @@ def test_check_generated_rejects_images_on_another_device() -> None:
         check_generated(images, 2, (1, 4, 4), device="meta")
 
 
+@pytest.mark.reliability
 def test_loader_reports_a_generator_that_returns_another_device() -> None:
     from torch.utils.data import DataLoader, TensorDataset
 
@@ -51,6 +54,7 @@ def test_loader_reports_a_generator_that_returns_another_device() -> None:
         next(iter(GenerativeLoader(real, Misplaced(), ratio=1.0)))
 
 
+@pytest.mark.reliability
 def test_as_labels_errors_say_how_to_fix() -> None:
     with pytest.raises(ValueError, match="outside the generator's classes 0..2"):
         as_labels([0, 3], 3)
@@ -61,6 +65,7 @@ def test_as_labels_errors_say_how_to_fix() -> None:
     assert as_labels(torch.tensor(2), 3).tolist() == [2]
 
 
+@pytest.mark.reliability
 def test_as_seeds_validates_count_and_range() -> None:
     assert as_seeds(torch.tensor([1, 2]), 2) == [1, 2]
     with pytest.raises(ValueError, match="one seed per label"):

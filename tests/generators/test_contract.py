@@ -116,6 +116,7 @@ def test_pickle_round_trip_generates_the_same(case: GeneratorCase) -> None:
     assert_pickle_round_trip(case.generator, same)
 
 
+@pytest.mark.reliability
 def test_bad_requests_fail_clearly(case: GeneratorCase) -> None:
     gen, make = case.generator, case.bound()
     with pytest.raises(ValueError, match="outside the generator's classes"):
@@ -126,6 +127,7 @@ def test_bad_requests_fail_clearly(case: GeneratorCase) -> None:
         make([0], [-1])
 
 
+@pytest.mark.reliability
 def test_wrong_kind_of_call_fails_clearly(case: GeneratorCase) -> None:
     gen = case.generator
     channels, height, width = gen.image_shape
@@ -152,6 +154,7 @@ def test_wrong_kind_of_call_fails_clearly(case: GeneratorCase) -> None:
             GenerativeTTA(torch.nn.Identity(), gen)
 
 
+@pytest.mark.reliability
 def test_class_conditional_consumers_refuse_multiview_generators(case: GeneratorCase) -> None:
     gen = case.generator
     real = TensorDataset(torch.rand(4, *gen.image_shape), torch.zeros(4, dtype=torch.long))

@@ -34,6 +34,7 @@ def test_same_seed_same_sample_different_seed_different(
     assert (a[0] - b[0]).abs().max() > 1e-3
 
 
+@pytest.mark.reliability
 def test_unknown_sampler_lists_valid_ones(class_pipeline_dir: Path) -> None:
     with pytest.raises(
         ValueError, match="valid samplers are \\['ddim', 'ddpm', 'dpm-solver\\+\\+'"
@@ -41,6 +42,7 @@ def test_unknown_sampler_lists_valid_ones(class_pipeline_dir: Path) -> None:
         DiffusionGenerator.from_pretrained(class_pipeline_dir, sampler="heun-fast")
 
 
+@pytest.mark.reliability
 def test_labels_outside_classes_raise(class_generator: DiffusionGenerator) -> None:
     with pytest.raises(ValueError, match="outside the generator's classes 0..2"):
         class_generator.generate([3], [0])
@@ -113,6 +115,7 @@ def test_text_to_image_round_trip_with_prompt_forms(
     assert from_file.config_hash() != template.config_hash()
 
 
+@pytest.mark.reliability
 def test_text_to_image_needs_prompts(text_pipeline_dir: Path) -> None:
     with pytest.raises(ValueError, match="needs prompts="):
         DiffusionGenerator.from_pretrained(text_pipeline_dir, device="cpu")
@@ -122,6 +125,7 @@ def test_text_to_image_needs_prompts(text_pipeline_dir: Path) -> None:
         )
 
 
+@pytest.mark.reliability
 def test_missing_weights_offline_fail_fast_with_fix(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     start = time.perf_counter()
@@ -132,6 +136,7 @@ def test_missing_weights_offline_fail_fast_with_fix(monkeypatch: pytest.MonkeyPa
     assert time.perf_counter() - start < 10
 
 
+@pytest.mark.reliability
 def test_folder_without_model_index_is_explained(tmp_path: Path) -> None:
     with pytest.raises(ModelNotAvailableError, match="no model_index.json"):
         DiffusionGenerator.from_pretrained(tmp_path)
@@ -144,6 +149,7 @@ def test_generator_pickles_for_worker_processes(class_generator: DiffusionGenera
     torch.testing.assert_close(copy.generate([1], [3]), class_generator.generate([1], [3]))
 
 
+@pytest.mark.reliability
 def test_bad_settings_raise(class_pipeline_dir: Path) -> None:
     for kwargs, match in [
         ({"steps": 0}, "steps"),

@@ -92,6 +92,7 @@ def test_ddim_inversion_round_trip_shapes_and_determinism(
         assert_image_batch(regenerated, 2, shape)
 
 
+@pytest.mark.reliability
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
@@ -108,6 +109,7 @@ def test_bad_sources_are_explained(class_generator: DiffusionGenerator, kwargs, 
         class_generator.generate([0, 1], [0, 1], **kwargs)
 
 
+@pytest.mark.reliability
 def test_rgb_generator_rejects_grayscale(text_generator: DiffusionGenerator) -> None:
     with pytest.raises(ValueError, match="v2.RGB"):
         text_generator.generate([0], [0], source=torch.rand(1, 1, 16, 16))

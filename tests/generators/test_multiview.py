@@ -91,6 +91,7 @@ def test_generate_contract_returns_one_novel_view(generator: MultiViewDiffusion)
 
 
 # ---------------------------------------------------------------- errors
+@pytest.mark.reliability
 def test_errors_are_clear(generator: MultiViewDiffusion) -> None:
     views = torch.rand(2, 4, 3, 8, 8)
     with pytest.raises(ValueError, match="no observed view"):

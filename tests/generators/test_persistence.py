@@ -98,6 +98,7 @@ def test_text_generator_saves_its_prompts(tmp_path: Path) -> None:
     assert torch.equal(loaded.generate([0, 1], [1, 2]), gen.generate([0, 1], [1, 2]))
 
 
+@pytest.mark.reliability
 def test_wrong_folders_are_explained(tmp_path: Path) -> None:
     tiny_class_pipeline(3).save_pretrained(tmp_path / "class")
     with pytest.raises(ValueError, match="DiffusionGenerator.from_pretrained"):

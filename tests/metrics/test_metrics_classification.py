@@ -74,6 +74,7 @@ def test_undefined_ratios_are_zero():
     assert report.specificity[2] == 1
 
 
+@pytest.mark.reliability
 def test_bad_inputs_are_rejected():
     with pytest.raises(ValueError, match="label 3 at sample 1 is outside"):
         confusion_matrix([0, 1], [0, 3], 3)

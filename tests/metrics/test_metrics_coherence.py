@@ -50,6 +50,7 @@ def test_single_logit_is_a_binary_classifier():
     assert coherence(logit, images, [1, 0, 0, 0]) == pytest.approx(3 / 4)
 
 
+@pytest.mark.reliability
 def test_bad_labels_are_rejected():
     images = one_hot_images(SEEN)
     with pytest.raises(ValueError, match="7 intended labels for 8 images"):
@@ -64,6 +65,7 @@ def test_bad_labels_are_rejected():
         per_class_coherence(BrightestChannel(), images, INTENDED, num_classes=2)
 
 
+@pytest.mark.reliability
 def test_non_finite_logits_are_rejected():
     images = one_hot_images(SEEN)
     images[6] = float("nan")

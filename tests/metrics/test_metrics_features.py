@@ -54,6 +54,7 @@ def test_outputs_are_flattened_and_modes_restored():
     assert int(model.norm.num_batches_tracked) == 0  # ran in eval mode
 
 
+@pytest.mark.reliability
 def test_non_finite_features_name_the_first_bad_sample():
     x = sample_images()
     x[7, 0, 0, 0] = float("nan")
@@ -62,6 +63,7 @@ def test_non_finite_features_name_the_first_bad_sample():
         extract_features(x, nn.Flatten(), batch_size=3)
 
 
+@pytest.mark.reliability
 def test_bad_sources_are_rejected():
     with pytest.raises(ValueError, match="no samples"):
         extract_features([], nn.Flatten())
@@ -131,6 +133,7 @@ def test_load_inception_accepts_checkpoints_without_aux_head_or_with_other_class
     assert isinstance(load_inception(tmp_path / "custom.pt"), InceptionFeatures)
 
 
+@pytest.mark.reliability
 def test_load_inception_rejects_other_state_dicts(tmp_path, inception_state):
     torch.save({"weight": torch.zeros(3, 3)}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match="not an Inception-v3 state dict"):

@@ -68,12 +68,14 @@ def test_fid_with_constant_features_is_finite_and_exact():
         assert frechet_distance(a, b) == pytest.approx(float(expected), rel=1e-6)
 
 
+@pytest.mark.reliability
 def test_fid_needs_more_samples_than_dims():
     feats = torch.randn(10, 16, generator=torch.Generator().manual_seed(0))
     with pytest.raises(ValueError, match="more samples than feature dimensions.*KID"):
         frechet_distance(feats, feats)
 
 
+@pytest.mark.reliability
 def test_feature_dims_must_match():
     g = torch.Generator().manual_seed(0)
     with pytest.raises(ValueError, match="feature dimensions differ"):
@@ -82,6 +84,7 @@ def test_feature_dims_must_match():
         kernel_inception_distance(torch.randn(9, 3, generator=g), torch.randn(9, 4, generator=g))
 
 
+@pytest.mark.reliability
 def test_non_finite_features_are_rejected():
     feats = torch.randn(50, 3, generator=torch.Generator().manual_seed(0))
     bad = feats.clone()
@@ -134,6 +137,7 @@ def test_kid_is_reproducible_by_seed():
     assert run(1) == run(1) != run(2)
 
 
+@pytest.mark.reliability
 def test_kid_rejects_bad_arguments():
     a = torch.randn(10, 2, generator=torch.Generator().manual_seed(0))
     with pytest.raises(ValueError, match="subset_size"):
@@ -156,6 +160,7 @@ def test_fid_and_kid_of_images_embed_both_sets():
     assert kid(real, fake + 1, flat, subsets=4, subset_size=20)[0] > 0
 
 
+@pytest.mark.reliability
 def test_image_sizes_must_match_between_sets():
     real, fake = images(20, 2, seed=0), images(20, 3, seed=1)
     with pytest.raises(ValueError, match="image sizes differ between the two sets"):
@@ -168,6 +173,7 @@ def test_image_sizes_must_match_between_sets():
         kid(real_batches, fake_batches, nn.Flatten())
 
 
+@pytest.mark.reliability
 def test_non_finite_model_output_names_the_sample():
     real, fake = images(30, 2, seed=0), images(30, 2, seed=1)
     fake[5, 0, 1, 1] = float("inf")

@@ -58,6 +58,7 @@ def test_accuracy_vs_ratio_writes_png_with_missing_intervals(tmp_path: Path) -> 
     assert_png(out)
 
 
+@pytest.mark.reliability
 def test_plots_reject_bad_input(tmp_path: Path) -> None:
     x = torch.rand(4, 1, 4, 4)
     with pytest.raises(ValueError, match="labels"):

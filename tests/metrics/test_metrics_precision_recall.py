@@ -74,6 +74,7 @@ def test_realism_hand_computed():
     torch.testing.assert_close(pruned, torch.tensor([1 / 2, 1 / 9]))
 
 
+@pytest.mark.reliability
 def test_bad_inputs_are_rejected():
     real = cluster(10, 0.0, seed=0)
     with pytest.raises(ValueError, match="need more than 10 samples"):

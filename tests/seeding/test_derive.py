@@ -28,6 +28,7 @@ def test_derive_rng_is_a_private_stream() -> None:
     assert derive_rng(0, 2).integers(10**9) != derive_rng(0, 1).integers(10**9)
 
 
+@pytest.mark.reliability
 def test_negative_keys_are_refused() -> None:
     with pytest.raises(ValueError, match="non-negative"):
         derive_seed(0, -1)

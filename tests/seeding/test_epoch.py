@@ -8,6 +8,7 @@ import pytest
 from gdaload.seeding import SharedEpoch
 
 
+@pytest.mark.reliability
 def test_set_get_and_validation() -> None:
     epoch = SharedEpoch(2)
     assert epoch.get() == 2

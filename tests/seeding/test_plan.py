@@ -19,6 +19,7 @@ def test_sample_seeds_and_label_order_are_pinned_streams() -> None:
     assert repr(plan) == "SeedPlan(3)"
 
 
+@pytest.mark.reliability
 @pytest.mark.parametrize("seed", [-1, 1.5, "0", None])
 def test_bad_seeds_are_refused(seed) -> None:
     with pytest.raises(ValueError, match="seed must be a non-negative integer"):

@@ -131,6 +131,7 @@ def test_config_follows_prompts_rule_and_weights(tiny_clip):
     )
 
 
+@pytest.mark.reliability
 def test_clip_bad_inputs(tiny_clip, tmp_path):
     model, tokenizer, _ = tiny_clip
     with pytest.raises(ValueError, match="path of a local weights file"):

@@ -89,6 +89,7 @@ def test_config_follows_fit_and_settings():
     assert len({repr(sorted(cfg.items())) for cfg in configs}) == 5
 
 
+@pytest.mark.reliability
 def test_cluster_bad_inputs():
     with pytest.raises(ValueError, match="class 1 has 3"):
         ClusterSelect(nn.Flatten(), n_clusters=4).fit(REAL, LABELS)

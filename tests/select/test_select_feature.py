@@ -9,6 +9,7 @@ from torch import nn
 from gdaload.select.feature import batch_features
 
 
+@pytest.mark.reliability
 def test_feature_extractor_errors_name_the_problem():
     class NaNAt(nn.Module):
         def forward(self, x):

@@ -102,6 +102,7 @@ def test_config_follows_real_data_and_parameters():
     assert a.config["threshold"] == 1.0 and d.config["threshold"] is None
 
 
+@pytest.mark.reliability
 def test_realism_bad_inputs():
     labels = torch.tensor([0, 0, 0, 1, 1])
     with pytest.raises(ValueError, match="needs the real labels"):

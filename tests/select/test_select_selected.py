@@ -123,6 +123,7 @@ def test_rejected_request_gets_another_round_of_derived_seeds(gen, brightness):
     assert counts["rounds"] == 2 and counts["candidates"] == 6 and counts["fallbacks"] == 0
 
 
+@pytest.mark.reliability
 def test_nothing_kept_raises_after_max_rounds(gen, brightness):
     selected = SelectedGenerator(gen, brightness(threshold=2.0), candidates=3, max_rounds=4)
     with pytest.raises(EmptySelectionError, match="on_empty='best'") as info:
@@ -145,6 +146,7 @@ def test_on_empty_best_returns_deepest_best_rejected_candidate(gen, brightness):
     assert counts["passed"] == [sum(v >= 0.3 for v in values), 0]
 
 
+@pytest.mark.reliability
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
@@ -159,6 +161,7 @@ def test_bad_selected_generator_arguments(gen, brightness, kwargs, match):
         SelectedGenerator(gen, brightness(), **kwargs)
 
 
+@pytest.mark.reliability
 def test_bad_stage_lists(gen):
     with pytest.raises(ValueError, match="at least one selection stage"):
         SelectedGenerator(gen, [])
@@ -166,6 +169,7 @@ def test_bad_stage_lists(gen):
         SelectedGenerator(gen, [nn.Identity()])
 
 
+@pytest.mark.reliability
 def test_stage_returning_nan_or_wrong_shape_is_reported(gen):
     class Broken(SelectionStage):
         def __init__(self, shape_ok: bool) -> None:

@@ -39,6 +39,7 @@ def test_top_k_threshold_and_rank_only_rules(brightness):
     assert torch.equal(brightness().keep_mask(scores, alive), alive)
 
 
+@pytest.mark.reliability
 @pytest.mark.parametrize(
     ("rule", "match"),
     [
@@ -55,6 +56,7 @@ def test_bad_keep_rules(brightness, rule, match):
         brightness(**rule)
 
 
+@pytest.mark.reliability
 def test_stage_needing_real_data_fails_before_fit(gen):
     selected = SelectedGenerator(gen, RealismScore(nn.Flatten()), candidates=2)
     with pytest.raises(ValueError, match=r"call RealismScore.fit\(real_images, real_labels\)"):

@@ -85,6 +85,7 @@ def test_config_follows_the_scorer_weights_and_rule():
     assert TopK(BrightnessClassifier(), keep=0.5).config["top_k"] is None
 
 
+@pytest.mark.reliability
 def test_topk_bad_inputs():
     images, labels = torch.rand(2, 3, 4, 4), torch.tensor([0, 3])
     with pytest.raises(ValueError, match="classifier has 3 outputs but candidates have label 3"):

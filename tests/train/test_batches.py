@@ -31,6 +31,7 @@ def test_any_step_can_be_looked_up_first() -> None:
     assert not torch.equal(EpochBatches(data(), 3, seed=6)(0)[0], expected[0])
 
 
+@pytest.mark.reliability
 def test_a_batch_larger_than_the_data_is_refused() -> None:
     with pytest.raises(ValueError, match=r"batch_size \(11\) is larger than the dataset"):
         EpochBatches(data(), batch_size=11, seed=0)

@@ -89,6 +89,7 @@ def test_newest_complete_checkpoints_are_kept_and_resumed_from(tmp_path: Path) -
     checkpoints.load(accelerator, tmp_path / "step-6")
 
 
+@pytest.mark.reliability
 def test_other_settings_are_refused(tmp_path: Path) -> None:
     accelerator, *_ = prepared()
     Checkpoints(tmp_path, {"lr": 0.1, "seed": 0}, every=1).save(accelerator, 1)
@@ -97,6 +98,7 @@ def test_other_settings_are_refused(tmp_path: Path) -> None:
         Checkpoints(tmp_path, {"lr": 0.2, "seed": 0, "new": 1}, every=1).latest()
 
 
+@pytest.mark.reliability
 def test_an_average_that_does_not_fit_is_refused(tmp_path: Path) -> None:
     accelerator, net, ema, names = prepared()
     checkpoints = Checkpoints(tmp_path, {}, every=1)

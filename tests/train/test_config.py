@@ -130,6 +130,7 @@ def test_commands_hand_the_config_to_the_trainers(
     assert calls[3][2] == MultiViewTrainingConfig(resume=False, cpu=True)
 
 
+@pytest.mark.reliability
 def test_configs_validate_and_merge_options() -> None:
     config = GeneratorTrainingConfig(widths=[16, 16], class_names=["a", "b"])
     assert config.widths == (16, 16) and config.class_names == ("a", "b")

@@ -73,6 +73,7 @@ class Interrupted(Exception):
     pass
 
 
+@pytest.mark.reliability
 def test_a_run_cut_off_mid_epoch_resumes_exactly(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -116,6 +117,7 @@ def test_config_and_keyword_options(tmp_path: Path) -> None:
         train_generator(tiny_data(), tmp_path / "x", step=3)
 
 
+@pytest.mark.reliability
 def test_checkpoints_of_other_settings_are_refused(tmp_path: Path) -> None:
     train(tiny_data(), tmp_path / "gen", steps=1)
     with pytest.raises(ValueError, match=r"other settings \(\['lr'\]\)"):
@@ -144,6 +146,7 @@ def test_image_folder_input(tmp_path: Path) -> None:
     assert gen.class_names == ["cat", "dog"] and gen.image_shape == (3, 8, 8)
 
 
+@pytest.mark.reliability
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
@@ -157,6 +160,7 @@ def test_bad_settings(tmp_path: Path, kwargs, match: str) -> None:
         train_generator(tiny_data(), tmp_path, **kwargs)
 
 
+@pytest.mark.reliability
 def test_non_image_data_is_explained(tmp_path: Path) -> None:
     data = TensorDataset(torch.zeros(4, 64), torch.zeros(4, dtype=torch.long))
     with pytest.raises(ValueError, match="float tensors \\(C, H, W\\)"):

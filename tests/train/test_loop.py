@@ -65,6 +65,7 @@ def assert_same(a: torch.nn.Module, b: torch.nn.Module) -> None:
         assert torch.equal(x, y), name
 
 
+@pytest.mark.reliability
 @pytest.mark.parametrize("cut_at", [1, 3, 4, 5])
 @pytest.mark.parametrize("ema_decay", [None, 0.9])
 def test_a_run_cut_off_at_any_step_resumes_exactly(

@@ -72,6 +72,7 @@ class Interrupted(Exception):
     pass
 
 
+@pytest.mark.reliability
 def test_runs_cut_off_in_either_stage_resume_exactly(
     tmp_path: Path,
     data: MultiViewShapes,
@@ -111,6 +112,7 @@ def test_runs_cut_off_in_either_stage_resume_exactly(
     assert all(torch.equal(a[key], b[key]) for key in a)
 
 
+@pytest.mark.reliability
 @pytest.mark.parametrize(
     ("options", "match"),
     [
@@ -125,6 +127,7 @@ def test_bad_settings(tmp_path: Path, data: MultiViewShapes, options: dict, matc
         train_multiview(data, tmp_path, TINY, **options)
 
 
+@pytest.mark.reliability
 def test_bad_data(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="V >= 2 views"):
         train_multiview(torch.rand(4, 1, 3, 8, 8), tmp_path, TINY)

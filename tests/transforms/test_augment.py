@@ -127,6 +127,7 @@ def test_custom_labels_getter_and_fixed_label():
     assert [call["labels"] for call in gen.calls] == [[2], [1], [0]]
 
 
+@pytest.mark.reliability
 def test_missing_label_says_how_to_pass_it():
     aug = GenerativeAugment(SourceBlendGenerator(), p=1)
     for sample in (images(1)[0], {"image": images(1)[0]}, (images(1)[0], 0.5)):
@@ -188,6 +189,7 @@ def test_pil_images_match_uint8_tensors():
     assert not torch.equal(out_tensor, x)
 
 
+@pytest.mark.reliability
 def test_rgb_pil_and_unsupported_mode():
     gen = SourceBlendGenerator(image_shape=(3, 4, 4))
     pil = PIL.Image.new("RGB", (4, 4), (10, 200, 30))
@@ -249,6 +251,7 @@ def test_p_zero_is_identity():
     assert out is batch and gen.calls == []
 
 
+@pytest.mark.reliability
 @pytest.mark.parametrize(
     "annotation",
     [
@@ -331,6 +334,7 @@ def test_set_epoch_reaches_persistent_workers():
     assert aug.epoch == 1
 
 
+@pytest.mark.reliability
 def test_cuda_generator_in_worker_is_refused(monkeypatch):
     class CudaBlend(SourceBlendGenerator):
         @property
@@ -345,6 +349,7 @@ def test_cuda_generator_in_worker_is_refused(monkeypatch):
 # --- bad input ------------------------------------------------------------------------
 
 
+@pytest.mark.reliability
 @pytest.mark.parametrize(
     "kwargs, match",
     [
@@ -364,11 +369,13 @@ def test_bad_arguments(kwargs, match):
         GenerativeAugment(SourceBlendGenerator(), **kwargs)
 
 
+@pytest.mark.reliability
 def test_generator_without_source_support():
     with pytest.raises(ValueError, match="ImageConditionedGenerator.*DiffusionGenerator"):
         GenerativeAugment(SeedImageGenerator())
 
 
+@pytest.mark.reliability
 def test_size_mismatch_names_expected_size_and_resize():
     aug = GenerativeAugment(SourceBlendGenerator(image_shape=(1, 8, 8)), p=0.01)
     # Checked even when the image is not replaced, so errors surface at once.
@@ -376,6 +383,7 @@ def test_size_mismatch_names_expected_size_and_resize():
         aug(images(1)[0], 0)
 
 
+@pytest.mark.reliability
 def test_channel_mismatch_names_grayscale_or_rgb():
     with pytest.raises(ValueError, match=r"v2\.Grayscale"):
         GenerativeAugment(SourceBlendGenerator(), p=1)(images(1, shape=(3, 4, 4))[0], 0)
@@ -383,6 +391,7 @@ def test_channel_mismatch_names_grayscale_or_rgb():
         GenerativeAugment(SourceBlendGenerator(image_shape=(3, 4, 4)), p=1)(images(1)[0], 0)
 
 
+@pytest.mark.reliability
 def test_out_of_range_images_point_to_normalize():
     with pytest.raises(ValueError, match="Normalize"):
         GenerativeAugment(SourceBlendGenerator(), p=1)(images(1)[0] * 2 - 1, 0)

@@ -383,6 +383,7 @@ def test_cuda_matches_cpu(mode):
 # --- bad input ------------------------------------------------------------------------
 
 
+@pytest.mark.reliability
 @pytest.mark.parametrize(
     "kwargs, message",
     [
@@ -408,6 +409,7 @@ def test_bad_constructor_arguments(kwargs, message):
         GenMix(**args)
 
 
+@pytest.mark.reliability
 def test_bad_epoch_and_state():
     genmix = GenMix(K, seed=0)
     with pytest.raises(ValueError, match="epoch must be a non-negative int"):

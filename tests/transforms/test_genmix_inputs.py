@@ -22,6 +22,7 @@ def soft_rows(row_2):
     return rows
 
 
+@pytest.mark.reliability
 @pytest.mark.parametrize(
     "x, target, mask, message",
     [
