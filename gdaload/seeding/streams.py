@@ -54,12 +54,16 @@ class Stream(IntEnum):
 
     # After a generator-training seed.
     TRAIN_ORDER = 0
-    """Order of the training images in each epoch (class-conditional training)."""
+    """Order of the training images in each epoch (class-conditional training and
+    adaptation of a pretrained model)."""
     TRAIN_NOISE = 1
-    """Noise and timesteps of one training step (class-conditional training)."""
+    """Noise and timesteps of one training step (class-conditional training and
+    adaptation of a pretrained model)."""
     TRAIN_LOADER = 2
     """The training loader's own draws in an epoch (class-conditional training); also
     the order of the real images in the quickstart and ``gdaload evaluate``."""
+    ADAPT_LORA_INIT = 3
+    """Initial weights of the LoRA layers when adapting a pretrained model."""
     MULTIVIEW_AUTOENCODER = 0
     """The view autoencoder's stage of multi-view training."""
     MULTIVIEW_DIFFUSION = 1
