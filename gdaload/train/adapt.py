@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Sized
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -98,8 +99,10 @@ class _Denoiser(torch.nn.Module):
 
     def __init__(self, text_encoder: torch.nn.Module, unet: torch.nn.Module) -> None:
         super().__init__()
-        self.text_encoder = text_encoder
-        self.unet = unet
+        # Any: transformers' and diffusers' methods (get_input_embeddings, peft_config)
+        # are not visible through the Module type.
+        self.text_encoder: Any = text_encoder
+        self.unet: Any = unet
 
     def forward(
         self, noisy: torch.Tensor, timesteps: torch.Tensor, input_ids: torch.Tensor
@@ -114,7 +117,7 @@ def _training_data(
     """Images ``(3, S, S)`` in [0, 1], labels and class names of the user's data."""
     if isinstance(data, (str, os.PathLike)):
         data = ClassImageFolder(data, size=resolution)
-    if not hasattr(data, "__len__"):
+    if not isinstance(data, Sized):
         raise TypeError("the dataset needs a length: pass a map-style dataset or an image folder")
     n = len(data)
     if n == 0:
@@ -232,21 +235,23 @@ def _save_weights(
         from diffusers.utils import convert_state_dict_to_diffusers
         from peft.utils import get_peft_model_state_dict
 
-        def layers(module: Any) -> dict[str, torch.Tensor]:
+        def layers(module: Any) -> dict[str, Any]:
             state = convert_state_dict_to_diffusers(get_peft_model_state_dict(module))
             return {k: v.detach().float().cpu().contiguous() for k, v in state.items()}
 
         text_encoder = model.text_encoder
-        with_text = bool(getattr(text_encoder, "peft_config", None))
+        text: dict[str, Any] = {}
+        if getattr(text_encoder, "peft_config", None):
+            text = {
+                "text_encoder_lora_layers": layers(text_encoder),
+                "text_encoder_lora_adapter_metadata": text_encoder.peft_config["default"].to_dict(),
+            }
         StableDiffusionPipeline.save_lora_weights(
             folder,
             unet_lora_layers=layers(model.unet),
-            text_encoder_lora_layers=layers(text_encoder) if with_text else None,
             weight_name=LORA_FILE,
             unet_lora_adapter_metadata=model.unet.peft_config["default"].to_dict(),
-            text_encoder_lora_adapter_metadata=(
-                text_encoder.peft_config["default"].to_dict() if with_text else None
-            ),
+            **text,
         )
 
 
@@ -267,7 +272,7 @@ def _load_weights(
         from diffusers.utils import convert_unet_state_dict_to_peft
         from peft.utils import set_peft_model_state_dict
 
-        state, _ = StableDiffusionPipeline.lora_state_dict(folder, weight_name=LORA_FILE)
+        state, _ = StableDiffusionPipeline.lora_state_dict(str(folder), weight_name=LORA_FILE)
         unet_state = {k[len("unet.") :]: v for k, v in state.items() if k.startswith("unet.")}
         set_peft_model_state_dict(
             model.unet, convert_unet_state_dict_to_peft(unet_state), adapter_name="default"
@@ -403,6 +408,7 @@ def adapt(
         losses.append(float(value.detach()))
         return value
 
+    base_print = base_fingerprint(base)
     settings = {
         "method": config.method,
         "classes": names,
@@ -416,7 +422,7 @@ def adapt(
         "batch_size": config.batch_size,
         "lr": config.lr,
         "seed": config.seed,
-        "base": base_fingerprint(base),
+        "base": base_print,
     }
     checkpoints = Checkpoints(out_dir / "checkpoints", settings, config.checkpoint_every)
     latest = checkpoints.latest() if config.resume else None
@@ -438,7 +444,7 @@ def adapt(
         class_names=names,
         tokens=tokens,
         prompt=template,
-        base=settings["base"],
+        base=base_print,
         base_name=base.resolve().name,
         steps=config.steps,
         settings={k: v for k, v in settings.items() if k not in ("classes", "tokens", "base")},

@@ -177,3 +177,28 @@ def test_cli_adapts_an_image_folder(
     )
     assert (tmp_path / "cli" / ADAPTER_META).is_file() and (tmp_path / "cli" / LORA_FILE).is_file()
     assert "adapter=" in capsys.readouterr().out
+
+
+def test_lora_on_the_text_encoder_saves_its_layers_or_says_why_not(
+    text_pipeline_dir: Path, images: Path, tmp_path: Path
+) -> None:
+    # transformers adds text-encoder LoRA layers itself and refuses peft versions it
+    # does not support; that refusal must reach the user as a clear error.
+    try:
+        result = run(
+            text_pipeline_dir, images, tmp_path / "te", 1, method="lora", train_text_encoder=True
+        )
+    except ValueError as err:
+        assert "LoRA on the text encoder goes through transformers" in str(err)
+        assert "adapt without train_text_encoder" in str(err)
+        return
+    layers = load_file(result.folder / LORA_FILE)
+    assert any(k.startswith("text_encoder.") for k in layers)
+    assert any(k.startswith("unet.") for k in layers)
+
+
+def test_train_text_encoder_needs_lora() -> None:
+    from gdaload.train.config import AdaptConfig
+
+    with pytest.raises(ValueError, match="needs method='lora'"):
+        AdaptConfig(train_text_encoder=True)
