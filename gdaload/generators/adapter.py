@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 from diffusers.pipelines.pipeline_utils import DiffusionPipeline
 from safetensors.torch import load_file
 
@@ -255,6 +256,11 @@ class Adapter:
         if missing:
             raise ValueError(f"{embeds_file} has no embedding for tokens {missing}")
         # One {token: embedding} dict per token: diffusers' textual-inversion format.
-        pipeline.load_textual_inversion([{t: embeds[t]} for t in self.tokens], token=self.tokens)
+        # Growing the embedding matrix draws throwaway rows from the global random state
+        # (they are overwritten); fork_rng leaves the caller's state as it was.
+        with torch.random.fork_rng(devices=[]):
+            pipeline.load_textual_inversion(
+                [{t: embeds[t]} for t in self.tokens], token=self.tokens
+            )
         if self.method == "lora":
             pipeline.load_lora_weights(self.files()[1].parent, weight_name=LORA_FILE)

@@ -37,6 +37,7 @@ from typing import Any, cast
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
+from diffusers.training_utils import cast_training_params
 from safetensors.torch import load_file, save_file
 from torch.utils.data import Dataset
 
@@ -365,6 +366,13 @@ def adapt(
         mask[token_ids] = 1
         embedding.register_hook(lambda grad: grad * mask.to(grad))
         groups.append({"params": [embedding], "weight_decay": 0.0})
+    half = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(str(accelerator.mixed_precision))
+    if half is not None:
+        # As in diffusers' recipes: frozen weights in the half precision accelerate
+        # computes in (half the memory), trained ones in float32, where the optimiser
+        # and the gradient scaler need them.
+        model.to(half)
+        cast_training_params(model, torch.float32)
     optimizer = torch.optim.AdamW(groups, lr=config.lr)
 
     losses: list[float] = []

@@ -202,3 +202,18 @@ def test_train_text_encoder_needs_lora() -> None:
 
     with pytest.raises(ValueError, match="needs method='lora'"):
         AdaptConfig(train_text_encoder=True)
+
+
+@pytest.mark.parametrize("method", ["textual-inversion", "lora"])
+def test_mixed_precision_keeps_trained_weights_in_float32(
+    text_pipeline_dir: Path,
+    images: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    method: str,
+) -> None:
+    # What `accelerate config` sets; bf16 autocast also runs on the CPU.
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")
+    result = run(text_pipeline_dir, images, tmp_path / "bf16", 2, method=method)
+    assert all(v.dtype == torch.float32 for v in adapter_files(result.folder).values())
+    assert all(torch.isfinite(torch.tensor(result.losses)))
