@@ -64,6 +64,10 @@ class Stream(IntEnum):
     the order of the real images in the quickstart and ``gdaload evaluate``."""
     ADAPT_LORA_INIT = 3
     """Initial weights of the LoRA layers when adapting a pretrained model."""
+    ADAPT_PRIOR_ORDER = 4
+    """Order of the prior-preservation images in each epoch (LoRA adaptation)."""
+    ADAPT_PRIOR_IMAGES = 5
+    """Seeds of the prior-preservation images the base model generates (LoRA adaptation)."""
     MULTIVIEW_AUTOENCODER = 0
     """The view autoencoder's stage of multi-view training."""
     MULTIVIEW_DIFFUSION = 1

@@ -64,6 +64,7 @@ SUMMARY_FILE = "summary.json"
 #: The loss curve in the adapter folder.
 LOSS_CURVE = "loss.png"
 _LOSSES_FILE = "losses.json"
+_PRIOR_FILE = "prior.safetensors"
 _UNET_TARGETS = ["to_k", "to_q", "to_v", "to_out.0"]
 _TEXT_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
 
@@ -330,26 +331,52 @@ def adapt(
     images, labels, names = _training_data(data, resolution, config)
     tokens, token_ids = _add_tokens(pipe, names, config)
     lora = config.method == "lora"
-    for module in (pipe.vae, pipe.unet, pipe.text_encoder):
-        module.requires_grad_(False)
-    if lora:
-        _add_lora(pipe, config)
+    template = config.prompt_template
+    base_print = base_fingerprint(base)
+    settings = {
+        "method": config.method,
+        "classes": names,
+        "tokens": tokens,
+        "init_word": config.init_word,
+        "prompt": template,
+        "rank": config.rank if lora else None,
+        "train_text_encoder": config.train_text_encoder,
+        "prior_images": config.prior_images,
+        "prior_prompt": config.prior_prompt if config.prior_images else None,
+        "prior_loss_weight": config.prior_loss_weight if config.prior_images else None,
+        "prior_sampling_steps": config.prior_sampling_steps if config.prior_images else None,
+        "resolution": resolution,
+        "images": len(images),
+        "batch_size": config.batch_size,
+        "lr": config.lr,
+        "seed": config.seed,
+        "base": base_print,
+    }
+    out_dir = Path(out)
+    checkpoints = Checkpoints(out_dir / "checkpoints", settings, config.checkpoint_every)
+    latest = checkpoints.latest() if config.resume else None
+    resumed_from = int(latest.name.split("-")[-1]) if latest is not None else 0
 
     accelerator = Accelerator(cpu=config.cpu)
     device = accelerator.device
-    means, stds = _encode(pipe.vae, images, device)
-    scaling = pipe.vae.config.scaling_factor
+    for module in (pipe.vae, pipe.unet, pipe.text_encoder):
+        module.requires_grad_(False)
+    instances = _encode(pipe.vae, images, labels, device)
+    prior = None
+    if config.prior_images:
+        kept = out_dir / "checkpoints" / _PRIOR_FILE
+        prior = _prior(pipe, names, config, resolution, device, kept if latest else None)
+        if latest is None and accelerator.is_main_process:
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            save_file(prior.named(), kept)
     pipe.vae.to("cpu")
-    template = config.prompt_template
-    prompts = [template.format(token=t, name=n) for t, n in zip(tokens, names, strict=True)]
-    input_ids = pipe.tokenizer(
-        prompts,
-        padding="max_length",
-        max_length=pipe.tokenizer.model_max_length,
-        truncation=True,
-        return_tensors="pt",
-    ).input_ids
-    label_tensor = torch.tensor(labels)
+    if lora:
+        _add_lora(pipe, config)
+    instance_ids = _prompt_ids(
+        pipe.tokenizer,
+        [template.format(token=t, name=n) for t, n in zip(tokens, names, strict=True)],
+    )
+    prior_ids = _prompt_ids(pipe.tokenizer, [config.prior_prompt.format(name=n) for n in names])
 
     model = _Denoiser(pipe.text_encoder, pipe.unet)
     groups: list[dict[str, Any]] = []
@@ -376,7 +403,6 @@ def adapt(
     optimizer = torch.optim.AdamW(groups, lr=config.lr)
 
     losses: list[float] = []
-    out_dir = Path(out)
 
     def save_hook(models: list[Any], weights: list[Any], folder: str) -> None:
         # The adapter's files replace accelerate's copy of the whole model.
@@ -393,48 +419,46 @@ def adapt(
     accelerator.register_save_state_pre_hook(save_hook)
     accelerator.register_load_state_pre_hook(load_hook)
     timesteps = scheduler.config.num_train_timesteps
+    scaling = pipe.vae.config.scaling_factor
 
-    def loss(prepared: torch.nn.Module, step: int) -> torch.Tensor:
+    def batch(
+        latents: _Latents, ids: torch.Tensor, tag: int, step: int, draws: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Noisy latents, timesteps, prompt ids and targets of one step's images."""
         index = permuted_batch(
-            len(images),
+            len(latents.means),
             config.batch_size,
             config.seed,
-            Stream.TRAIN_ORDER,
+            tag,
             step,
             accelerator.process_index,
             accelerator.num_processes,
         )
+        mean = latents.means[index]
+        clean = (mean + latents.stds[index] * torch.randn(mean.shape, generator=draws)) * scaling
+        noise = torch.randn(clean.shape, generator=draws)
+        t = torch.randint(0, timesteps, (len(clean),), generator=draws)
+        target = noise if prediction == "epsilon" else scheduler.get_velocity(clean, noise, t)
+        return scheduler.add_noise(clean, noise, t), t, ids[latents.labels[index]], target
+
+    def loss(prepared: torch.nn.Module, step: int) -> torch.Tensor:
         draws = torch.Generator().manual_seed(derive_seed(config.seed, Stream.TRAIN_NOISE, step))
-        mean = means[index]
-        latents = (mean + stds[index] * torch.randn(mean.shape, generator=draws)) * scaling
-        noise = torch.randn(latents.shape, generator=draws)
-        t = torch.randint(0, timesteps, (len(latents),), generator=draws)
-        noisy = scheduler.add_noise(latents, noise, t)
-        target = noise if prediction == "epsilon" else scheduler.get_velocity(latents, noise, t)
-        pred = prepared(noisy.to(device), t.to(device), input_ids[label_tensor[index]].to(device))
-        value = F.mse_loss(pred.float(), target.to(device).float())
+        parts = [batch(instances, instance_ids, Stream.TRAIN_ORDER, step, draws)]
+        if prior is not None:
+            parts.append(batch(prior, prior_ids, Stream.ADAPT_PRIOR_ORDER, step, draws))
+        columns = zip(*parts, strict=True)
+        noisy, t, ids, target = (torch.cat(column).to(device) for column in columns)
+        # One forward pass for the user's and the prior images, as DreamBooth does.
+        pred = prepared(noisy, t, ids)
+        errors = F.mse_loss(pred.float(), target.float(), reduction="none")
+        per_image = errors.flatten(1).mean(1)
+        count = len(parts[0][0])
+        value = per_image[:count].mean()
+        if prior is not None:
+            value = value + config.prior_loss_weight * per_image[count:].mean()
         losses.append(float(value.detach()))
         return value
 
-    base_print = base_fingerprint(base)
-    settings = {
-        "method": config.method,
-        "classes": names,
-        "tokens": tokens,
-        "init_word": config.init_word,
-        "prompt": template,
-        "rank": config.rank if lora else None,
-        "train_text_encoder": config.train_text_encoder,
-        "resolution": resolution,
-        "images": len(images),
-        "batch_size": config.batch_size,
-        "lr": config.lr,
-        "seed": config.seed,
-        "base": base_print,
-    }
-    checkpoints = Checkpoints(out_dir / "checkpoints", settings, config.checkpoint_every)
-    latest = checkpoints.latest() if config.resume else None
-    resumed_from = int(latest.name.split("-")[-1]) if latest is not None else 0
     train_loop(
         model,
         optimizer,
@@ -477,16 +501,93 @@ def adapt(
     return AdaptResult(out_dir, adapter, list(losses), seconds, resumed_from, curve)
 
 
+@dataclass
+class _Latents:
+    """The VAE posteriors of a set of images (mean and standard deviation) and their
+    labels, on the CPU."""
+
+    means: torch.Tensor
+    stds: torch.Tensor
+    labels: torch.Tensor
+
+    def named(self) -> dict[str, torch.Tensor]:
+        return {"means": self.means, "stds": self.stds, "labels": self.labels}
+
+
 @torch.inference_mode()
 def _encode(
-    vae: Any, images: list[torch.Tensor], device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and standard deviation of each image's VAE posterior, on the CPU."""
+    vae: Any, images: list[torch.Tensor], labels: list[int], device: torch.device
+) -> _Latents:
+    """Each image's VAE posterior, computed once: steps sample from it."""
     vae.to(device)
     means, stds = [], []
     for start in range(0, len(images), 8):
         batch = torch.stack(images[start : start + 8]).to(device, vae.dtype) * 2 - 1
         posterior = vae.encode(batch).latent_dist
-        means.append(posterior.mean.float().cpu())
-        stds.append(posterior.std.float().cpu())
-    return torch.cat(means), torch.cat(stds)
+        # Contiguous, as they read back from a file: a convolution's rounding can
+        # depend on its input's memory layout, and a resumed run must match.
+        means.append(posterior.mean.float().cpu().contiguous())
+        stds.append(posterior.std.float().cpu().contiguous())
+    return _Latents(torch.cat(means), torch.cat(stds), torch.tensor(labels))
+
+
+def _prompt_ids(tokenizer: Any, prompts: list[str]) -> torch.Tensor:
+    """Token ids ``(len(prompts), max_length)`` of the prompts, padded as SD pads them."""
+    return cast(
+        torch.Tensor,
+        tokenizer(
+            prompts,
+            padding="max_length",
+            max_length=tokenizer.model_max_length,
+            truncation=True,
+            return_tensors="pt",
+        ).input_ids,
+    )
+
+
+def _prior(
+    pipe: Any,
+    names: list[str],
+    config: AdaptConfig,
+    resolution: int,
+    device: torch.device,
+    kept: Path | None,
+) -> _Latents:
+    """The latents of the prior-preservation images, made by the base model before any
+    LoRA layer exists, or read from ``kept``, where a run saved them before its first
+    checkpoint: a resumed run trains on the same images without sampling them again."""
+    if kept is not None and kept.is_file():
+        return _Latents(**load_file(kept))
+    images, labels = _prior_images(pipe, names, config, resolution, device)
+    return _encode(pipe.vae, images, labels, device)
+
+
+@torch.inference_mode()
+def _prior_images(
+    pipe: Any, names: list[str], config: AdaptConfig, resolution: int, device: torch.device
+) -> tuple[list[torch.Tensor], list[int]]:
+    """``config.prior_images`` images of each class made by the base model from
+    ``config.prior_prompt``, each from a generator seeded by (seed, class, index)."""
+    pipe.to(device)
+    pipe.set_progress_bar_config(disable=True)
+    images: list[torch.Tensor] = []
+    labels: list[int] = []
+    for label, name in enumerate(names):
+        prompt = config.prior_prompt.format(name=name)
+        for start in range(0, config.prior_images, config.batch_size):
+            count = min(config.batch_size, config.prior_images - start)
+            seeds = [
+                derive_seed(config.seed, Stream.ADAPT_PRIOR_IMAGES, label, start + i)
+                for i in range(count)
+            ]
+            made = pipe(
+                prompt=[prompt] * count,
+                num_inference_steps=config.prior_sampling_steps,
+                height=resolution,
+                width=resolution,
+                generator=[torch.Generator().manual_seed(s) for s in seeds],
+                output_type="pt",
+            ).images
+            images += list(made.float().cpu())
+            labels += [label] * count
+    return images, labels

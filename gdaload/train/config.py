@@ -227,6 +227,14 @@ class AdaptConfig(_TrainingConfig):
             ``a photo of a {token} {name}`` (LoRA).
         rank: LoRA rank (``lora_alpha`` equals it).
         train_text_encoder: LoRA only: also add LoRA layers to the text encoder.
+        prior_images: LoRA only: images of each class the base model generates from
+            ``prior_prompt`` before training; their loss, weighted by
+            ``prior_loss_weight``, keeps the model's idea of the class (DreamBooth's
+            prior preservation). 0 turns it off.
+        prior_prompt: Prompt template of the prior images, with ``{name}``.
+        prior_loss_weight: Weight of the prior images' loss.
+        prior_sampling_steps: Sampler steps of the prior images (the pipeline's own
+            scheduler and guidance).
         resolution: Side the images are resized and center-cropped to; default the
             model's native size.
         steps: Optimiser steps.
@@ -250,6 +258,10 @@ class AdaptConfig(_TrainingConfig):
     prompt: str | None = setting(None, "training prompt template with {token} (and {name})")
     rank: int = setting(4, "LoRA rank")
     train_text_encoder: bool = setting(False, "LoRA: also add LoRA layers to the text encoder")
+    prior_images: int = setting(0, "LoRA: prior-preservation images per class (0: none)")
+    prior_prompt: str = setting("a photo of a {name}", "prompt of the prior images, with {name}")
+    prior_loss_weight: float = setting(1.0)
+    prior_sampling_steps: int = setting(25, "sampler steps of the prior images")
     resolution: int | None = setting(None, "image side (default: the model's native size)")
     steps: int = setting(1000)
     batch_size: int = setting(4)
@@ -272,7 +284,18 @@ class AdaptConfig(_TrainingConfig):
             raise ValueError(f"token_format must contain '{{name}}', got {self.token_format!r}")
         if self.prompt is not None and "{token}" not in self.prompt:
             raise ValueError(f"the prompt template must contain '{{token}}', got {self.prompt!r}")
-        self._require_positive("steps", "batch_size", "checkpoint_every")
+        self._require_positive("steps", "batch_size", "checkpoint_every", "prior_sampling_steps")
+        if self.prior_images < 0:
+            raise ValueError(f"prior_images must be >= 0, got {self.prior_images}")
+        if self.prior_images and self.method != "lora":
+            raise ValueError(
+                "prior preservation keeps a changed model's idea of a class: it needs "
+                "method='lora' (textual inversion leaves the model as it is)"
+            )
+        if "{name}" not in self.prior_prompt:
+            raise ValueError(f"prior_prompt must contain '{{name}}', got {self.prior_prompt!r}")
+        if not self.prior_loss_weight > 0:
+            raise ValueError(f"prior_loss_weight must be > 0, got {self.prior_loss_weight}")
         if self.resolution is not None:
             self._require_positive("resolution")
         if not self.lr > 0:

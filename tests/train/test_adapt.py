@@ -63,13 +63,28 @@ def test_tokens_start_from_the_init_word_and_learn(
     assert torch.allclose(first["<cat>"], first["<dog>"], atol=5e-3)
 
 
-@pytest.mark.parametrize("method", ["textual-inversion", "lora"])
+@pytest.mark.parametrize(
+    ("method", "extra"),
+    [
+        ("textual-inversion", {}),
+        ("lora", {}),
+        ("lora", {"prior_images": 1, "prior_sampling_steps": 2}),
+    ],
+)
 def test_resume_is_exact(
-    text_pipeline_dir: Path, images: Path, tmp_path: Path, method: str
+    text_pipeline_dir: Path, images: Path, tmp_path: Path, method: str, extra: dict
 ) -> None:
-    straight = run(text_pipeline_dir, images, tmp_path / "straight", 4, method=method)
-    run(text_pipeline_dir, images, tmp_path / "resumed", 2, method=method, checkpoint_every=2)
-    resumed = run(text_pipeline_dir, images, tmp_path / "resumed", 4, method=method)
+    straight = run(text_pipeline_dir, images, tmp_path / "straight", 4, method=method, **extra)
+    run(
+        text_pipeline_dir,
+        images,
+        tmp_path / "resumed",
+        2,
+        method=method,
+        checkpoint_every=2,
+        **extra,
+    )
+    resumed = run(text_pipeline_dir, images, tmp_path / "resumed", 4, method=method, **extra)
     assert resumed.resumed_from == 2 and resumed.losses == straight.losses
     first, second = adapter_files(straight.folder), adapter_files(resumed.folder)
     assert first.keys() == second.keys() and len(first) > (2 if method == "lora" else 1)
@@ -217,3 +232,27 @@ def test_mixed_precision_keeps_trained_weights_in_float32(
     result = run(text_pipeline_dir, images, tmp_path / "bf16", 2, method=method)
     assert all(v.dtype == torch.float32 for v in adapter_files(result.folder).values())
     assert all(torch.isfinite(torch.tensor(result.losses)))
+
+
+def test_prior_preservation_trains_on_images_of_the_base_model(
+    text_pipeline_dir: Path, images: Path, tmp_path: Path
+) -> None:
+    options = {"method": "lora", "prior_sampling_steps": 2}
+    plain = run(text_pipeline_dir, images, tmp_path / "plain", 2, **options)
+    prior = run(text_pipeline_dir, images, tmp_path / "prior", 2, prior_images=2, **options)
+    kept = load_file(tmp_path / "prior" / "checkpoints" / "prior.safetensors")
+    assert kept["means"].shape == (4, 4, 8, 8) and kept["labels"].tolist() == [0, 0, 1, 1]
+    assert plain.losses != prior.losses
+    assert prior.adapter.settings["prior_images"] == 2
+    with pytest.raises(ValueError, match="prior preservation .* needs method='lora'"):
+        run(text_pipeline_dir, images, tmp_path / "x", 1, prior_images=2)
+    with pytest.raises(ValueError, match="prior_prompt must contain"):
+        run(
+            text_pipeline_dir,
+            images,
+            tmp_path / "x",
+            1,
+            prior_images=2,
+            prior_prompt="a dog",
+            method="lora",
+        )
