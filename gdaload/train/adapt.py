@@ -11,7 +11,9 @@ training recipes:
 * **LoRA**: the same per-class tokens, kept at their initial embeddings, name the
   classes in the prompts; LoRA layers are added to the UNet's attention projections
   (``unet.add_adapter(LoraConfig(...))``), and optionally to the text encoder's, and
-  trained DreamBooth-style.
+  trained DreamBooth-style, optionally with prior preservation: images of each class
+  made by the base model are trained on beside the user's, so that the model keeps its
+  idea of the class.
 
 Both minimise the noise-prediction error of the frozen model on the user's images
 (the target follows the scheduler's ``prediction_type``: the noise or the velocity).
