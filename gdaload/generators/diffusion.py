@@ -245,7 +245,7 @@ class DiffusionGenerator(DiffusersGenerator[DiffusionPipeline], ImageConditioned
             prompts = kwargs.get("prompts")
             if prompts is None or (isinstance(prompts, str) and "{token}" in prompts):
                 kwargs["prompts"] = adapter.prompts(prompts)
-            kwargs.setdefault("class_names", adapter.class_names)
+            kwargs["class_names"] = kwargs.get("class_names") or adapter.class_names
             return cls(pipe, model_id=kwargs.pop("model_id", name), adapter=adapter, **kwargs)
         meta = read_metadata(path)
         if isinstance(pipe, ClassConditionalPipeline):

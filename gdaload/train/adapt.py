@@ -153,6 +153,9 @@ def _training_data(
             f"labels must lie in 0..{len(names) - 1} ({len(names)} class names), "
             f"got {min(labels)}..{max(labels)}"
         )
+    empty = [name for label, name in enumerate(names) if label not in labels]
+    if empty:
+        raise ValueError(f"the classes {empty} have no image; every class needs at least one")
     return images, labels, names
 
 

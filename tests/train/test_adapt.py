@@ -117,6 +117,8 @@ def test_a_dataset_and_mixed_image_sizes(text_pipeline_dir: Path, tmp_path: Path
     assert result.adapter.tokens == ["<a-cat>", "<b-dog>"]
     with pytest.raises(ValueError, match="need names"):
         run(text_pipeline_dir, data, tmp_path / "nameless", 1)
+    with pytest.raises(ValueError, match=r"classes \['c'\] have no image"):
+        run(text_pipeline_dir, data, tmp_path / "empty", 1, class_names=["a", "b", "c"])
     with pytest.raises(ValueError, match="item 0 is 16x16, not 8x8"):
         run(text_pipeline_dir, data, tmp_path / "small", 1, class_names=["a", "b"], resolution=8)
     # An image folder is resized: images of mixed sizes are fine.
