@@ -35,6 +35,7 @@ _EXPORTS: dict[str, str] = {
     "MultiViewDiffusion": "gdaload.generators",
     "MultiViewGenerator": "gdaload.generators",
     "SeedPlan": "gdaload.seeding",
+    "adapt": "gdaload.train",
     "train_multiview": "gdaload.train",
     "GenerativeAugment": "gdaload.transforms",
     "GenMix": "gdaload.transforms",
@@ -61,6 +62,7 @@ __all__ = [
     "SAMPLERS",
     "SampleStore",
     "SeedPlan",
+    "adapt",
     "train_multiview",
 ]
 
@@ -84,6 +86,6 @@ if TYPE_CHECKING:
         MultiViewGenerator,
     )
     from gdaload.seeding import SeedPlan
-    from gdaload.train import train_multiview
+    from gdaload.train import adapt, train_multiview
     from gdaload.transforms import GenerativeAugment, GenMix
     from gdaload.tta import GenerativeTTA

@@ -1,5 +1,5 @@
-"""The ``gdaload`` command: ``quickstart``, ``train-generator``, ``train-multiview`` and
-``evaluate``."""
+"""The ``gdaload`` command: ``quickstart``, ``train-generator``, ``train-multiview``,
+``adapt`` and ``evaluate``."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any, TypeVar
 
 from gdaload.generators.samplers import SAMPLERS
-from gdaload.train.config import GeneratorTrainingConfig, MultiViewTrainingConfig
+from gdaload.train.config import AdaptConfig, GeneratorTrainingConfig, MultiViewTrainingConfig
 
 __all__ = ["add_config_options", "build_parser", "config_from_args", "main"]
 
@@ -34,6 +34,10 @@ def add_config_options(parser: argparse.ArgumentParser, config_type: type[Any]) 
     """
     for field, kind in _cli_fields(config_type):
         flag, meta = "--" + field.name.replace("_", "-"), field.metadata
+        # ``int | None`` and the like: the option is the type, left out it stays None.
+        present = [k for k in typing.get_args(kind) if k is not type(None)]
+        if field.default is None and len(present) == 1 and present[0] in (int, float, str):
+            kind = present[0]
         if kind is bool:
             # A switch stores True; ``--no-resume`` keeps ``args.no_resume`` as scripts know it.
             name = "--no-" + field.name.replace("_", "-") if field.default else flag
@@ -128,6 +132,19 @@ def _train_multiview(args: argparse.Namespace) -> None:
     print(f"saved to {out}; load it with MultiViewDiffusion.from_pretrained({str(out)!r})")
 
 
+def _adapt(args: argparse.Namespace) -> None:
+    from gdaload.train.adapt import adapt
+
+    config = config_from_args(AdaptConfig, args, progress=not args.no_progress)
+    result = adapt(args.pipeline, args.images, args.out, config)
+    print(
+        f"adapted {len(result.adapter.class_names)} classes ({config.method}, tokens "
+        f"{', '.join(result.adapter.tokens)}) in {result.seconds:.0f} s; saved to "
+        f"{result.folder}; generate with DiffusionGenerator.from_pretrained("
+        f"{str(args.pipeline)!r}, adapter={str(result.folder)!r})"
+    )
+
+
 def _evaluate(args: argparse.Namespace) -> None:
     from gdaload.bench.evaluate import evaluate
 
@@ -213,6 +230,18 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--image-size", type=int, default=32)
     add_config_options(m, MultiViewTrainingConfig)
     m.set_defaults(func=_train_multiview)
+
+    a = sub.add_parser(
+        "adapt",
+        help="adapt a pretrained Stable Diffusion model to your classes (textual inversion "
+        "or LoRA)",
+    )
+    a.add_argument("--pipeline", required=True, help="local Stable Diffusion pipeline folder")
+    a.add_argument("--images", required=True, help="image folder with one sub-folder per class")
+    a.add_argument("--out", required=True, help="folder to save the adapter in")
+    add_config_options(a, AdaptConfig)
+    a.add_argument("--no-progress", action="store_true", help="no progress bar")
+    a.set_defaults(func=_adapt)
 
     e = sub.add_parser(
         "evaluate",

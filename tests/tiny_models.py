@@ -161,3 +161,21 @@ def tiny_multiview(sampler: str = "ddim", steps: int = 3, **kwargs) -> MultiView
         device="cpu",
         **kwargs,
     )
+
+
+def tiny_class_images(
+    folder: Path, classes: tuple[str, ...] = ("cat", "dog"), per_class: int = 2, size: int = 16
+) -> Path:
+    """An image folder ``folder/<class>/<i>.png`` of random RGB images, one colour cast
+    per class, for adapting the tiny text pipeline."""
+    from PIL import Image
+
+    g = torch.Generator().manual_seed(0)
+    for label, name in enumerate(classes):
+        (folder / name).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            pixels = torch.rand(size, size, 3, generator=g) * 0.5
+            pixels[..., label % 3] += 0.5
+            array = (pixels * 255).to(torch.uint8).numpy()
+            Image.fromarray(array).save(folder / name / f"{i}.png")
+    return folder

@@ -18,6 +18,8 @@ from gdaload.generators.base import (
 from gdaload.lazy import lazy_exports
 
 _EXPORTS = {
+    "Adapter": "gdaload.generators.adapter",
+    "AdapterMismatchError": "gdaload.generators.adapter",
     "DiffusersGenerator": "gdaload.generators.diffusers_base",
     "DiffusionGenerator": "gdaload.generators.diffusion",
     "ModelNotAvailableError": "gdaload.generators.hub",
@@ -35,6 +37,7 @@ _EXPORTS = {
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:
+    from gdaload.generators.adapter import Adapter, AdapterMismatchError
     from gdaload.generators.diffusers_base import DiffusersGenerator
     from gdaload.generators.diffusion import DiffusionGenerator
     from gdaload.generators.hub import ModelNotAvailableError
@@ -51,6 +54,8 @@ if TYPE_CHECKING:
 __all__ = [
     "GDALOAD_META",
     "SAMPLERS",
+    "Adapter",
+    "AdapterMismatchError",
     "ClassConditionalPipeline",
     "DiffusersGenerator",
     "DiffusionGenerator",

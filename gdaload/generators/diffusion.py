@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, cast
 
 import torch
@@ -21,6 +22,7 @@ from diffusers.pipelines.pipeline_utils import DiffusionPipeline
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 from gdaload.cache.latents import LatentCache
+from gdaload.generators.adapter import Adapter
 from gdaload.generators.base import (
     ImageConditionedGenerator,
     StrengthLike,
@@ -69,6 +71,9 @@ class DiffusionGenerator(DiffusersGenerator[DiffusionPipeline], ImageConditioned
         latent_cache: Cache of VAE latents of source images (latent models); by default
             an in-memory :class:`~gdaload.LatentCache` made on first use. Pass one with a
             ``directory`` to keep latents across runs.
+        adapter: Text mode only: the :class:`~gdaload.generators.adapter.Adapter` already
+            loaded into ``pipeline``; its fingerprint joins :attr:`config`. Pass
+            ``adapter=folder`` to :meth:`from_pretrained` to load one.
 
     Example:
         >>> gen = DiffusionGenerator.from_pretrained("path/to/model", sampler="dpm-solver++",
@@ -95,8 +100,12 @@ class DiffusionGenerator(DiffusersGenerator[DiffusionPipeline], ImageConditioned
         max_batch_size: int = 64,
         model_id: str | None = None,
         latent_cache: LatentCache | None = None,
+        adapter: Adapter | None = None,
     ) -> None:
         self._prompt_encoder: PromptEncoder | None = None
+        self.adapter = adapter
+        # Hashed once: the files were read into the pipeline when it was adapted.
+        self._adapter_key = None if adapter is None else adapter.fingerprint()
         self.guidance_scale = guidance_scale
         self.negative_prompt = negative_prompt
         super().__init__(
@@ -137,6 +146,8 @@ class DiffusionGenerator(DiffusersGenerator[DiffusionPipeline], ImageConditioned
                 f"{type(pipeline).__name__} is not supported: use ClassConditionalPipeline "
                 "(class-conditional UNet2DModel/DiT) or a Stable-Diffusion-family pipeline"
             )
+        if adapter is not None and self.mode != "text":
+            raise ValueError("adapters are for text-to-image models; this one is class-conditional")
         if class_names is not None and len(class_names) != self.num_classes:
             raise ValueError(
                 f"the model has {self.num_classes} classes but {len(class_names)} "
@@ -206,13 +217,36 @@ class DiffusionGenerator(DiffusersGenerator[DiffusionPipeline], ImageConditioned
         Settings saved by :meth:`save_pretrained` (class names; prompts in text mode)
         are the defaults of ``kwargs``.
 
+        ``adapter=folder`` loads an adapter made by :func:`gdaload.train.adapt` onto the
+        model (its tokens and LoRA layers, through diffusers' ``load_textual_inversion``
+        and ``load_lora_weights``). Its class names and prompts, with the learned
+        tokens, become the defaults; a template ``prompts=`` may use ``{token}`` and
+        ``{name}``.
+
         Raises:
             ModelNotAvailableError: Within seconds when the weights are not local and the
                 hub cannot be reached; the message says how to pass a local folder.
+            gdaload.generators.adapter.AdapterMismatchError: If the adapter was trained
+                on another base model.
+
+        Example:
+            >>> gen = DiffusionGenerator.from_pretrained(
+            ...     "stable-diffusion-v1-5", adapter="my-adapter")  # doctest: +SKIP
+            >>> gen.prompts  # doctest: +SKIP
+            [['a photo of a <cat>'], ['a photo of a <dog>']]
         """
         name = os.fspath(model)
         path = locate_model(name, local_files_only)
         pipe = load_pipeline(path, torch_dtype)
+        adapter_folder = kwargs.pop("adapter", None)
+        if adapter_folder is not None:
+            adapter = Adapter.read(adapter_folder)
+            adapter.load_into(pipe, path)
+            prompts = kwargs.get("prompts")
+            if prompts is None or (isinstance(prompts, str) and "{token}" in prompts):
+                kwargs["prompts"] = adapter.prompts(prompts)
+            kwargs["class_names"] = kwargs.get("class_names") or adapter.class_names
+            return cls(pipe, model_id=kwargs.pop("model_id", name), adapter=adapter, **kwargs)
         meta = read_metadata(path)
         if isinstance(pipe, ClassConditionalPipeline):
             if kwargs.get("class_names") is None:
@@ -231,7 +265,23 @@ class DiffusionGenerator(DiffusersGenerator[DiffusionPipeline], ImageConditioned
             "negative_prompt": self.negative_prompt,
             "dtype": str(self.dtype),
             "num_classes": self.num_classes,
+            # Only when adapted: the hashes of every unadapted generator stay as they were.
+            **({"adapter": self._adapter_key} if self._adapter_key is not None else {}),
         }
+
+    def save_pretrained(self, folder: str | os.PathLike[str], **meta: Any) -> Path:
+        """See :meth:`DiffusersGenerator.save_pretrained`; an adapted generator is not
+        saved (its base model and adapter folder already are).
+
+        Raises:
+            ValueError: If the generator was loaded with an adapter.
+        """
+        if self.adapter is not None:
+            raise ValueError(
+                "an adapted generator is its base model plus its adapter folder; keep both "
+                "and load it with DiffusionGenerator.from_pretrained(base, adapter=folder)"
+            )
+        return super().save_pretrained(folder, **meta)
 
     def _metadata(self) -> dict[str, Any]:
         meta: dict[str, Any] = {"class_names": self.class_names}

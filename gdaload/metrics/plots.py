@@ -1,4 +1,5 @@
-"""Pictures for judging generated training data: sample grids, t-SNE maps, ratio curves.
+"""Pictures for judging generated training data: sample grids, t-SNE maps, ratio curves,
+and the loss curve of a generator's training.
 
 Numbers alone hide failure modes that a look reveals at once: a class the generator
 cannot draw, synthetic samples that sit apart from the real ones in the classifier's
@@ -22,7 +23,7 @@ from gdaload.metrics.features import FeatureArray, as_feature_matrix
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["accuracy_vs_ratio", "sample_grid", "tsne_map", "view_grid"]
+__all__ = ["accuracy_vs_ratio", "loss_curve", "sample_grid", "tsne_map", "view_grid"]
 
 #: Pixels between the tiles of a sample grid, and between its real and generated halves.
 _GAP, _BLOCK_GAP = 1, 4
@@ -443,6 +444,47 @@ def accuracy_vs_ratio(
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
+    return _save(fig, path, dpi)
+
+
+def loss_curve(
+    losses: Sequence[float], path: str | Path, *, title: str | None = None, dpi: int = 150
+) -> Path:
+    """Training loss per optimiser step, with a moving average over about a tenth of the
+    steps (a diffusion loss is noisy from step to step: the timesteps are random).
+
+    Args:
+        losses: The loss of each step, from the first.
+        path: PNG file to write.
+        title: Optional figure title.
+        dpi: Resolution of the file.
+
+    Returns:
+        The path written.
+
+    Raises:
+        ValueError: If ``losses`` is empty.
+
+    Example:
+        >>> loss_curve([0.9, 0.5, 0.4], "loss.png")  # doctest: +SKIP
+        PosixPath('loss.png')
+    """
+    values = np.asarray(losses, dtype=np.float64)
+    if values.size == 0:
+        raise ValueError("no losses to plot")
+    steps = np.arange(1, values.size + 1)
+    fig = _new_figure(6.0, 3.5)
+    ax = fig.add_subplot()
+    ax.plot(steps, values, color="0.7", linewidth=0.8, label="loss")
+    window = max(1, values.size // 10)
+    if window > 1:
+        smooth = np.convolve(values, np.ones(window) / window, mode="valid")
+        ax.plot(steps[window - 1 :], smooth, linewidth=1.5, label=f"mean of {window} steps")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.legend(loc="upper right")
     if title:
         ax.set_title(title)
     return _save(fig, path, dpi)

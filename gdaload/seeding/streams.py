@@ -54,12 +54,20 @@ class Stream(IntEnum):
 
     # After a generator-training seed.
     TRAIN_ORDER = 0
-    """Order of the training images in each epoch (class-conditional training)."""
+    """Order of the training images in each epoch (class-conditional training and
+    adaptation of a pretrained model)."""
     TRAIN_NOISE = 1
-    """Noise and timesteps of one training step (class-conditional training)."""
+    """Noise and timesteps of one training step (class-conditional training and
+    adaptation of a pretrained model)."""
     TRAIN_LOADER = 2
     """The training loader's own draws in an epoch (class-conditional training); also
     the order of the real images in the quickstart and ``gdaload evaluate``."""
+    ADAPT_LORA_INIT = 3
+    """Initial weights of the LoRA layers when adapting a pretrained model."""
+    ADAPT_PRIOR_ORDER = 4
+    """Order of the prior-preservation images in each epoch (LoRA adaptation)."""
+    ADAPT_PRIOR_IMAGES = 5
+    """Seeds of the prior-preservation images the base model generates (LoRA adaptation)."""
     MULTIVIEW_AUTOENCODER = 0
     """The view autoencoder's stage of multi-view training."""
     MULTIVIEW_DIFFUSION = 1

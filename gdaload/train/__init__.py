@@ -1,20 +1,25 @@
-"""Training of generators: the class-conditional and the multi-view diffusion models.
+"""Training of generators: the class-conditional and the multi-view diffusion models, and
+the adaptation of a pretrained text-to-image model to a user's classes.
 
-Both trainers take a config dataclass (or its fields as keyword options) and run the
+The trainers take a config dataclass (or its fields as keyword options) and run the
 one training loop of :mod:`gdaload.train.loop`, which checkpoints with ``accelerate``.
 """
 
+from gdaload.train.adapt import AdaptResult, adapt
 from gdaload.train.checkpoints import Checkpoints
-from gdaload.train.config import GeneratorTrainingConfig, MultiViewTrainingConfig
+from gdaload.train.config import AdaptConfig, GeneratorTrainingConfig, MultiViewTrainingConfig
 from gdaload.train.generator import image_folder_dataset, train_generator
 from gdaload.train.loop import train_loop
 from gdaload.train.masking import condition_weight, masked_diffusion_loss, sample_condition_masks
 from gdaload.train.multiview import train_multiview
 
 __all__ = [
+    "AdaptConfig",
+    "AdaptResult",
     "Checkpoints",
     "GeneratorTrainingConfig",
     "MultiViewTrainingConfig",
+    "adapt",
     "condition_weight",
     "image_folder_dataset",
     "masked_diffusion_loss",

@@ -1,7 +1,7 @@
 """Settings of the trainers, as frozen dataclasses.
 
-Each field carries its command-line help in its metadata, so ``gdaload train-generator``
-and ``gdaload train-multiview`` build their options from these classes instead of
+Each field carries its command-line help in its metadata, so ``gdaload train-generator``,
+``gdaload train-multiview`` and ``gdaload adapt`` build their options from these classes instead of
 repeating every setting. Fields marked ``cli=False`` are settable from Python only.
 """
 
@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-__all__ = ["GeneratorTrainingConfig", "MultiViewTrainingConfig", "setting"]
+__all__ = ["AdaptConfig", "GeneratorTrainingConfig", "MultiViewTrainingConfig", "setting"]
 
 ConfigT = TypeVar("ConfigT", bound="_TrainingConfig")
 
@@ -206,3 +206,113 @@ class MultiViewTrainingConfig(_TrainingConfig):
             "layers_per_block",
         )
         self._require_probability_below_one("p_uncond")
+
+
+@dataclass(frozen=True)
+class AdaptConfig(_TrainingConfig):
+    """Settings of :func:`~gdaload.train.adapt.adapt`.
+
+    Attributes:
+        method: ``textual-inversion`` learns one new token embedding per class and
+            leaves the model as it is; ``lora`` adds one new token per class
+            (initialised like textual inversion, then kept) and trains LoRA layers of
+            the UNet, DreamBooth-style.
+        class_names: Names of the classes; default an image folder's sub-folder names,
+            else the dataset's ``classes``.
+        token_format: The new token of a class, with ``{name}`` (spaces become ``-``).
+        init_word: Word (or words: their embeddings are averaged) each new token starts
+            from; default the class name.
+        prompt: Training prompt template with ``{token}`` and optionally ``{name}``;
+            default ``a photo of a {token}`` (textual inversion) or
+            ``a photo of a {token} {name}`` (LoRA).
+        rank: LoRA rank (``lora_alpha`` equals it).
+        train_text_encoder: LoRA only: also add LoRA layers to the text encoder.
+        prior_images: LoRA only: images of each class the base model generates from
+            ``prior_prompt`` before training; their loss, weighted by
+            ``prior_loss_weight``, keeps the model's idea of the class (DreamBooth's
+            prior preservation). 0 turns it off.
+        prior_prompt: Prompt template of the prior images, with ``{name}``.
+        prior_loss_weight: Weight of the prior images' loss.
+        prior_sampling_steps: Sampler steps of the prior images (the pipeline's own
+            scheduler and guidance).
+        resolution: Side the images are resized and center-cropped to; default the
+            model's native size.
+        steps: Optimiser steps.
+        batch_size: Images per step, at most the number of images.
+        lr: AdamW learning rate (constant).
+        seed: Seeds the data order, the latents, the noise and the LoRA initialisation.
+        checkpoint_every: Steps between checkpoints.
+        resume: Continue from the newest checkpoint in ``out/checkpoints``.
+        cpu: Train on the CPU even when a GPU is present.
+        progress: Show a progress bar.
+
+    Example:
+        >>> AdaptConfig(method="lora", rank=8).prompt_template
+        'a photo of a {token} {name}'
+    """
+
+    method: str = setting("textual-inversion", choices=("textual-inversion", "lora"))
+    class_names: tuple[str, ...] | None = setting(None, cli=False)
+    token_format: str = setting("<{name}>", "the new token of a class, with {name}")
+    init_word: str | None = setting(None, "word the new tokens start from (default: class name)")
+    prompt: str | None = setting(None, "training prompt template with {token} (and {name})")
+    rank: int = setting(4, "LoRA rank")
+    train_text_encoder: bool = setting(False, "LoRA: also add LoRA layers to the text encoder")
+    prior_images: int = setting(0, "LoRA: prior-preservation images per class (0: none)")
+    prior_prompt: str = setting("a photo of a {name}", "prompt of the prior images, with {name}")
+    prior_loss_weight: float = setting(1.0)
+    prior_sampling_steps: int = setting(25, "sampler steps of the prior images")
+    resolution: int | None = setting(None, "image side (default: the model's native size)")
+    steps: int = setting(1000)
+    batch_size: int = setting(4)
+    lr: float = setting(5e-4)
+    seed: int = setting(0)
+    checkpoint_every: int = setting(250)
+    resume: bool = setting(True, "ignore existing checkpoints")
+    cpu: bool = setting(False, "train on the CPU even with a GPU")
+    progress: bool = setting(True, cli=False)
+
+    def __post_init__(self) -> None:
+        self._as_tuples("class_names")
+        if self.method not in ("textual-inversion", "lora"):
+            raise ValueError(f"method must be textual-inversion or lora, got {self.method!r}")
+        if isinstance(self.rank, bool) or not isinstance(self.rank, int) or self.rank < 1:
+            raise ValueError(f"rank must be a positive integer, got {self.rank!r}")
+        if self.train_text_encoder and self.method != "lora":
+            raise ValueError("train_text_encoder adds LoRA layers: it needs method='lora'")
+        if "{name}" not in self.token_format:
+            raise ValueError(f"token_format must contain '{{name}}', got {self.token_format!r}")
+        if self.prompt is not None and "{token}" not in self.prompt:
+            raise ValueError(f"the prompt template must contain '{{token}}', got {self.prompt!r}")
+        self._require_positive("steps", "batch_size", "checkpoint_every", "prior_sampling_steps")
+        if self.prior_images < 0:
+            raise ValueError(f"prior_images must be >= 0, got {self.prior_images}")
+        if self.prior_images and self.method != "lora":
+            raise ValueError(
+                "prior preservation keeps a changed model's idea of a class: it needs "
+                "method='lora' (textual inversion leaves the model as it is)"
+            )
+        if "{name}" not in self.prior_prompt:
+            raise ValueError(f"prior_prompt must contain '{{name}}', got {self.prior_prompt!r}")
+        if not self.prior_loss_weight > 0:
+            raise ValueError(f"prior_loss_weight must be > 0, got {self.prior_loss_weight}")
+        if self.resolution is not None:
+            self._require_positive("resolution")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+
+    @property
+    def prompt_template(self) -> str:
+        """:attr:`prompt`, or the method's default template."""
+        if self.prompt is not None:
+            return self.prompt
+        return "a photo of a {token}" + (" {name}" if self.method == "lora" else "")
+
+    def token(self, name: str) -> str:
+        """The new token of the class ``name``.
+
+        Example:
+            >>> AdaptConfig().token("golden retriever")
+            '<golden-retriever>'
+        """
+        return self.token_format.format(name="-".join(name.split()))

@@ -11,7 +11,7 @@ import pytest
 
 import gdaload.train
 from gdaload.cli import add_config_options, build_parser, config_from_args, main
-from gdaload.train.config import GeneratorTrainingConfig, MultiViewTrainingConfig
+from gdaload.train.config import AdaptConfig, GeneratorTrainingConfig, MultiViewTrainingConfig
 
 # The options and defaults of the two commands, as they were written out by hand before
 # the configs existed; scripts depend on them.
@@ -107,6 +107,38 @@ def test_every_option_round_trips_into_the_config(config_type: type) -> None:
     assert not any(action.dest in hidden for action in parser._actions)
 
 
+def test_adapt_options_round_trip_into_its_config() -> None:
+    parser = argparse.ArgumentParser()
+    add_config_options(parser, AdaptConfig)
+    assert config_from_args(AdaptConfig, parser.parse_args([])) == AdaptConfig()
+    argv = "--method lora --token-format <gda-{name}> --init-word dog --prompt {token}"
+    argv += " --rank 8 --prior-images 3 --prior-prompt a-{name} --prior-loss-weight 0.5"
+    argv += " --prior-sampling-steps 9 --resolution 256 --steps 7 --batch-size 2 --lr 1e-4"
+    argv += " --seed 3 --checkpoint-every 5 --no-resume --cpu"
+    parsed = config_from_args(AdaptConfig, parser.parse_args(argv.split()))
+    assert parsed == AdaptConfig(
+        method="lora",
+        token_format="<gda-{name}>",
+        init_word="dog",
+        prompt="{token}",
+        rank=8,
+        prior_images=3,
+        prior_prompt="a-{name}",
+        prior_loss_weight=0.5,
+        prior_sampling_steps=9,
+        resolution=256,
+        steps=7,
+        batch_size=2,
+        lr=1e-4,
+        seed=3,
+        checkpoint_every=5,
+        resume=False,
+        cpu=True,
+    )
+    hidden = {"class_names", "progress"}
+    assert not any(action.dest in hidden for action in parser._actions)
+
+
 def test_commands_hand_the_config_to_the_trainers(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -146,3 +178,20 @@ def test_configs_validate_and_merge_options() -> None:
         MultiViewTrainingConfig(p_uncond=-0.1)
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.steps = 5  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"method": "dreambooth"}, "method must be textual-inversion or lora"),
+        ({"token_format": "<tok>"}, "token_format must contain"),
+        ({"prompt": "a photo of a {name}"}, "must contain '\\{token\\}'"),
+        ({"resolution": 0}, "resolution must be >= 1"),
+        ({"lr": 0.0}, "lr must be > 0"),
+        ({"method": "lora", "prior_images": -1}, "prior_images must be >= 0"),
+        ({"method": "lora", "prior_loss_weight": 0.0}, "prior_loss_weight must be > 0"),
+    ],
+)
+def test_adapt_config_explains_bad_settings(options: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        AdaptConfig(**options)
