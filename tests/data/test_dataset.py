@@ -155,6 +155,7 @@ EMPTY = {
 }
 
 
+@pytest.mark.reliability
 @pytest.mark.parametrize("class_policy", ["match", "uniform"])
 @pytest.mark.parametrize("name", list(EMPTY))
 def test_empty_real_dataset_is_refused(seed_generator, name, class_policy) -> None:

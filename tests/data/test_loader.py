@@ -214,6 +214,7 @@ def test_bad_arguments(seed_generator) -> None:
     ],
     ids=["TensorDataset", "Subset", "list"],
 )
+@pytest.mark.reliability
 @pytest.mark.parametrize("class_policy", ["match", "uniform"])
 def test_empty_real_dataset_is_refused(seed_generator, loader, what, class_policy) -> None:
     with pytest.raises(

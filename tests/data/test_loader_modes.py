@@ -74,6 +74,7 @@ def test_refresh_is_deterministic_and_equal_across_engines(tmp_path) -> None:
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
+@pytest.mark.reliability
 def test_refresh_below_one_needs_a_store() -> None:
     with pytest.raises(ValueError, match="store="):
         GenerativeLoader(DataLoader(real()), SeedImageGenerator(), refresh=0.5)
@@ -143,6 +144,7 @@ def test_a_large_ratio_with_small_batches_keeps_the_epoch_counts() -> None:
     assert len(masks) == 24 and sum(masks) == round(24 * 0.9)  # some batches all synthetic
 
 
+@pytest.mark.reliability
 def test_an_unknown_mode_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown mode 'swap'"):
         GenerativeLoader(DataLoader(real()), SeedImageGenerator(), mode="swap")

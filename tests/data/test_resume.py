@@ -143,6 +143,7 @@ def test_a_loop_left_early_restarts_its_epoch_unless_resumed() -> None:
     assert len(take_epoch(loader)[0]) == 5  # iterating again replays epoch 0 whole
 
 
+@pytest.mark.reliability
 def test_a_changed_iterable_is_reported_not_misaligned() -> None:
     batches = [(x, y) for x, y in plain()]
     loader = wrap(batches)
@@ -157,6 +158,7 @@ def test_a_changed_iterable_is_reported_not_misaligned() -> None:
     assert len(take_epoch(resumed_same)[0]) == len(batches) - 2
 
 
+@pytest.mark.reliability
 def test_a_stateful_state_resumed_on_a_plain_loader_warns_and_skips() -> None:
     _, state = take_epoch(wrap(stateful(0)), 2)
     plain_resumed = wrap(DataLoader(dataset(), batch_size=5))
@@ -179,6 +181,7 @@ def test_a_stateful_state_resumed_on_a_plain_loader_warns_and_skips() -> None:
         ({"version": STATE_VERSION, "kind": "GenerativeLoader", "seed": 0}, ValueError, "epoch"),
     ],
 )
+@pytest.mark.reliability
 def test_bad_states_are_refused_with_the_reason(state, error, match) -> None:
     with pytest.raises(error, match=match):
         wrap(plain()).load_state_dict(state)
@@ -192,12 +195,14 @@ def test_bad_states_are_refused_with_the_reason(state, error, match) -> None:
         ({"batches": 1, "real": 5.0, "synthetic": 6}, "real=5.0"),
     ],
 )
+@pytest.mark.reliability
 def test_bad_positions_are_refused(counts, match) -> None:
     _, state = take_epoch(wrap(plain()), 1)
     with pytest.raises(ValueError, match=match):
         wrap(plain()).load_state_dict({**state, "position": counts})
 
 
+@pytest.mark.reliability
 def test_a_mid_epoch_state_needs_the_same_plan_settings() -> None:
     _, state = take_epoch(wrap(plain(), ratio=1.3), 2)
     with pytest.raises(ValueError, match=r"ratio=1.3 but this GenerativeLoader has ratio=0.5"):
@@ -238,6 +243,7 @@ def test_generative_dataset_resumes_mid_epoch_under_a_stateful_dataloader() -> N
         assert torch.equal(x, ex) and torch.equal(y, ey)
 
 
+@pytest.mark.reliability
 def test_dataset_state_is_versioned_and_refuses_a_loader_state() -> None:
     ds = GenerativeDataset(dataset(), SeedImageGenerator(num_classes=3), ratio=1.0)
     state = ds.state_dict()
@@ -297,6 +303,7 @@ while loader.epoch < 2:
 """
 
 
+@pytest.mark.reliability
 @pytest.mark.parametrize("engine", ["sync", "thread"])
 def test_a_killed_run_resumed_from_its_last_state_serves_the_uninterrupted_stream(
     tmp_path, engine: str

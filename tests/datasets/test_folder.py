@@ -39,6 +39,7 @@ def test_mixed_sizes_are_an_error_naming_the_files_unless_resized(tmp_path: Path
     assert [tuple(data[i][0].shape) for i in range(2)] == [(3, 4, 4), (3, 4, 4)]
 
 
+@pytest.mark.reliability
 def test_a_class_folder_without_images_is_named(tmp_path: Path) -> None:
     write_image(tmp_path / "cat" / "a.png", (4, 4))
     (tmp_path / "dog").mkdir()

@@ -130,6 +130,7 @@ def test_every_mode_runs_on_an_adapted_model(
     assert len(folders) == 2
 
 
+@pytest.mark.reliability
 def test_an_adapter_on_another_base_model_is_refused(
     text_pipeline_dir: Path, adapters: dict[str, Path], tmp_path: Path
 ) -> None:

@@ -42,6 +42,7 @@ def test_every_index_is_refreshed_about_every_one_over_refresh_epochs() -> None:
     assert refreshes.min() >= 9 and refreshes.max() <= 11  # 40 epochs x 0.25
 
 
+@pytest.mark.reliability
 @pytest.mark.parametrize("bad", [-0.1, 1.5, math.nan, "0.5", True, None])
 def test_bad_refresh_values_are_refused(bad) -> None:
     with pytest.raises(ValueError, match="refresh must be"):

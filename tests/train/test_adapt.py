@@ -91,6 +91,7 @@ def test_resume_is_exact(
     assert all(torch.equal(first[k], second[k]) for k in first)
 
 
+@pytest.mark.reliability
 def test_resuming_with_other_settings_is_refused(
     text_pipeline_dir: Path, images: Path, tmp_path: Path
 ) -> None:
@@ -127,6 +128,7 @@ def test_a_dataset_and_mixed_image_sizes(text_pipeline_dir: Path, tmp_path: Path
     assert run(text_pipeline_dir, folder, tmp_path / "mixed-out", 1).adapter.steps == 1
 
 
+@pytest.mark.reliability
 def test_not_a_text_to_image_pipeline_is_named(
     images: Path, class_pipeline_dir: Path, tmp_path: Path
 ) -> None:
@@ -138,6 +140,7 @@ def test_not_a_text_to_image_pipeline_is_named(
         run(tmp_path / "missing", images, tmp_path / "x", 1)
 
 
+@pytest.mark.reliability
 def test_empty_class_folder_is_named(text_pipeline_dir: Path, tmp_path: Path) -> None:
     folder = tiny_class_images(tmp_path / "images", classes=("cat",), per_class=1)
     (folder / "dog").mkdir()
@@ -145,6 +148,7 @@ def test_empty_class_folder_is_named(text_pipeline_dir: Path, tmp_path: Path) ->
         run(text_pipeline_dir, folder, tmp_path / "x", 1)
 
 
+@pytest.mark.reliability
 def test_a_token_already_in_the_tokenizer_is_refused(
     text_pipeline_dir: Path, images: Path, tmp_path: Path
 ) -> None:
@@ -160,6 +164,7 @@ def test_a_token_already_in_the_tokenizer_is_refused(
         )
 
 
+@pytest.mark.reliability
 @pytest.mark.parametrize("rank", [0, -1, 2.5, "4", True])
 def test_lora_rank_must_be_a_positive_integer(
     text_pipeline_dir: Path, images: Path, tmp_path: Path, rank

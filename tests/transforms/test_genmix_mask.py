@@ -60,6 +60,7 @@ def test_mark_of_another_length_is_not_used():
         GenMix(K, seed=0)(x, y)
 
 
+@pytest.mark.reliability
 @pytest.mark.parametrize("pairing", ["real-synthetic", "real-union"])
 def test_moved_loader_batch_without_mask_warns_once(seed_generator, pairing):
     genmix = GenMix(K, pairing=pairing, seed=0)
