@@ -9,6 +9,7 @@ generators are safe with any number of DataLoader workers.
 
 from __future__ import annotations
 
+import functools
 import time
 import warnings
 import weakref
@@ -30,6 +31,7 @@ from gdaload.data.resume import (
     skip_batches,
 )
 from gdaload.data.spec import SpecAttributes, StoreLike, SyntheticSpec, check_not_empty
+from gdaload.data.split import rank_split
 from gdaload.engine.base import ENGINES, Engine, EngineStats
 from gdaload.engine.pool import check_pool_settings
 from gdaload.engine.sync import SyncEngine
@@ -83,8 +85,13 @@ class GenerativeLoader(SpecAttributes, LoaderAttributes):
     * rows so far)`` of them, so batches keep their size. Synthetic
     sample ``j`` of epoch ``e`` gets the seed ``SeedPlan(seed).sample_seed(e, j)`` and a
     label from the class policy, so two runs with the same seed see the same samples.
-    Under ``torch.distributed`` ranks take disjoint synthetic indices (``j * world +
-    rank``) from the same plan.
+    Under ``torch.distributed`` the plan is global when the sampler tells how the epoch
+    is split (a ``DistributedSampler``, or a loader prepared by accelerate): the epoch
+    has ``round(ratio * N)`` synthetic samples for the ``N`` real samples across ranks,
+    padding excluded, rank ``r`` serves the indices ``j`` with ``j % world == r``, each
+    exactly once, spread over its non-padded rows (see :mod:`gdaload.data.split`).
+    Otherwise each process plans from its own rows and ranks still take disjoint indices
+    (``k * world + rank``).
 
     With ``engine="thread"`` a background thread generates the upcoming synthetic
     samples (in index order, on the generator's device) into a bounded pool while the
@@ -424,10 +431,31 @@ class GenerativeLoader(SpecAttributes, LoaderAttributes):
         return state
 
     # ------------------------------------------------------------------ iteration
+    def _rank_world(self) -> tuple[int, int]:
+        split = rank_split(self.loader)
+        return (split.rank, split.world) if split is not None else _distributed_rank_world()
+
     def _source(self) -> SyntheticPlan:
-        return self.spec.synthetic_plan(*_distributed_rank_world())
+        return self.spec.synthetic_plan(*self._rank_world())
+
+    def _schedule(self) -> Callable[[int], int]:
+        """Synthetic samples served after a given number of the epoch's real rows.
+
+        When the sampler tells how the epoch is split across ranks (padding excluded),
+        the plan is global: ``round(ratio * N)`` over the ranks' ``N`` real samples,
+        index ``j`` on rank ``j % world``, each rank's share spread over its own rows.
+        Otherwise every process plans from its own rows (one process: the same thing).
+        """
+        split = rank_split(self.loader)
+        if split is None:
+            return self.spec.synthetic_count
+        share = split.synthetic_share(self.spec.synthetic_count(split.total))
+        return functools.partial(split.served, share)
 
     def _expected_synthetic(self) -> int | None:
+        split = rank_split(self.loader)
+        if split is not None:
+            return split.synthetic_share(self.spec.synthetic_count(split.total))
         real = self._real_seen_last
         if real is None:
             real = _real_per_epoch(self.loader)
@@ -453,7 +481,7 @@ class GenerativeLoader(SpecAttributes, LoaderAttributes):
                 "cannot be known before iterating it (no sampler or len()); iterate one "
                 "epoch first, after which the count of that epoch is used"
             )
-        return self.spec.synthetic_class_counts(total, epoch, *_distributed_rank_world())
+        return self.spec.synthetic_class_counts(total, epoch, *self._rank_world())
 
     def __iter__(self) -> Iterator[Batch]:
         epoch = self.epoch
@@ -465,6 +493,7 @@ class GenerativeLoader(SpecAttributes, LoaderAttributes):
             total = self._expected_synthetic()
             engine.begin_epoch(self._source(), epoch, total, total, start=start.synthetic)
         real_seen, synthetic_made, served = start.real, start.synthetic, start.batches
+        schedule = self._schedule()
         self._position = start
         began = time.perf_counter()
         try:
@@ -474,7 +503,7 @@ class GenerativeLoader(SpecAttributes, LoaderAttributes):
             for batch in batches:
                 x, y = self._unpack(batch)
                 real_seen += len(y)
-                n = self.spec.synthetic_count(real_seen) - synthetic_made
+                n = schedule(real_seen) - synthetic_made
                 positions = range(synthetic_made, synthetic_made + n)
                 synthetic_made += n
                 served += 1
