@@ -19,6 +19,7 @@ __version__ = "0.1.0"
 
 # Public name -> the module that defines it.
 _EXPORTS: dict[str, str] = {
+    "BulkReport": "gdaload.data",
     "CLASS_POLICIES": "gdaload.data",
     "GenerativeDataset": "gdaload.data",
     "GenerativeLoader": "gdaload.data",
@@ -40,9 +41,11 @@ _EXPORTS: dict[str, str] = {
     "GenerativeAugment": "gdaload.transforms",
     "GenMix": "gdaload.transforms",
     "GenerativeTTA": "gdaload.tta",
+    "fill_store": "gdaload.data",
 }
 
 __all__ = [
+    "BulkReport",
     "CLASS_POLICIES",
     "ClassConditionalPipeline",
     "DiffusionGenerator",
@@ -63,6 +66,7 @@ __all__ = [
     "SampleStore",
     "SeedPlan",
     "adapt",
+    "fill_store",
     "train_multiview",
 ]
 
@@ -72,7 +76,13 @@ __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:
     from gdaload.cache import LatentCache, SampleStore
-    from gdaload.data import CLASS_POLICIES, GenerativeDataset, GenerativeLoader
+    from gdaload.data import (
+        CLASS_POLICIES,
+        BulkReport,
+        GenerativeDataset,
+        GenerativeLoader,
+        fill_store,
+    )
     from gdaload.generators import (
         SAMPLERS,
         ClassConditionalPipeline,

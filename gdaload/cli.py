@@ -1,5 +1,5 @@
 """The ``gdaload`` command: ``quickstart``, ``train-generator``, ``train-multiview``,
-``adapt`` and ``evaluate``."""
+``adapt``, ``generate`` and ``evaluate``."""
 
 from __future__ import annotations
 
@@ -132,6 +132,69 @@ def _train_multiview(args: argparse.Namespace) -> None:
     print(f"saved to {out}; load it with MultiViewDiffusion.from_pretrained({str(out)!r})")
 
 
+def _epoch_range(text: str) -> range:
+    """``"a:b"`` as ``range(a, b)``; a single ``"b"`` as ``range(b)``."""
+    try:
+        parts = [int(part) for part in text.split(":")]
+    except ValueError:
+        parts = []
+    if len(parts) not in (1, 2) or parts[0] < 0 or (len(parts) == 2 and parts[1] <= parts[0]):
+        raise argparse.ArgumentTypeError(
+            f"epochs must be 'a:b' (epochs a to b-1) or 'b' (epochs 0 to b-1), got {text!r}"
+        )
+    return range(*parts)
+
+
+def _generate(args: argparse.Namespace) -> None:
+    import json
+    import os
+
+    import torch
+
+    from gdaload.bench.assets import DIGITS_GENERATOR
+    from gdaload.data import GenerativeDataset
+    from gdaload.data.bulk import fill_store, process_rank_world
+    from gdaload.generators import DiffusionGenerator
+
+    rank, world = process_rank_world()
+    device = args.device
+    if device is None:
+        local = int(os.environ.get("LOCAL_RANK", 0))
+        device = f"cuda:{local}" if torch.cuda.is_available() else "cpu"
+    if args.data == "digits":
+        from gdaload.datasets.digits import digits_splits
+
+        real: Any = digits_splits(shots=args.shots, seed=args.data_seed).train
+    else:
+        from gdaload.datasets.folder import ClassImageFolder
+
+        real = ClassImageFolder(args.data)
+    generator = DiffusionGenerator.from_pretrained(
+        args.generator or DIGITS_GENERATOR, sampler=args.sampler, steps=args.steps, device=device
+    )
+    dataset = GenerativeDataset(
+        real,
+        generator,
+        ratio=args.ratio,
+        seed=args.seed,
+        class_policy=args.class_policy,
+        store=args.store,
+        refresh=args.refresh,
+    )
+    report = fill_store(
+        dataset, args.epochs, batch_size=args.batch_size, progress=not args.no_progress
+    )
+    print(
+        f"rank {rank}/{world}: {report.generated} generated, {report.skipped} already stored, "
+        f"of {report.assigned} assigned ({report.planned} in the job); {report.seconds:.1f} s, "
+        f"{report.samples_per_second:.1f} samples/s on {device}"
+    )
+    if args.json:
+        path = args.json.format(rank=rank)
+        with open(path, "w") as f:
+            json.dump({**report.as_dict(), "device": device}, f, indent=2)
+
+
 def _adapt(args: argparse.Namespace) -> None:
     from gdaload.train.adapt import adapt
 
@@ -242,6 +305,40 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_options(a, AdaptConfig)
     a.add_argument("--no-progress", action="store_true", help="no progress bar")
     a.set_defaults(func=_adapt)
+
+    g = sub.add_parser(
+        "generate",
+        help="fill a sample store with the synthetic samples of a range of epochs, split "
+        "across the processes of a torchrun / accelerate launch job",
+    )
+    g.add_argument("--store", required=True, help="sample store folder")
+    g.add_argument(
+        "--epochs", type=_epoch_range, required=True, help="'a:b' (epochs a..b-1) or 'b'"
+    )
+    g.add_argument(
+        "--data",
+        default="digits",
+        help="the real data whose labels the plan follows: 'digits' (the quickstart's "
+        "few-shot split) or an image folder with one sub-folder per class",
+    )
+    g.add_argument("--shots", type=int, default=10, help="digits: labelled images per class")
+    g.add_argument("--data-seed", type=int, default=0, help="digits: seed of the split")
+    g.add_argument("--generator", default=None, help="pipeline folder (default: shipped model)")
+    g.add_argument("--ratio", type=float, default=2.0, help="synthetic per real sample, m_G/m_S")
+    g.add_argument("--seed", type=int, default=0, help="seed of the synthetic plan")
+    g.add_argument("--class-policy", default="match", choices=["match", "uniform", "balance"])
+    g.add_argument("--refresh", type=float, default=1.0, help="fraction made fresh per epoch")
+    g.add_argument("--sampler", choices=sorted(SAMPLERS), default="dpm-solver++")
+    g.add_argument("--steps", type=int, default=10, help="sampler steps")
+    g.add_argument("--batch-size", type=int, default=64, help="samples per generate call")
+    g.add_argument(
+        "--device", default=None, help="default: cuda:$LOCAL_RANK when CUDA is there, else cpu"
+    )
+    g.add_argument(
+        "--json", default=None, help="write this process's summary here ('{rank}' is filled in)"
+    )
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g.set_defaults(func=_generate)
 
     e = sub.add_parser(
         "evaluate",

@@ -3,11 +3,21 @@
 * :class:`GenerativeLoader` appends synthetic samples to the batches of a loader.
 * :class:`GenerativeDataset` puts synthetic samples after the real ones of a dataset.
 * :class:`SyntheticSpec` is what both share: checked settings, store and epoch state.
+* :func:`fill_store` generates the samples of a range of epochs into a store, split
+  across the processes of a job.
 """
 
+from gdaload.data.bulk import BulkReport, fill_store
 from gdaload.data.dataset import GenerativeDataset
 from gdaload.data.loader import GenerativeLoader
 from gdaload.data.policies import CLASS_POLICIES
 from gdaload.data.spec import SyntheticSpec
 
-__all__ = ["CLASS_POLICIES", "GenerativeDataset", "GenerativeLoader", "SyntheticSpec"]
+__all__ = [
+    "CLASS_POLICIES",
+    "BulkReport",
+    "GenerativeDataset",
+    "GenerativeLoader",
+    "SyntheticSpec",
+    "fill_store",
+]

@@ -8,8 +8,8 @@ from typing import Any, cast
 import numpy as np
 import torch
 from torch.utils.data import Dataset, get_worker_info
-from tqdm.auto import tqdm
 
+from gdaload.data.bulk import fill_store
 from gdaload.data.plan import SyntheticPlan
 from gdaload.data.policies import as_int_labels, dataset_labels
 from gdaload.data.ranges import check_same_scale
@@ -238,8 +238,10 @@ class GenerativeDataset(SpecAttributes, Dataset):
     ) -> int:
         """Generate the synthetic samples of ``epochs`` into the store, skipping stored ones.
 
-        Run it in the main process before training (on the GPU, say) so that DataLoader
-        workers only read samples.
+        Run it before training (on the GPU, say) so that DataLoader workers only read
+        samples. When ``torch.distributed`` is initialised each process generates its
+        share (see :func:`gdaload.data.bulk.fill_store`) and waits at a barrier for the
+        others, so every sample of the range is stored when it returns.
 
         Args:
             epochs: An epoch or epochs; default: the current one.
@@ -247,37 +249,23 @@ class GenerativeDataset(SpecAttributes, Dataset):
             progress: Show a progress bar.
 
         Returns:
-            The number of samples generated.
+            The number of samples this process generated.
         """
-        if self.store is None:
-            raise ValueError("fill_store needs a store: GenerativeDataset(..., store=folder)")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if epochs is None:
             epochs = [self.epoch]
         epochs = [epochs] if isinstance(epochs, int) else list(epochs)
-        if any(epoch < 0 for epoch in epochs):
-            raise ValueError(f"epochs must be >= 0, got {epochs}")
-        before = self._engine_stats.generated
-        plan = self._synthetic_plan()
-        with tqdm(
-            total=len(epochs) * self.num_synthetic,
-            desc="gdaload store",
-            unit="sample",
-            disable=None if progress else True,
-        ) as bar:
-            for epoch in epochs:
-                for start in range(0, self.num_synthetic, batch_size):
-                    js = list(range(start, min(start + batch_size, self.num_synthetic)))
-                    make_samples(
-                        self.generator,
-                        self.store,
-                        plan.labels(epoch, js),
-                        plan.seeds(epoch, js),
-                        self._engine_stats,
-                    )
-                    bar.update(len(js))
-        return self._engine_stats.generated - before
+        distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+        rank, world = (
+            (torch.distributed.get_rank(), torch.distributed.get_world_size())
+            if distributed
+            else (0, 1)  # without a process group there is no barrier: make it all
+        )
+        report = fill_store(
+            self, epochs, batch_size=batch_size, rank=rank, world=world, progress=progress
+        )
+        if distributed:
+            torch.distributed.barrier()
+        return report.generated
 
     def _real_example(self) -> tuple[Any, Any]:
         """``(input, label)`` of the first real sample, which synthetic items must look
