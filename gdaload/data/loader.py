@@ -305,8 +305,8 @@ class GenerativeLoader(SpecAttributes, LoaderAttributes):
         Example:
             >>> loader.state_dict()  # doctest: +SKIP
             {'version': 2, 'kind': 'GenerativeLoader', 'epoch': 3, 'seed': 0, 'ratio': 0.5,
-             'class_policy': 'match', 'position': {'batches': 12, 'real': 768,
-             'synthetic': 384}}
+             'class_policy': 'match', 'mode': 'add', 'rank': 0, 'world': 1,
+             'position': {'batches': 12, 'real': 768, 'synthetic': 384}}
         """
         position = self._position or self._resume or LoaderPosition(self.epoch)
         state: dict[str, Any] = {
@@ -337,7 +337,8 @@ class GenerativeLoader(SpecAttributes, LoaderAttributes):
         Raises:
             TypeError: If ``state`` is not a dict.
             ValueError: On a state of an unknown version or of another wrapper, or one
-                saved mid-epoch under another ratio or class policy.
+                saved mid-epoch under another ratio, class policy, mode, rank or world
+                size (an epoch boundary may change them).
         """
         state = check_state(state, "GenerativeLoader", self._plan_settings())
         self.spec.load_state_dict({"epoch": state["epoch"], "seed": state["seed"]})
@@ -361,7 +362,14 @@ class GenerativeLoader(SpecAttributes, LoaderAttributes):
 
     def _plan_settings(self) -> dict[str, Any]:
         """What a mid-epoch position depends on besides the seed and the epoch."""
-        return {"ratio": self.ratio, "class_policy": self.class_policy}
+        rank, world = self._rank_world()
+        return {
+            "ratio": self.ratio,
+            "class_policy": self.class_policy,
+            "mode": self.mode,
+            "rank": rank,
+            "world": world,
+        }
 
     def stats(self) -> dict[str, float]:
         """Counters since construction.

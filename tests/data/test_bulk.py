@@ -60,6 +60,7 @@ def test_two_processes_generate_each_sample_once_and_training_only_reads(
     assert stats["generated"] == 0 and stats["cache_misses"] == 0  # 100% hits
 
 
+@pytest.mark.reliability
 def test_a_rerun_skips_what_is_stored_and_completes_a_dead_ranks_share(tmp_path: Path) -> None:
     first = fill_store(dataset(tmp_path), range(2), batch_size=8, rank=0, world=2)
     # Rank 1 died before writing anything; the job is run again on one process.

@@ -211,6 +211,21 @@ def test_a_mid_epoch_state_needs_the_same_plan_settings() -> None:
     wrap(plain(), ratio=0.5).load_state_dict(boundary)  # an epoch boundary is fine
 
 
+@pytest.mark.reliability
+def test_a_mid_epoch_state_needs_the_same_world_size() -> None:
+    from torch.utils.data import DistributedSampler
+
+    def distributed(world: int) -> GenerativeLoader:
+        sampler = DistributedSampler(dataset(), num_replicas=world, rank=0, shuffle=False)
+        real = DataLoader(dataset(), batch_size=5, sampler=sampler)
+        return GenerativeLoader(real, SeedImageGenerator(), ratio=1.0)
+
+    _, state = take_epoch(distributed(2), 1)
+    with pytest.raises(ValueError, match="world=2 but this GenerativeLoader has world=3"):
+        distributed(3).load_state_dict(state)
+    distributed(3).load_state_dict(distributed(2).state_dict())  # at an epoch boundary
+
+
 def test_a_version_1_state_loads_as_the_start_of_its_epoch() -> None:
     loader = wrap(plain())
     loader.load_state_dict({"epoch": 2, "seed": 4})
