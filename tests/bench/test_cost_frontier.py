@@ -70,3 +70,21 @@ def test_one_seed_gives_no_interval_and_json_safe_values(frontier) -> None:
         for pair in arm.values()
         for v in (pair if isinstance(pair, list) else [pair])
     )
+
+
+def test_analyse_adds_wall_seconds_and_judges_samples_too(frontier) -> None:
+    accuracy, seconds, cheap = _report_inputs(frontier, [0.10, 0.05, 0.0], [90.0, 90.0, 90.0])
+    generated = {arm: [s / 4 for s in values] for arm, values in seconds.items()}
+    generated[cheap] = [20.0, 20.0, 20.0]  # the fresh arm generated 25 per seed
+    per_seed = {
+        "accuracy": accuracy,
+        "generation_seconds": seconds,
+        "generated": generated,
+        "wall_seconds": {arm: [1.0, 2.0, 3.0] for arm in frontier.ARMS},
+    }
+    summary, verdict = frontier.analyse(per_seed)
+    assert summary[cheap]["wall_seconds"][0] == pytest.approx(2.0)
+    assert verdict["met_by"] == []  # 90% of the fresh arm's seconds
+    assert verdict["met_on_samples_by"] == []  # 20 of 25 samples: 80%
+    generated[cheap] = [5.0, 5.0, 5.0]  # 20% of 25
+    assert frontier.analyse(per_seed)[1]["met_on_samples_by"] == [cheap]
