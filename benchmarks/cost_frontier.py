@@ -333,6 +333,7 @@ def plot(report: Mapping[str, Any], path: Path) -> None:
     """Mean accuracy (95% CI bars) against mean generation seconds and samples generated."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import NullFormatter
 
     summary = report["summary"]
     fig = Figure(figsize=(11.0, 4.2))
@@ -368,6 +369,7 @@ def plot(report: Mapping[str, Any], path: Path) -> None:
             fontsize=7,
         )
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel(label)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("test accuracy (%)")
