@@ -167,7 +167,7 @@ from test_split import sampler_loader, served_indices
 from checkers import SeedImageGenerator
 from gdaload import GenerativeLoader
 
-engine, out, kind = sys.argv[1], sys.argv[2], sys.argv[3]
+engine, out, kind, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 if kind == "accelerate":
     from accelerate import Accelerator
     from torch.utils.data import DataLoader
@@ -175,35 +175,60 @@ if kind == "accelerate":
 
     accelerator = Accelerator(cpu=True)
     rank, world = accelerator.process_index, accelerator.num_processes
-    real = accelerator.prepare(DataLoader(dataset(23), batch_size=5, shuffle=True))
+    real = accelerator.prepare(DataLoader(dataset(n), batch_size=5, shuffle=True))
 else:
     dist.init_process_group("gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
-    real = sampler_loader(23, world, rank, 5)
+    real = sampler_loader(n, world, rank, 5)
+# Both ranks share one store: the second pass reads what either rank wrote.
 with GenerativeLoader(real, SeedImageGenerator(num_classes=3),
                       ratio=1.0, return_mask=True, engine=engine, pool_size=8,
-                      generation_batch_size=4) as loader:
+                      generation_batch_size=4, store=os.path.join(out, "store")) as loader:
+    loader.set_epoch(0)
     indices, labels = served_indices(loader)
+    loader.set_epoch(0)
+    again = served_indices(loader)
+    stats = loader.stats()
 with open(os.path.join(out, f"rank{{rank}}.json"), "w") as f:
-    json.dump({{"indices": indices, "labels": labels}}, f)
+    json.dump({{"indices": indices, "labels": labels, "again": list(again), "stats": stats}}, f)
 if dist.is_initialized():
     dist.destroy_process_group()
 """
 
 
-@pytest.mark.parametrize(("engine", "kind"), [("sync", "sampler"), ("thread", "accelerate")])
-def test_torchrun_two_processes_with_an_uneven_split(tmp_path: Path, engine, kind) -> None:
+@pytest.mark.parametrize(
+    ("engine", "kind", "n"),
+    [
+        ("sync", "sampler", 23),
+        ("thread", "sampler", 24),
+        ("sync", "accelerate", 24),
+        ("thread", "accelerate", 23),
+    ],
+)
+def test_torchrun_two_processes_serve_the_global_plan_and_share_a_store(
+    tmp_path: Path, engine, kind, n
+) -> None:
     import json
 
     script = tmp_path / "rank.py"
     script.write_text(TORCHRUN_RANK.format(tests=str(Path(__file__).parent)))
     command = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-        "--master_port", str(29500 + os.getpid() % 1000), str(script), engine, str(tmp_path), kind,
+        "--master_port", str(29500 + os.getpid() % 1000), str(script), engine, str(tmp_path),
+        kind, str(n),
     ]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}
     done = subprocess.run(command, env=env, timeout=300, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     indices = sorted(ranks[0]["indices"] + ranks[1]["indices"])
-    assert indices == list(range(23))  # 23 real samples, not the 24 the sampler pads to
+    assert indices == list(range(n))  # n real samples, not the padded 24
+    for rank in ranks:
+        assert rank["again"] == [rank["indices"], rank["labels"]]
+        stats = rank["stats"]
+        # Once; the replay read the store. The thread engine may also have generated
+        # ahead into epoch 1, at most a pool's worth.
+        ahead = stats["generated"] - len(rank["indices"])
+        assert ahead == 0 if engine == "sync" else 0 <= ahead <= 8
+        assert stats["cache_hits"] >= len(rank["indices"])
+    assert "Warning" not in done.stderr  # no damaged shard in the shared store
