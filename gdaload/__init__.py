@@ -35,6 +35,7 @@ _EXPORTS: dict[str, str] = {
     "ModelNotAvailableError": "gdaload.generators",
     "MultiViewDiffusion": "gdaload.generators",
     "MultiViewGenerator": "gdaload.generators",
+    "StoredSamples": "gdaload.generators",
     "SeedPlan": "gdaload.seeding",
     "adapt": "gdaload.train",
     "train_multiview": "gdaload.train",
@@ -65,6 +66,7 @@ __all__ = [
     "SAMPLERS",
     "SampleStore",
     "SeedPlan",
+    "StoredSamples",
     "adapt",
     "fill_store",
     "train_multiview",
@@ -94,6 +96,7 @@ if TYPE_CHECKING:
         ModelNotAvailableError,
         MultiViewDiffusion,
         MultiViewGenerator,
+        StoredSamples,
     )
     from gdaload.seeding import SeedPlan
     from gdaload.train import adapt, train_multiview
