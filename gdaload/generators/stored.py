@@ -17,7 +17,14 @@ from typing import Any
 import torch
 
 from gdaload.cache.store import ConfiguredGenerator, SampleStore
-from gdaload.generators.base import Generator, as_labels, as_seeds, config_digest
+from gdaload.generators.base import (
+    GenerationStoppedError,
+    Generator,
+    as_labels,
+    as_seeds,
+    config_digest,
+    wait_unless_stopped,
+)
 
 __all__ = ["StoredSamples"]
 
@@ -32,10 +39,11 @@ class StoredSamples(Generator):
       the producer wrote them in.
     * A sample not stored yet is waited for (the folder is re-read every
       ``poll_seconds``), never substituted; after ``timeout`` seconds a
-      :class:`TimeoutError` says how many are missing. Under
-      ``GenerativeLoader(..., engine="thread", dry_policy="reuse")`` the loop is served
-      an already served sample of the same class while this waits, as with any slow
-      generator.
+      :class:`TimeoutError` says how many are missing. Closing a thread-engine loader
+      ends a wait at once (:class:`~gdaload.engine.GenerationStoppedError` in its
+      generation thread). Under ``GenerativeLoader(..., engine="thread",
+      dry_policy="reuse")`` the loop is served an already served sample of the same
+      class while this waits, as with any slow generator.
 
     Pass it to the loader without ``store=``: it reads the store itself, and a loader
     store would write back what it reads.
@@ -134,7 +142,11 @@ class StoredSamples(Generator):
                     f"{self.store.folder} after {self.timeout:g} s; the pool filling it may "
                     "be behind or dead (a rerun of it completes the store)"
                 )
-            time.sleep(min(self.poll_seconds, left))
+            if wait_unless_stopped(min(self.poll_seconds, left)):
+                raise GenerationStoppedError(
+                    f"stopped waiting for {len(missing)} stored samples: the caller (a "
+                    "closed loader's generation thread) asked generation to stop"
+                )
             self.store.refresh()
             found = torch.empty(len(missing), *self.image_shape)
             still = set(self.store.fetch(labels[missing], [seeds[i] for i in missing], found))

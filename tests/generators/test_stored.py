@@ -10,6 +10,7 @@ from checkers import SeedImageGenerator
 from torch.utils.data import DataLoader, TensorDataset
 
 from gdaload import GenerativeLoader, SampleStore, StoredSamples
+from gdaload.engine import ThreadEngine
 
 
 def write_later(
@@ -83,6 +84,19 @@ def test_a_loader_streams_what_a_producer_writes_meanwhile(tmp_path: Path) -> No
         got = [x for x, _ in streamed]
     producer.join()
     assert all(torch.equal(a, b) for a, b in zip(got, expected, strict=True))
+
+
+def test_closing_a_thread_engine_ends_a_wait_at_once(tmp_path: Path) -> None:
+    generator = SeedImageGenerator(num_classes=3)
+    real = TensorDataset(torch.zeros(6, 1, 4, 4), torch.tensor([0, 1, 2] * 2))
+    plan = GenerativeLoader(DataLoader(real), generator, ratio=1.0).spec.synthetic_plan()
+    reader = StoredSamples(tmp_path, like=generator, timeout=60, poll_seconds=0.05)
+    engine = ThreadEngine(reader, pool_size=4, generation_batch_size=2)
+    engine.begin_epoch(plan, 0, total=6)  # nothing is ever written: the producer waits
+    time.sleep(0.2)
+    start = time.monotonic()
+    engine.close()
+    assert time.monotonic() - start < 1.0 and not engine._thread.is_alive()
 
 
 @pytest.mark.reliability
