@@ -86,6 +86,36 @@ def test_a_loader_streams_what_a_producer_writes_meanwhile(tmp_path: Path) -> No
     assert all(torch.equal(a, b) for a, b in zip(got, expected, strict=True))
 
 
+def test_under_reuse_a_pool_behind_is_covered_by_samples_already_served(tmp_path: Path) -> None:
+    generator = SeedImageGenerator(num_classes=3)
+    real = TensorDataset(torch.zeros(12, 1, 4, 4), torch.tensor([i % 3 for i in range(12)]))
+    plan = GenerativeLoader(DataLoader(real), generator, ratio=1.0).spec.synthetic_plan()
+    labels, seeds = plan.labels(0, range(12)).tolist(), plan.seeds(0, range(12))
+    write_later(tmp_path, labels, seeds, delay=0).join()  # the pool wrote epoch 0 only
+    reader = StoredSamples(tmp_path, like=generator, timeout=30, poll_seconds=0.05)
+    with GenerativeLoader(
+        DataLoader(real, batch_size=4),
+        reader,
+        ratio=1.0,
+        engine="thread",
+        dry_policy="reuse",
+        reuse_limit=3,  # slack, should the loop also outpace the reader in epoch 0
+        return_mask=True,
+    ) as loader:
+        first = [(x[m], y[m]) for x, y, m in loader]
+        second = [(x[m], y[m]) for x, y, m in loader]  # epoch 1 is never written
+    stats = loader.stats()
+    assert stats["reused"] >= 12 and stats["generated"] == 12  # read: epoch 0 only
+
+    def samples(batches: list) -> list[tuple[int, bytes]]:
+        return [
+            (int(y), x.numpy().tobytes()) for xs, ys in batches for x, y in zip(xs, ys, strict=True)
+        ]
+
+    # Every sample of epoch 1 is one of epoch 0's, of its own class.
+    assert set(samples(second)) <= set(samples(first))
+
+
 def test_closing_a_thread_engine_ends_a_wait_at_once(tmp_path: Path) -> None:
     generator = SeedImageGenerator(num_classes=3)
     real = TensorDataset(torch.zeros(6, 1, 4, 4), torch.tensor([0, 1, 2] * 2))
