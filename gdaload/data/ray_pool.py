@@ -158,7 +158,8 @@ def fill_store_ray(
             "my-model/", device="cuda")``, so weights load from the model folder on each
             node instead of travelling from the driver. It must make the dataset's
             generator (same config hash). Default: the dataset's generator, pickled to
-            each actor (fine for small models).
+            each actor with its weights (fine for small models); it runs there on the
+            device it has, so for GPU actors hand over a CUDA generator or a factory.
 
     Returns:
         A :class:`PoolReport`: planned, generated, skipped, seconds, per-actor counts.
