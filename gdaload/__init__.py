@@ -23,6 +23,7 @@ _EXPORTS: dict[str, str] = {
     "CLASS_POLICIES": "gdaload.data",
     "GenerativeDataset": "gdaload.data",
     "GenerativeLoader": "gdaload.data",
+    "PoolReport": "gdaload.data",
     "LatentCache": "gdaload.cache",
     "SampleStore": "gdaload.cache",
     "SAMPLERS": "gdaload.generators",
@@ -35,6 +36,7 @@ _EXPORTS: dict[str, str] = {
     "ModelNotAvailableError": "gdaload.generators",
     "MultiViewDiffusion": "gdaload.generators",
     "MultiViewGenerator": "gdaload.generators",
+    "StoredSamples": "gdaload.generators",
     "SeedPlan": "gdaload.seeding",
     "adapt": "gdaload.train",
     "train_multiview": "gdaload.train",
@@ -42,6 +44,7 @@ _EXPORTS: dict[str, str] = {
     "GenMix": "gdaload.transforms",
     "GenerativeTTA": "gdaload.tta",
     "fill_store": "gdaload.data",
+    "fill_store_ray": "gdaload.data",
 }
 
 __all__ = [
@@ -62,11 +65,14 @@ __all__ = [
     "ModelNotAvailableError",
     "MultiViewDiffusion",
     "MultiViewGenerator",
+    "PoolReport",
     "SAMPLERS",
     "SampleStore",
     "SeedPlan",
+    "StoredSamples",
     "adapt",
     "fill_store",
+    "fill_store_ray",
     "train_multiview",
 ]
 
@@ -81,7 +87,9 @@ if TYPE_CHECKING:
         BulkReport,
         GenerativeDataset,
         GenerativeLoader,
+        PoolReport,
         fill_store,
+        fill_store_ray,
     )
     from gdaload.generators import (
         SAMPLERS,
@@ -94,6 +102,7 @@ if TYPE_CHECKING:
         ModelNotAvailableError,
         MultiViewDiffusion,
         MultiViewGenerator,
+        StoredSamples,
     )
     from gdaload.seeding import SeedPlan
     from gdaload.train import adapt, train_multiview

@@ -4,13 +4,14 @@
 * :class:`GenerativeDataset` puts synthetic samples after the real ones of a dataset.
 * :class:`SyntheticSpec` is what both share: checked settings, store and epoch state.
 * :func:`fill_store` generates the samples of a range of epochs into a store, split
-  across the processes of a job.
+  across the processes of a job; :func:`fill_store_ray` does it on a Ray cluster.
 """
 
 from gdaload.data.bulk import BulkReport, fill_store
 from gdaload.data.dataset import GenerativeDataset
 from gdaload.data.loader import GenerativeLoader
 from gdaload.data.policies import CLASS_POLICIES
+from gdaload.data.ray_pool import PoolReport, fill_store_ray
 from gdaload.data.spec import SyntheticSpec
 
 __all__ = [
@@ -18,6 +19,8 @@ __all__ = [
     "BulkReport",
     "GenerativeDataset",
     "GenerativeLoader",
+    "PoolReport",
     "SyntheticSpec",
     "fill_store",
+    "fill_store_ray",
 ]

@@ -27,7 +27,7 @@ from gdaload.engine.base import EngineStats, make_samples
 if TYPE_CHECKING:
     from gdaload.data.dataset import GenerativeDataset
 
-__all__ = ["BulkReport", "fill_store", "process_rank_world"]
+__all__ = ["BulkReport", "fill_store", "job_samples", "process_rank_world"]
 
 
 @dataclass
@@ -116,25 +116,14 @@ def fill_store(
         >>> report.generated, report.skipped  # doctest: +SKIP
         (1600, 0)
     """
-    if dataset.store is None:
-        raise ValueError("fill_store needs a store: GenerativeDataset(..., store=folder)")
+    all_labels, seeds = job_samples(dataset, epochs, who="fill_store")
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
-    epochs = sorted(set(int(e) for e in epochs))
-    if any(epoch < 0 for epoch in epochs):
-        raise ValueError(f"epochs must be >= 0, got {epochs}")
     if rank is None or world is None:
         rank, world = process_rank_world()
     if world < 1 or not 0 <= rank < world:
         raise ValueError(f"rank {rank} is not a rank of a world of {world}")
     start = time.perf_counter()
-    plan = dataset.spec.synthetic_plan()
-    labels, seeds = [], []
-    for epoch in epochs:
-        todo = _to_make(dataset, epoch, epochs)
-        labels.append(plan.labels(epoch, todo))
-        seeds += plan.seeds(epoch, todo)
-    all_labels = torch.cat(labels) if labels else torch.empty(0, dtype=torch.long)
     # Blocks run across epoch boundaries, so processes' shares differ by a block at most.
     blocks = [range(i, min(i + batch_size, len(seeds))) for i in range(0, len(seeds), batch_size)]
     mine = blocks[rank::world]
@@ -163,6 +152,35 @@ def fill_store(
         skipped=stats.cache_hits,
         seconds=time.perf_counter() - start,
     )
+
+
+def job_samples(
+    dataset: GenerativeDataset, epochs: Iterable[int], *, who: str
+) -> tuple[torch.Tensor, list[int]]:
+    """Labels and seeds of every sample a bulk job over ``epochs`` makes, in plan order
+    (epoch by epoch, index by index); what :func:`fill_store` deals to processes and
+    :func:`~gdaload.data.ray_pool.fill_store_ray` maps over a Ray actor pool.
+
+    Args:
+        dataset: Its plan (ratio, policy, seed, real labels, refresh) and store.
+        epochs: The epochs whose samples a training run will serve.
+        who: The caller, named in error messages.
+
+    Raises:
+        ValueError: When ``dataset`` has no store, or on a negative epoch.
+    """
+    if dataset.store is None:
+        raise ValueError(f"{who} needs a store: GenerativeDataset(..., store=folder)")
+    epochs = sorted(set(int(e) for e in epochs))
+    if any(epoch < 0 for epoch in epochs):
+        raise ValueError(f"epochs must be >= 0, got {epochs}")
+    plan = dataset.spec.synthetic_plan()
+    labels, seeds = [], []
+    for epoch in epochs:
+        todo = _to_make(dataset, epoch, epochs)
+        labels.append(plan.labels(epoch, todo))
+        seeds += plan.seeds(epoch, todo)
+    return (torch.cat(labels) if labels else torch.empty(0, dtype=torch.long)), seeds
 
 
 def _to_make(dataset: GenerativeDataset, epoch: int, epochs: list[int]) -> list[int]:

@@ -21,6 +21,7 @@ from gdaload.cache.store import SampleStore
 from gdaload.data.plan import SyntheticPlan
 from gdaload.data.policies import CLASS_POLICIES, as_int_labels, check_ratio, real_class_counts
 from gdaload.generators.base import Generator, refuse_multiview
+from gdaload.generators.stored import StoredSamples
 from gdaload.seeding import SeedPlan, SharedEpoch
 from gdaload.seeding.refresh import check_refresh
 
@@ -131,7 +132,7 @@ class SyntheticSpec:
         ValueError: On an unknown mode or class policy, a bad ratio or seed, real labels the
             generator cannot produce, missing labels for a policy that needs them, a
             store of another generator config, or ``refresh`` outside [0, 1] or below 1
-            without a store.
+            without a store (a :class:`~gdaload.StoredSamples` generator is one).
         TypeError: If ``store`` is neither a folder nor a :class:`SampleStore`.
 
     Example:
@@ -171,7 +172,8 @@ class SyntheticSpec:
         self.class_counts = self._class_counts(labels)
         self.store = open_store(store, generator)
         self.refresh = check_refresh(refresh)
-        if self.refresh < 1.0 and self.store is None:
+        # A StoredSamples reads carried-over samples from its own store: nothing to keep.
+        if self.refresh < 1.0 and self.store is None and not isinstance(generator, StoredSamples):
             raise ValueError(
                 f"refresh={refresh!r} carries samples over from earlier epochs, which must "
                 "be kept somewhere to save their generation: pass store='folder' (or a "

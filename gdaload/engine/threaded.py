@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from gdaload.cache.store import SampleStore
 from gdaload.engine.base import Engine, EngineStats, Served, SyntheticSource, make_samples
 from gdaload.engine.pool import SamplePool, check_pool_settings
-from gdaload.generators.base import Generator
+from gdaload.generators.base import GenerationStoppedError, Generator, stop_waiting_on
 
 __all__ = ["ThreadEngine"]
 
@@ -37,10 +37,6 @@ logger = logging.getLogger(__name__)
 
 #: How often a blocked thread re-checks for errors, shutdown and a dead peer (seconds).
 _POLL = 0.05
-
-
-class GenerationStoppedError(RuntimeError):
-    """The engine was closed, or its producer thread ended, while samples were awaited."""
 
 
 class ThreadEngine(Engine):
@@ -119,37 +115,42 @@ class ThreadEngine(Engine):
             else None
         )
         try:
-            while True:
-                with cond:
-                    work = None
-                    while work is None:
-                        if self._stop.is_set():
-                            return
-                        work = self.pool.next_block()
-                        if work is None:
-                            cond.wait(_POLL)
-                    source = self._source
-                token, block = work
-                epoch, indices = block[0][0], [index for _, index in block]
-                assert source is not None
-                labels = source.labels(epoch, indices)
-                with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
-                    images = make_samples(
-                        self.generator,
-                        self.store,
-                        labels,
-                        source.seeds(epoch, indices),
-                        self.stats,
-                        host=True,
-                        pin=self.pin,
-                    )
-                with cond:
-                    self.pool.deliver(token, block, images, labels.tolist())
+            with stop_waiting_on(self._stop):
+                self._produce_blocks(cond, stream)
         except BaseException as err:  # noqa: BLE001 - handed to the training loop as is
             logger.debug("generation failed: %r", err)
             with cond:
                 self._error = err
                 cond.notify_all()
+
+    def _produce_blocks(self, cond: threading.Condition, stream: torch.cuda.Stream | None) -> None:
+        """Generate the blocks the pool asks for until the engine is stopped."""
+        while True:
+            with cond:
+                work = None
+                while work is None:
+                    if self._stop.is_set():
+                        return
+                    work = self.pool.next_block()
+                    if work is None:
+                        cond.wait(_POLL)
+                source = self._source
+            token, block = work
+            epoch, indices = block[0][0], [index for _, index in block]
+            assert source is not None
+            labels = source.labels(epoch, indices)
+            with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
+                images = make_samples(
+                    self.generator,
+                    self.store,
+                    labels,
+                    source.seeds(epoch, indices),
+                    self.stats,
+                    host=True,
+                    pin=self.pin,
+                )
+            with cond:
+                self.pool.deliver(token, block, images, labels.tolist())
 
     # ------------------------------------------------------------------ consumer
     def begin_epoch(

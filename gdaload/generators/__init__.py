@@ -33,6 +33,7 @@ _EXPORTS = {
     "ClassConditionalPipeline": "gdaload.generators.pipeline",
     "SAMPLERS": "gdaload.generators.samplers",
     "make_scheduler": "gdaload.generators.samplers",
+    "StoredSamples": "gdaload.generators.stored",
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
     )
     from gdaload.generators.pipeline import ClassConditionalPipeline
     from gdaload.generators.samplers import SAMPLERS, make_scheduler
+    from gdaload.generators.stored import StoredSamples
 
 __all__ = [
     "GDALOAD_META",
@@ -67,6 +69,7 @@ __all__ = [
     "MultiViewDiffusion",
     "MultiViewGenerator",
     "MultiViewPipeline",
+    "StoredSamples",
     "ViewAutoencoder",
     "build_multiview_unet",
     "check_generated",

@@ -9,16 +9,20 @@ range or dtype fails loudly at the first batch instead of silently training on j
 from __future__ import annotations
 
 import abc
+import contextlib
 import hashlib
 import json
 import math
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
 
 __all__ = [
     "GeneratedOutputError",
+    "GenerationStoppedError",
     "Generator",
     "GeneratorKindError",
     "ImageConditionedGenerator",
@@ -29,6 +33,8 @@ __all__ = [
     "check_source",
     "config_digest",
     "sample_strengths",
+    "stop_waiting_on",
+    "wait_unless_stopped",
 ]
 
 #: Strength of image-conditioned generation: one value, or a ``(min, max)`` range from
@@ -42,6 +48,12 @@ SEED_BOUND = 2**63
 
 class GeneratedOutputError(RuntimeError):
     """A generator returned a batch that breaks the :class:`Generator` contract."""
+
+
+class GenerationStoppedError(RuntimeError):
+    """Generation stopped while samples were awaited: a thread engine was closed, or its
+    producer thread ended, or a generator that waits for samples made elsewhere
+    (:class:`~gdaload.StoredSamples`) gave up because its caller is stopping."""
 
 
 class GeneratorKindError(TypeError, ValueError):
@@ -121,6 +133,44 @@ def config_digest(config: dict[str, Any]) -> str:
     returns, and what keys stores of generated samples."""
     blob = json.dumps(config, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
+
+
+# The stop event of the caller running generation on this thread (see stop_waiting_on).
+_caller = threading.local()
+
+
+@contextlib.contextmanager
+def stop_waiting_on(event: threading.Event) -> Iterator[None]:
+    """Let a generator that waits for samples made elsewhere (such as
+    :class:`~gdaload.StoredSamples`) give up as soon as ``event`` is set, for calls made
+    on this thread inside the block.
+
+    The thread engine's producer runs under its stop event, so closing a loader ends
+    such a wait at once instead of leaving the thread polling until a timeout.
+
+    Example:
+        >>> stop = threading.Event()
+        >>> with stop_waiting_on(stop):
+        ...     stop.set()
+        ...     wait_unless_stopped(60.0)
+        True
+    """
+    previous = getattr(_caller, "stop", None)
+    _caller.stop = event
+    try:
+        yield
+    finally:
+        _caller.stop = previous
+
+
+def wait_unless_stopped(seconds: float) -> bool:
+    """Sleep ``seconds``, or less if this thread's caller asks generation to stop (see
+    :func:`stop_waiting_on`); return whether it did."""
+    event = getattr(_caller, "stop", None)
+    if event is None:
+        time.sleep(seconds)
+        return False
+    return bool(event.wait(seconds))
 
 
 class ImageConditionedGenerator(Generator):
