@@ -126,3 +126,25 @@ def test_gdaload_generate_under_torchrun_splits_the_work(
     generator = DiffusionGenerator.from_pretrained(class_pipeline_dir, sampler="ddim", steps=2)
     again = GenerativeDataset(ClassImageFolder(images), generator, ratio=1.0, store=store)
     assert again.fill_store(range(3), progress=False) == 0
+
+
+@pytest.mark.reliability
+def test_a_store_filled_under_another_plan_is_not_served_for_this_one(tmp_path: Path) -> None:
+    other = GenerativeDataset(
+        real(), SeedImageGenerator(num_classes=3), ratio=1.5, seed=99, store=tmp_path
+    )
+    fill_store(other, range(2), rank=0, world=1)
+    stats = train_hits(tmp_path, 2)  # seed 3: other seeds, so other keys
+    assert stats["cache_hits"] == 0 and stats["generated"] == 2 * 45
+    plain = GenerativeLoader(
+        DataLoader(real(), batch_size=7), SeedImageGenerator(num_classes=3), ratio=1.5, seed=3
+    )
+    stored = GenerativeLoader(
+        DataLoader(real(), batch_size=7),
+        SeedImageGenerator(num_classes=3),
+        ratio=1.5,
+        seed=3,
+        store=tmp_path,
+    )
+    for (x, y), (sx, sy) in zip(plain, stored, strict=True):
+        assert torch.equal(x, sx) and torch.equal(y, sy)
