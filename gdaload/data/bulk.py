@@ -26,6 +26,7 @@ from gdaload.engine.base import EngineStats, make_samples
 
 if TYPE_CHECKING:
     from gdaload.data.dataset import GenerativeDataset
+    from gdaload.data.plan import SyntheticPlan
 
 __all__ = ["BulkReport", "fill_store", "job_samples", "process_rank_world"]
 
@@ -177,16 +178,14 @@ def job_samples(
     plan = dataset.spec.synthetic_plan()
     labels, seeds = [], []
     for epoch in epochs:
-        todo = _to_make(dataset, epoch, epochs)
+        todo = _to_make(plan, dataset.num_synthetic, epoch, epochs)
         labels.append(plan.labels(epoch, todo))
         seeds += plan.seeds(epoch, todo)
     return (torch.cat(labels) if labels else torch.empty(0, dtype=torch.long)), seeds
 
 
-def _to_make(dataset: GenerativeDataset, epoch: int, epochs: list[int]) -> list[int]:
-    """The synthetic indices of ``epoch`` to make, leaving out those partial refresh
-    carries over from another epoch of the job (made there, once)."""
-    indices = np.arange(dataset.num_synthetic)
-    source = dataset.spec.synthetic_plan().source_epochs(epoch, range(dataset.num_synthetic))
-    keep = (source == epoch) | ~np.isin(source, epochs)
-    return indices[keep].tolist()
+def _to_make(plan: SyntheticPlan, count: int, epoch: int, epochs: list[int]) -> list[int]:
+    """The first ``count`` synthetic indices of ``epoch`` to make, leaving out those
+    partial refresh carries over from another epoch of the job (made there, once)."""
+    source = plan.source_epochs(epoch, range(count))
+    return np.flatnonzero((source == epoch) | ~np.isin(source, epochs)).tolist()

@@ -497,9 +497,10 @@ class GenerativeLoader(SpecAttributes, LoaderAttributes):
         batches = self._real_batches(start)
         self._resume = None
         engine = self._start_engine() if self.ratio > 0 else None
+        source = self._source()
         if engine is not None:
             total = self._expected_synthetic()
-            engine.begin_epoch(self._source(), epoch, total, total, start=start.synthetic)
+            engine.begin_epoch(source, epoch, total, total, start=start.synthetic)
         real_seen, synthetic_made, served = start.real, start.synthetic, start.batches
         schedule = self._schedule()
         self._position = start
@@ -514,6 +515,9 @@ class GenerativeLoader(SpecAttributes, LoaderAttributes):
                 n = schedule(real_seen) - synthetic_made
                 positions = range(synthetic_made, synthetic_made + n)
                 synthetic_made += n
+                if self.refresh < 1.0 and n:
+                    carried = source.source_epochs(epoch, positions) < epoch
+                    self._stats["carried_over"] += int(carried.sum())
                 served += 1
                 merged = self._merge(x, y, epoch, served - 1, positions, engine)
                 # Before the yield: a state_dict() taken while the loop holds this batch
@@ -595,9 +599,6 @@ class GenerativeLoader(SpecAttributes, LoaderAttributes):
             mask[-len(positions) :] = True
         self._stats["real"] += real  # counted on the host: no device sync per batch
         self._stats["synthetic"] += len(positions)
-        if self.refresh < 1.0 and len(positions):
-            source = self._source().source_epochs(epoch, positions)
-            self._stats["carried_over"] += int((source < epoch).sum())
         self._stats["batches"] += 1
         # Also without return_mask: GenMix called as genmix(x, y) reads the mark, so
         # it mixes these rows as what they are instead of taking all of them for real.
