@@ -3,8 +3,9 @@
 A checkpoint ``step-{N}/`` holds what ``save_state`` writes for the prepared model and
 optimiser: ``model.safetensors`` (``safe_serialization=True``), ``optimizer.bin`` and
 ``random_states_0.pkl``, tensor-only torch files that accelerate reads back with
-``weights_only=True``. Two files of ours complete it: ``ema.safetensors``, the moving
-average's weights, and ``training_state.json``: the step, the run's settings and the
+``weights_only=True``. Files of ours complete it: ``ema.safetensors``, the moving
+average's weights, ``target.safetensors``, the weights of a target network (consistency
+distillation), and ``training_state.json``: the step, the run's settings and the
 moving average's counters.
 
 The moving average is not registered with ``Accelerator.register_for_checkpointing``:
@@ -32,12 +33,13 @@ from accelerate import Accelerator
 from diffusers.training_utils import EMAModel
 from safetensors.torch import load_file, save_file
 
-__all__ = ["EMA_FILE", "STATE_FILE", "Checkpoints"]
+__all__ = ["EMA_FILE", "STATE_FILE", "TARGET_FILE", "Checkpoints"]
 
 logger = logging.getLogger(__name__)
 
 STATE_FILE = "training_state.json"
 EMA_FILE = "ema.safetensors"
+TARGET_FILE = "target.safetensors"
 _PREFIX = "step-"
 
 
@@ -110,8 +112,10 @@ class Checkpoints:
         step: int,
         ema: EMAModel | None = None,
         parameter_names: Sequence[str] = (),
+        network: torch.nn.Module | None = None,
     ) -> Path:
-        """Save the accelerator's prepared objects, and ``ema``, as ``step-{step}``.
+        """Save the accelerator's prepared objects, ``ema`` and ``network`` (a target
+        network kept beside the model) as ``step-{step}``.
 
         Every process calls this (``save_state`` synchronises them); only the main
         process writes. ``parameter_names`` name the moving average's tensors, in the
@@ -127,6 +131,12 @@ class Checkpoints:
             if ema is not None:
                 tensors, state["ema"] = _ema_files(ema, parameter_names)
                 save_file(tensors, target / EMA_FILE)
+            if network is not None:
+                weights = network.state_dict()
+                save_file(
+                    {k: v.detach().cpu().contiguous() for k, v in weights.items()},
+                    target / TARGET_FILE,
+                )
             partial = target / f"{STATE_FILE}.partial"
             partial.write_text(json.dumps(state, indent=2))
             partial.replace(target / STATE_FILE)
@@ -140,8 +150,9 @@ class Checkpoints:
         path: Path,
         ema: EMAModel | None = None,
         parameter_names: Sequence[str] = (),
+        network: torch.nn.Module | None = None,
     ) -> int:
-        """Restore the prepared objects, and ``ema``, from ``path``; returns its step.
+        """Restore the prepared objects, ``ema`` and ``network`` from ``path``; returns its step.
 
         The caller's global random states are left as they were: ``load_state`` would
         restore the saving process's, and training draws from seeded generators only.
@@ -159,6 +170,10 @@ class Checkpoints:
             shadow = [tensors[name] for name in parameter_names]
             ema.load_state_dict({**state["ema"], "shadow_params": shadow})
             ema.to(accelerator.device)
+        if network is not None:
+            if not (path / TARGET_FILE).is_file():
+                raise ValueError(f"the checkpoint {path} has no target network")
+            network.load_state_dict(load_file(path / TARGET_FILE, device=str(accelerator.device)))
         logger.info("resumed from %s at step %d", path, state["step"])
         return int(state["step"])
 

@@ -40,6 +40,7 @@ def train_loop(
     checkpoints: Checkpoints | None = None,
     resume: bool = True,
     ema_decay: float | None = None,
+    ema_target: tuple[torch.nn.Module, float] | None = None,
     progress: bool = True,
     desc: str = "train",
     loss_name: str = "loss",
@@ -58,6 +59,11 @@ def train_loop(
         resume: Continue from the newest of ``checkpoints``.
         ema_decay: Decay of an exponential moving average of the weights that replaces
             them at the end; None for none.
+        ema_target: ``(target, decay)``: a copy of the model that the loss reads (the
+            target network of consistency distillation) and the loop keeps as a moving
+            average of the model's weights, ``target = decay * target + (1 - decay) *
+            model`` after every step, with a constant decay; it is saved in the
+            checkpoints, so a resumed run continues with the same target.
         progress: Show a progress bar.
         desc, loss_name: The bar's title and the name its loss is shown under.
 
@@ -88,12 +94,18 @@ def train_loop(
     if ema_decay is not None:
         ema = EMAModel(raw.parameters(), decay=ema_decay)
         ema.to(accelerator.device)
+    target = None
+    if ema_target is not None:
+        target, target_decay = ema_target
+        target.to(accelerator.device).requires_grad_(False)
+        if [name for name, _ in target.named_parameters()] != names:
+            raise ValueError("ema_target must have the model's parameters, in the same order")
 
     step = 0
     if checkpoints is not None and resume:
         latest = checkpoints.latest()
         if latest is not None:
-            step = checkpoints.load(accelerator, latest, ema, names)
+            step = checkpoints.load(accelerator, latest, ema, names, target)
 
     bar = tqdm(
         total=steps,
@@ -108,11 +120,15 @@ def train_loop(
         optimizer.zero_grad(set_to_none=True)
         if ema is not None:
             ema.step(raw.parameters())
+        if target is not None:
+            with torch.no_grad():
+                for kept, new in zip(target.parameters(), raw.parameters(), strict=True):
+                    kept.lerp_(new.detach(), 1 - target_decay)
         step += 1
         bar.update(1)
         bar.set_postfix({loss_name: f"{value.item():.4f}"})
         if checkpoints is not None and checkpoints.due(step, steps):
-            checkpoints.save(accelerator, step, ema, names)
+            checkpoints.save(accelerator, step, ema, names, target)
     bar.close()
 
     if ema is not None:
