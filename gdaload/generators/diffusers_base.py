@@ -116,7 +116,8 @@ class DiffusersGenerator(Generator, Generic[PipelineT]):
 
     @sampler.setter
     def sampler(self, name: str) -> None:
-        self.pipeline.scheduler = make_scheduler(check_sampler(name), self.train_scheduler)
+        self._check_setting("sampler", check_sampler(name))
+        self.pipeline.scheduler = make_scheduler(name, self.train_scheduler)
         self._sampler = name
         self._settings_changed()
 
@@ -134,6 +135,7 @@ class DiffusersGenerator(Generator, Generic[PipelineT]):
     def steps(self, steps: int) -> None:
         if int(steps) < 1:
             raise ValueError(f"steps must be >= 1, got {steps}")
+        self._check_setting("steps", int(steps))
         self._steps = int(steps)
         self._settings_changed()
 
@@ -146,6 +148,9 @@ class DiffusersGenerator(Generator, Generic[PipelineT]):
     def model_id(self, name: str) -> None:
         self._model_id = name
         self._settings_changed()
+
+    def _check_setting(self, name: str, value: Any) -> None:
+        """Raise if the model cannot use ``value`` for setting ``name`` (all can here)."""
 
     def _settings_changed(self) -> None:
         """Forget the config; the next read rebuilds it (the weights hash is kept)."""

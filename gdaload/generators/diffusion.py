@@ -11,7 +11,7 @@ Two modes:
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -32,6 +32,7 @@ from gdaload.generators.base import (
     sample_strengths,
 )
 from gdaload.generators.diffusers_base import DiffusersGenerator
+from gdaload.generators.few_step import Distillation, load_lcm_lora
 from gdaload.generators.hub import ModelNotAvailableError, load_pipeline, locate_model
 from gdaload.generators.inversion import ddim_invert
 from gdaload.generators.metadata import read_metadata
@@ -58,7 +59,7 @@ class DiffusionGenerator(DiffusersGenerator[DiffusionPipeline], ImageConditioned
     Args:
         pipeline: A :class:`ClassConditionalPipeline` (class mode) or a text-to-image
             pipeline with ``encode_prompt`` such as ``StableDiffusionPipeline`` (text mode).
-        sampler: One of ``ddim``, ``dpm-solver++``, ``unipc``, ``euler``, ``ddpm``.
+        sampler: One of ``ddim``, ``dpm-solver++``, ``unipc``, ``euler``, ``ddpm``, ``lcm``.
         steps: Sampler steps.
         guidance_scale: Classifier-free guidance scale (1 disables guidance).
         class_names: Names of the classes; in text mode they fill the prompt template.
@@ -74,6 +75,14 @@ class DiffusionGenerator(DiffusersGenerator[DiffusionPipeline], ImageConditioned
         adapter: Text mode only: the :class:`~gdaload.generators.adapter.Adapter` already
             loaded into ``pipeline``; its fingerprint joins :attr:`config`. Pass
             ``adapter=folder`` to :meth:`from_pretrained` to load one.
+        distillation: The ``distillation`` block of a model made by
+            :func:`gdaload.train.distill` (:meth:`from_pretrained` passes it): the model
+            then takes ``sampler="lcm"`` and ``guidance_scale=1`` only, and steps up to
+            its schedule's length (more than its ``max_steps`` with a warning); the
+            block joins :attr:`config`.
+        lcm_lora: Text mode only: a folder or ``.safetensors`` file of LCM-LoRA weights,
+            loaded with ``load_lora_weights``; their fingerprint joins :attr:`config`.
+            Sample with ``sampler="lcm"`` in 2-8 steps.
 
     Example:
         >>> gen = DiffusionGenerator.from_pretrained("path/to/model", sampler="dpm-solver++",
@@ -101,7 +110,11 @@ class DiffusionGenerator(DiffusersGenerator[DiffusionPipeline], ImageConditioned
         model_id: str | None = None,
         latent_cache: LatentCache | None = None,
         adapter: Adapter | None = None,
+        distillation: Mapping[str, Any] | None = None,
+        lcm_lora: str | os.PathLike[str] | None = None,
     ) -> None:
+        self.distillation = None if distillation is None else Distillation(dict(distillation))
+        self._lcm_lora_key: str | None = None
         self._prompt_encoder: PromptEncoder | None = None
         self.adapter = adapter
         # Hashed once: the files were read into the pipeline when it was adapted.
@@ -148,6 +161,14 @@ class DiffusionGenerator(DiffusersGenerator[DiffusionPipeline], ImageConditioned
             )
         if adapter is not None and self.mode != "text":
             raise ValueError("adapters are for text-to-image models; this one is class-conditional")
+        if lcm_lora is not None:
+            if self.mode != "text":
+                raise ValueError(
+                    "lcm_lora= is for text-to-image models; make a few-step version of a "
+                    "class-conditional model with gdaload.distill"
+                )
+            self._lcm_lora_key = load_lcm_lora(self.pipeline, lcm_lora)
+            self.refresh_config()
         if class_names is not None and len(class_names) != self.num_classes:
             raise ValueError(
                 f"the model has {self.num_classes} classes but {len(class_names)} "
@@ -167,8 +188,18 @@ class DiffusionGenerator(DiffusersGenerator[DiffusionPipeline], ImageConditioned
     def guidance_scale(self, scale: float) -> None:
         if not scale >= 0:
             raise ValueError(f"guidance_scale must be >= 0, got {scale}")
+        if self.distillation is not None:
+            self.distillation.check_guidance(scale)
         self._guidance_scale = float(scale)
         self._settings_changed()
+
+    def _check_setting(self, name: str, value: Any) -> None:
+        if self.distillation is None:
+            return
+        if name == "sampler":
+            self.distillation.check_sampler(value)
+        elif name == "steps":
+            self.distillation.check_steps(value)
 
     @property
     def negative_prompt(self) -> str | None:
@@ -217,6 +248,11 @@ class DiffusionGenerator(DiffusersGenerator[DiffusionPipeline], ImageConditioned
         Settings saved by :meth:`save_pretrained` (class names; prompts in text mode)
         are the defaults of ``kwargs``.
 
+        A model made by :func:`gdaload.distill` loads with ``sampler="lcm"`` and its
+        ``max_steps`` (4 by default) as defaults, and keeps its limits (see
+        ``distillation`` in the class docstring). ``lcm_lora=folder_or_file`` loads LCM-LoRA
+        weights onto a text-to-image model; the defaults are then ``lcm`` and 4 steps.
+
         ``adapter=folder`` loads an adapter made by :func:`gdaload.train.adapt` onto the
         model (its tokens and LoRA layers, through diffusers' ``load_textual_inversion``
         and ``load_lora_weights``). Its class names and prompts, with the learned
@@ -248,6 +284,11 @@ class DiffusionGenerator(DiffusersGenerator[DiffusionPipeline], ImageConditioned
             kwargs["class_names"] = kwargs.get("class_names") or adapter.class_names
             return cls(pipe, model_id=kwargs.pop("model_id", name), adapter=adapter, **kwargs)
         meta = read_metadata(path)
+        if meta.get("distillation") is not None or kwargs.get("lcm_lora") is not None:
+            kwargs.setdefault("sampler", "lcm")
+            kwargs.setdefault("steps", int(meta.get("distillation", {}).get("max_steps", 4)))
+        if meta.get("distillation") is not None:
+            kwargs["distillation"] = meta["distillation"]
         if isinstance(pipe, ClassConditionalPipeline):
             if kwargs.get("class_names") is None:
                 kwargs["class_names"] = meta.get("class_names")
@@ -267,6 +308,12 @@ class DiffusionGenerator(DiffusersGenerator[DiffusionPipeline], ImageConditioned
             "num_classes": self.num_classes,
             # Only when adapted: the hashes of every unadapted generator stay as they were.
             **({"adapter": self._adapter_key} if self._adapter_key is not None else {}),
+            **({"lcm_lora": self._lcm_lora_key} if self._lcm_lora_key is not None else {}),
+            **(
+                {"distillation": dict(self.distillation.settings)}
+                if self.distillation is not None
+                else {}
+            ),
         }
 
     def save_pretrained(self, folder: str | os.PathLike[str], **meta: Any) -> Path:
@@ -285,6 +332,8 @@ class DiffusionGenerator(DiffusersGenerator[DiffusionPipeline], ImageConditioned
 
     def _metadata(self) -> dict[str, Any]:
         meta: dict[str, Any] = {"class_names": self.class_names}
+        if self.distillation is not None:
+            meta["distillation"] = dict(self.distillation.settings)
         if self.mode == "text":
             meta.update(prompts=self.prompts, negative_prompt=self.negative_prompt)
         return meta

@@ -14,18 +14,21 @@ from diffusers.schedulers.scheduling_ddim import DDIMScheduler
 from diffusers.schedulers.scheduling_ddpm import DDPMScheduler
 from diffusers.schedulers.scheduling_dpmsolver_multistep import DPMSolverMultistepScheduler
 from diffusers.schedulers.scheduling_euler_discrete import EulerDiscreteScheduler
+from diffusers.schedulers.scheduling_lcm import LCMScheduler
 from diffusers.schedulers.scheduling_unipc_multistep import UniPCMultistepScheduler
 
 __all__ = ["SAMPLERS", "NoiseScheduler", "check_sampler", "make_scheduler"]
 
 #: Sampler name -> (scheduler class, config overrides). ``dpm-solver++`` reaches the
-#: quality of 1000-step DDPM in about 20 steps; ``ddpm`` is the slow, stochastic reference.
+#: quality of 1000-step DDPM in about 20 steps; ``ddpm`` is the slow, stochastic reference;
+#: ``lcm`` samples latent consistency models (distilled, or with LCM-LoRA) in 1-8 steps.
 SAMPLERS: dict[str, tuple[type[ConfigMixin], dict[str, Any]]] = {
     "ddim": (DDIMScheduler, {}),
     "dpm-solver++": (DPMSolverMultistepScheduler, {"algorithm_type": "dpmsolver++"}),
     "unipc": (UniPCMultistepScheduler, {}),
     "euler": (EulerDiscreteScheduler, {}),
     "ddpm": (DDPMScheduler, {}),
+    "lcm": (LCMScheduler, {}),
 }
 
 
