@@ -39,6 +39,7 @@ _EXPORTS: dict[str, str] = {
     "StoredSamples": "gdaload.generators",
     "SeedPlan": "gdaload.seeding",
     "adapt": "gdaload.train",
+    "distill": "gdaload.train",
     "train_multiview": "gdaload.train",
     "GenerativeAugment": "gdaload.transforms",
     "GenMix": "gdaload.transforms",
@@ -71,6 +72,7 @@ __all__ = [
     "SeedPlan",
     "StoredSamples",
     "adapt",
+    "distill",
     "fill_store",
     "fill_store_ray",
     "train_multiview",
@@ -105,6 +107,6 @@ if TYPE_CHECKING:
         StoredSamples,
     )
     from gdaload.seeding import SeedPlan
-    from gdaload.train import adapt, train_multiview
+    from gdaload.train import adapt, distill, train_multiview
     from gdaload.transforms import GenerativeAugment, GenMix
     from gdaload.tta import GenerativeTTA

@@ -1,5 +1,5 @@
-"""The ``gdaload`` command: ``quickstart``, ``train-generator``, ``train-multiview``,
-``adapt``, ``generate`` and ``evaluate``."""
+"""The ``gdaload`` command: ``quickstart``, ``train-generator``, ``distill``,
+``train-multiview``, ``adapt``, ``generate`` and ``evaluate``."""
 
 from __future__ import annotations
 
@@ -11,7 +11,12 @@ from collections.abc import Sequence
 from typing import Any, TypeVar
 
 from gdaload.generators.samplers import SAMPLERS
-from gdaload.train.config import AdaptConfig, GeneratorTrainingConfig, MultiViewTrainingConfig
+from gdaload.train.config import (
+    AdaptConfig,
+    DistillConfig,
+    GeneratorTrainingConfig,
+    MultiViewTrainingConfig,
+)
 
 __all__ = ["add_config_options", "build_parser", "config_from_args", "main"]
 
@@ -120,6 +125,21 @@ def _train_generator(args: argparse.Namespace) -> None:
         dataset = args.data
     config = config_from_args(GeneratorTrainingConfig, args, class_names=names)
     out = train_generator(dataset, args.output, config)
+    print(f"saved to {out}; load it with DiffusionGenerator.from_pretrained({str(out)!r})")
+
+
+def _distill(args: argparse.Namespace) -> None:
+    from gdaload.bench.assets import DIGITS_GENERATOR
+    from gdaload.train.distill import distill
+
+    teacher = args.teacher or DIGITS_GENERATOR
+    if args.data == "digits":
+        from gdaload.datasets.digits import digits_splits
+
+        dataset: Any = digits_splits().generator_pool
+    else:
+        dataset = args.data
+    out = distill(teacher, dataset, args.output, config_from_args(DistillConfig, args))
     print(f"saved to {out}; load it with DiffusionGenerator.from_pretrained({str(out)!r})")
 
 
@@ -278,6 +298,20 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--output", required=True, help="folder to save the pipeline in")
     add_config_options(t, GeneratorTrainingConfig)
     t.set_defaults(func=_train_generator)
+
+    d = sub.add_parser(
+        "distill", help="distil a class-conditional generator into a 1-4 step one (LCM)"
+    )
+    d.add_argument("--teacher", default=None, help="generator folder (default: shipped model)")
+    d.add_argument(
+        "--data",
+        default="digits",
+        help="real images: 'digits' (the shipped model's training pool) or an image "
+        "folder with one sub-folder per class",
+    )
+    d.add_argument("--output", required=True, help="folder to save the distilled model in")
+    add_config_options(d, DistillConfig)
+    d.set_defaults(func=_distill)
 
     m = sub.add_parser(
         "train-multiview", help="train a multi-view diffusion model (DiMViDA) on MultiViewShapes"

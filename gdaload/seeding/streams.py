@@ -68,6 +68,8 @@ class Stream(IntEnum):
     """Order of the prior-preservation images in each epoch (LoRA adaptation)."""
     ADAPT_PRIOR_IMAGES = 5
     """Seeds of the prior-preservation images the base model generates (LoRA adaptation)."""
+    DISTILL_NOISE = 6
+    """Noise and solver timesteps of one step of consistency distillation."""
     MULTIVIEW_AUTOENCODER = 0
     """The view autoencoder's stage of multi-view training."""
     MULTIVIEW_DIFFUSION = 1

@@ -1,5 +1,6 @@
 """Training of generators: the class-conditional and the multi-view diffusion models, and
-the adaptation of a pretrained text-to-image model to a user's classes.
+the adaptation of a pretrained text-to-image model to a user's classes, and the
+distillation of a class-conditional one into a few-step model.
 
 The trainers take a config dataclass (or its fields as keyword options) and run the
 one training loop of :mod:`gdaload.train.loop`, which checkpoints with ``accelerate``.
@@ -7,7 +8,13 @@ one training loop of :mod:`gdaload.train.loop`, which checkpoints with ``acceler
 
 from gdaload.train.adapt import AdaptResult, adapt
 from gdaload.train.checkpoints import Checkpoints
-from gdaload.train.config import AdaptConfig, GeneratorTrainingConfig, MultiViewTrainingConfig
+from gdaload.train.config import (
+    AdaptConfig,
+    DistillConfig,
+    GeneratorTrainingConfig,
+    MultiViewTrainingConfig,
+)
+from gdaload.train.distill import distill
 from gdaload.train.generator import image_folder_dataset, train_generator
 from gdaload.train.loop import train_loop
 from gdaload.train.masking import condition_weight, masked_diffusion_loss, sample_condition_masks
@@ -17,10 +24,12 @@ __all__ = [
     "AdaptConfig",
     "AdaptResult",
     "Checkpoints",
+    "DistillConfig",
     "GeneratorTrainingConfig",
     "MultiViewTrainingConfig",
     "adapt",
     "condition_weight",
+    "distill",
     "image_folder_dataset",
     "masked_diffusion_loss",
     "sample_condition_masks",

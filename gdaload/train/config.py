@@ -12,7 +12,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-__all__ = ["AdaptConfig", "GeneratorTrainingConfig", "MultiViewTrainingConfig", "setting"]
+__all__ = [
+    "AdaptConfig",
+    "DistillConfig",
+    "GeneratorTrainingConfig",
+    "MultiViewTrainingConfig",
+    "setting",
+]
 
 ConfigT = TypeVar("ConfigT", bound="_TrainingConfig")
 
@@ -316,3 +322,72 @@ class AdaptConfig(_TrainingConfig):
             '<golden-retriever>'
         """
         return self.token_format.format(name="-".join(name.split()))
+
+
+@dataclass(frozen=True)
+class DistillConfig(_TrainingConfig):
+    """Settings of :func:`~gdaload.train.distill.distill` (latent consistency distillation).
+
+    The teacher's ODE is discretised on a skipping-step schedule of ``solver_steps``
+    timesteps ``stride - 1, 2 * stride - 1, ..., solver_steps * stride - 1``; each step
+    distils one DDIM step of the teacher between neighbours of that schedule.
+
+    Attributes:
+        steps: Optimiser steps.
+        batch_size: Real images per step.
+        lr: AdamW learning rate (constant).
+        solver_steps: Timesteps of the skipping-step schedule.
+        stride: Training timesteps between neighbours of the schedule. The top timestep,
+            ``solver_steps * stride - 1``, is the one the distilled model starts from:
+            on a cosine noise schedule the top of 1000 has ``sqrt(alpha_bar)`` near
+            5e-5, which multiplies the model's errors when its noise prediction becomes
+            an image, so the default stops at 959.
+        target_decay: Decay of the target network, a moving average of the student.
+        huber_c: Constant of the pseudo-Huber loss.
+        timestep_scaling: Scale of the timestep in the boundary conditions
+            ``c_skip``/``c_out`` (diffusers' ``LCMScheduler`` default).
+        max_steps: Most sampler steps the model is meant for; more are allowed, with a
+            warning.
+        seed: Seeds the data order and the noise and timesteps of each step.
+        checkpoint_every: Steps between checkpoints.
+        resume: Continue from the newest checkpoint in ``output_dir/checkpoints``.
+        cpu: Train on the CPU even when a GPU is present.
+        progress: Show a progress bar.
+
+    Example:
+        >>> config = DistillConfig(steps=500, lr=3e-4)
+        >>> config.top_timestep
+        959
+    """
+
+    steps: int = setting(500)
+    batch_size: int = setting(64)
+    lr: float = setting(3e-4)
+    solver_steps: int = setting(24, "timesteps of the skipping-step schedule")
+    stride: int = setting(40, "training timesteps between schedule neighbours")
+    target_decay: float = setting(0.95, "decay of the target network's moving average")
+    huber_c: float = setting(0.001, "constant of the pseudo-Huber loss")
+    timestep_scaling: float = setting(10.0, cli=False)
+    max_steps: int = setting(4, "most sampler steps the distilled model is meant for")
+    seed: int = setting(0)
+    checkpoint_every: int = setting(250)
+    resume: bool = setting(True, "ignore existing checkpoints")
+    cpu: bool = setting(False, "train on the CPU even with a GPU")
+    progress: bool = setting(True, cli=False)
+
+    def __post_init__(self) -> None:
+        self._require_positive(
+            "steps", "batch_size", "solver_steps", "stride", "max_steps", "checkpoint_every"
+        )
+        self._require_probability_below_one("target_decay")
+        if self.max_steps > self.solver_steps:
+            raise ValueError(
+                f"max_steps ({self.max_steps}) cannot exceed solver_steps ({self.solver_steps})"
+            )
+        if not self.lr > 0 or not self.huber_c > 0 or not self.timestep_scaling > 0:
+            raise ValueError("lr, huber_c and timestep_scaling must be > 0")
+
+    @property
+    def top_timestep(self) -> int:
+        """The highest timestep of the schedule, where sampling starts."""
+        return self.solver_steps * self.stride - 1
