@@ -5,7 +5,7 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-__all__ = ["DIGITS_GENERATOR", "MULTIVIEW_GENERATOR"]
+__all__ = ["DIGITS_GENERATOR", "DIGITS_LCM", "MULTIVIEW_GENERATOR"]
 
 
 def _asset(name: str) -> Path:
@@ -16,5 +16,7 @@ def _asset(name: str) -> Path:
 
 #: The shipped class-conditional digits generator (``gdaload train-generator``).
 DIGITS_GENERATOR: Path = _asset("digits-generator")
+#: Its few-step version (``gdaload distill``; the README gives the command).
+DIGITS_LCM: Path = _asset("digits-lcm")
 #: The shipped MultiViewShapes generator (``gdaload train-multiview``, see its ``gdaload.json``).
 MULTIVIEW_GENERATOR: Path = _asset("multiview-generator")
