@@ -35,9 +35,10 @@ from gdaload import (
     ImageConditionedGenerator,
     MultiViewGenerator,
 )
+from gdaload.bench.assets import DIGITS_LCM
 from gdaload.select import SelectedGenerator, TopK
 
-CASES = ["class", "text", "image-conditioned", "selected", "multiview"]
+CASES = ["class", "text", "image-conditioned", "selected", "multiview", "distilled"]
 
 
 def _plain(gen: Generator, labels: list[int], seeds: list[int]) -> torch.Tensor:
@@ -79,6 +80,10 @@ def _build(name: str, tmp: Path) -> GeneratorCase:
             scorer = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 3))
         selected = SelectedGenerator(_class_generator(), TopK(scorer, k=1), candidates=2)
         return GeneratorCase(name, selected, _plain, [0, 1, 2, 1])
+    if name == "distilled":
+        # The shipped few-step model: the lcm sampler injects noise between its steps.
+        lcm = DiffusionGenerator.from_pretrained(DIGITS_LCM, steps=2, device="cpu")
+        return GeneratorCase(name, lcm, _plain, [0, 7, 3, 7])
     assert name == "multiview"
     return GeneratorCase(name, tiny_multiview(steps=2), _novel, [0, 0, 0, 0])
 
