@@ -21,7 +21,7 @@ import torch
 
 from gdaload.data.forwarding import LoaderAttributes
 from gdaload.data.plan import SyntheticPlan
-from gdaload.data.policies import dataset_labels
+from gdaload.data.policies import check_ratio, dataset_labels
 from gdaload.data.ranges import check_same_scale
 from gdaload.data.resume import (
     STATE_VERSION,
@@ -315,6 +315,28 @@ class GenerativeLoader(SpecAttributes, LoaderAttributes):
         """
         self._refuse_mid_epoch("Hand feedback over")
         self.spec.add_feedback(per_class, self.epoch, kind)
+
+    def set_ratio(self, ratio: float) -> None:
+        """Change m_G/m_S from the next epoch on, e.g. to what
+        :class:`~gdaload.data.adaptive.AdaptiveRatio` picked from validation feedback.
+
+        The plan of an epoch is built from the ratio when the epoch starts. With the
+        thread engine, samples generated ahead under the old ratio are dropped; at
+        ratio 0 the generation thread stops until the ratio rises again. A resumed run
+        sets the ratio of its epoch before :meth:`load_state_dict`.
+
+        Raises:
+            ValueError: On a ratio that is not finite, negative or too large, or while an
+                epoch is being iterated.
+
+        Example:
+            >>> loader.set_ratio(control.update(val_accuracy))  # doctest: +SKIP
+        """
+        value = check_ratio(ratio)
+        self._refuse_mid_epoch("Change the ratio")
+        self.spec.ratio = value
+        if value == 0:
+            self.close()
 
     def _refuse_mid_epoch(self, action: str) -> None:
         started = self._position if self._position and self._position.started else self._resume
