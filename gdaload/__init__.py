@@ -19,6 +19,7 @@ __version__ = "0.1.0"
 
 # Public name -> the module that defines it.
 _EXPORTS: dict[str, str] = {
+    "AdaptiveRatio": "gdaload.data",
     "BulkReport": "gdaload.data",
     "CLASS_POLICIES": "gdaload.data",
     "GenerativeDataset": "gdaload.data",
@@ -49,6 +50,7 @@ _EXPORTS: dict[str, str] = {
 }
 
 __all__ = [
+    "AdaptiveRatio",
     "BulkReport",
     "CLASS_POLICIES",
     "ClassConditionalPipeline",
@@ -86,6 +88,7 @@ if TYPE_CHECKING:
     from gdaload.cache import LatentCache, SampleStore
     from gdaload.data import (
         CLASS_POLICIES,
+        AdaptiveRatio,
         BulkReport,
         GenerativeDataset,
         GenerativeLoader,

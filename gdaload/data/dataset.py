@@ -131,6 +131,20 @@ class GenerativeDataset(SpecAttributes, Dataset):
         """Select the synthetic samples of ``epoch`` (fresh ones for each epoch)."""
         self.spec.set_epoch(epoch)
 
+    def feedback(self, per_class: Any, kind: str = "recall") -> None:
+        """Hand over per-class validation results for the epoch after the current one
+        (``class_policy="feedback"``; see :meth:`GenerativeLoader.feedback`).
+
+        DataLoader workers copy the dataset when an epoch's iteration starts, so the
+        feedback reaches them from the next epoch on, except with
+        ``persistent_workers=True``, whose copies keep the old plan: do not use
+        persistent workers with this policy.
+
+        Raises:
+            ValueError: As :meth:`GenerativeLoader.feedback`.
+        """
+        self.spec.add_feedback(per_class, self.epoch + 1, kind)
+
     def state_dict(self) -> dict[str, Any]:
         """The epoch and seed, versioned, for resuming (see :meth:`load_state_dict`).
 
@@ -147,7 +161,7 @@ class GenerativeDataset(SpecAttributes, Dataset):
             ValueError: On a state of an unknown version or of another wrapper.
         """
         state = check_state(state, "GenerativeDataset", {})
-        self.spec.load_state_dict({"epoch": state["epoch"], "seed": state["seed"]})
+        self.spec.load_state_dict(state)
 
     def _synthetic_plan(self) -> SyntheticPlan:
         return self.spec.synthetic_plan()

@@ -21,7 +21,7 @@ import torch
 
 from gdaload.data.forwarding import LoaderAttributes
 from gdaload.data.plan import SyntheticPlan
-from gdaload.data.policies import dataset_labels
+from gdaload.data.policies import check_ratio, dataset_labels
 from gdaload.data.ranges import check_same_scale
 from gdaload.data.resume import (
     STATE_VERSION,
@@ -291,6 +291,61 @@ class GenerativeLoader(SpecAttributes, LoaderAttributes):
                 forward(epoch)
                 break
 
+    def feedback(self, per_class: Any, kind: str = "recall") -> None:
+        """Hand over per-class validation results for the next epoch
+        (``class_policy="feedback"``; the rule is in :mod:`gdaload.data.feedback`).
+
+        Call it after an epoch's training, before the next epoch is iterated. Under
+        ``torch.distributed`` every rank must hand over the same values (all-reduce them
+        first). With the thread engine, samples generated ahead for the next epoch under
+        the earlier plan are dropped and generated again, so the served samples equal
+        those of the sync engine.
+
+        Args:
+            per_class: One value per class, e.g. validation recall.
+            kind: ``"recall"`` (higher is better) or ``"error"`` (higher is worse).
+
+        Raises:
+            ValueError: If the class policy is not ``feedback``, on values of the wrong
+                length, not finite or outside [0, 1], or if the epoch they are for has
+                started or already has feedback.
+
+        Example:
+            >>> loader.feedback([0.9, 0.4, 1.0])  # doctest: +SKIP
+        """
+        self._refuse_mid_epoch("Hand feedback over")
+        self.spec.add_feedback(per_class, self.epoch, kind)
+
+    def set_ratio(self, ratio: float) -> None:
+        """Change m_G/m_S from the next epoch on, e.g. to what
+        :class:`~gdaload.data.adaptive.AdaptiveRatio` picked from validation feedback.
+
+        The plan of an epoch is built from the ratio when the epoch starts. With the
+        thread engine, samples generated ahead under the old ratio are dropped; at
+        ratio 0 the generation thread stops until the ratio rises again. A resumed run
+        sets the ratio of its epoch before :meth:`load_state_dict`.
+
+        Raises:
+            ValueError: On a ratio that is not finite, negative or too large, or while an
+                epoch is being iterated.
+
+        Example:
+            >>> loader.set_ratio(control.update(val_accuracy))  # doctest: +SKIP
+        """
+        value = check_ratio(ratio)
+        self._refuse_mid_epoch("Change the ratio")
+        self.spec.ratio = value
+        if value == 0:
+            self.close()
+
+    def _refuse_mid_epoch(self, action: str) -> None:
+        started = self._position if self._position and self._position.started else self._resume
+        if started is not None:
+            raise ValueError(
+                f"epoch {started.epoch} has started ({started.batches} batches served): its "
+                f"plan is fixed. {action} after the epoch's last batch"
+            )
+
     def state_dict(self) -> dict[str, Any]:
         """Where the loop is, for resuming it exactly (see :meth:`load_state_dict`).
 
@@ -304,8 +359,8 @@ class GenerativeLoader(SpecAttributes, LoaderAttributes):
 
         Example:
             >>> loader.state_dict()  # doctest: +SKIP
-            {'version': 2, 'kind': 'GenerativeLoader', 'epoch': 3, 'seed': 0, 'ratio': 0.5,
-             'class_policy': 'match', 'mode': 'add', 'rank': 0, 'world': 1,
+            {'version': 3, 'kind': 'GenerativeLoader', 'epoch': 3, 'seed': 0, 'feedback': [],
+             'ratio': 0.5, 'class_policy': 'match', 'mode': 'add', 'rank': 0, 'world': 1,
              'position': {'batches': 12, 'real': 768, 'synthetic': 384}}
         """
         position = self._position or self._resume or LoaderPosition(self.epoch)
@@ -341,7 +396,7 @@ class GenerativeLoader(SpecAttributes, LoaderAttributes):
                 size (an epoch boundary may change them).
         """
         state = check_state(state, "GenerativeLoader", self._plan_settings())
-        self.spec.load_state_dict({"epoch": state["epoch"], "seed": state["seed"]})
+        self.spec.load_state_dict(state)
         position = LoaderPosition.from_dict(
             state.get("position", LoaderPosition(0).as_dict()), self.epoch
         )

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from gdaload.data.feedback import FeedbackHistory, smoothed_error
 from gdaload.data.policies import plan_labels
 from gdaload.seeding import SeedPlan
 from gdaload.seeding.refresh import source_epochs
@@ -30,13 +31,14 @@ def _label_plan(
     ratio: float,
     num_classes: int,
     epoch: int,
+    error: tuple[float, ...] | None = None,
 ) -> np.ndarray:
     rng = SeedPlan(seed).label_rng(epoch)
     if class_counts is None:
         bag = np.arange(num_classes)
         return plan_labels("uniform", np.ones_like(bag), len(bag), rng)
     total = math.floor(ratio * sum(class_counts) + 0.5)
-    return plan_labels(policy, np.asarray(class_counts), max(total, 1), rng)
+    return plan_labels(policy, np.asarray(class_counts), max(total, 1), rng, error)
 
 
 #: Seeds are derived in aligned chunks of this many indices: one vectorised derivation
@@ -77,6 +79,8 @@ class SyntheticPlan:
     rank: int
     world: int
     refresh: float = 1.0
+    #: ``feedback`` policy: the per-class errors handed over, by the epoch they are for.
+    feedback: FeedbackHistory = ()
 
     def _indices(self, positions: Sequence[int]) -> np.ndarray:
         return np.asarray(positions, dtype=np.int64) * self.world + self.rank
@@ -85,8 +89,15 @@ class SyntheticPlan:
         # Under partial refresh a position keeps its label for good, so that a sample
         # carried over from an earlier epoch fits the counts of this one.
         label_epoch = epoch if self.refresh >= 1.0 else 0
+        error = smoothed_error(self.feedback, label_epoch) if self.policy == "feedback" else None
         plan = _label_plan(
-            self.seed, self.policy, self.class_counts, self.ratio, self.num_classes, label_epoch
+            self.seed,
+            self.policy,
+            self.class_counts,
+            self.ratio,
+            self.num_classes,
+            label_epoch,
+            error,
         )
         return torch.as_tensor(plan[self._indices(positions) % len(plan)], dtype=torch.long)
 

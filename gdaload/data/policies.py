@@ -4,6 +4,8 @@
 * ``uniform``: every class present in the real data gets the same number.
 * ``balance``: minority classes are filled first, so real + synthetic counts become as
   even as possible (the class-imbalance case of the GenMix paper).
+* ``feedback``: ``balance`` mixed with the model's per-class errors the training loop
+  hands over each epoch (see :mod:`gdaload.data.feedback`).
 
 Counts are exact (largest-remainder rounding), only their order is random.
 """
@@ -18,11 +20,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from gdaload.data.feedback import feedback_shares
+
 __all__ = [
     "CLASS_POLICIES",
     "as_int_labels",
     "check_ratio",
     "dataset_labels",
+    "largest_remainder",
     "plan_labels",
     "real_class_counts",
     "synthetic_counts",
@@ -30,7 +35,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-CLASS_POLICIES = ("match", "uniform", "balance")
+CLASS_POLICIES = ("match", "uniform", "balance", "feedback")
 
 
 #: Largest m_G/m_S: beyond it an epoch's synthetic count stops fitting the plan's
@@ -57,8 +62,13 @@ def check_ratio(ratio: float) -> float:
     return value
 
 
-def _largest_remainder(weights: np.ndarray, total: int) -> np.ndarray:
-    """Integer counts proportional to ``weights`` that sum exactly to ``total``."""
+def largest_remainder(weights: np.ndarray, total: int) -> np.ndarray:
+    """Integer counts proportional to ``weights`` that sum exactly to ``total``.
+
+    Example:
+        >>> largest_remainder(np.array([0.5, 0.3, 0.2]), 4).tolist()
+        [2, 1, 1]
+    """
     if total == 0 or weights.sum() == 0:
         return np.zeros_like(weights, dtype=np.int64)
     exact = weights / weights.sum() * total
@@ -70,7 +80,10 @@ def _largest_remainder(weights: np.ndarray, total: int) -> np.ndarray:
 
 
 def synthetic_counts(
-    policy: str, real_counts: Sequence[int] | np.ndarray, total: int
+    policy: str,
+    real_counts: Sequence[int] | np.ndarray,
+    total: int,
+    error: Sequence[float] | None = None,
 ) -> np.ndarray:
     """Number of synthetic samples per class.
 
@@ -78,6 +91,8 @@ def synthetic_counts(
         policy: One of :data:`CLASS_POLICIES`.
         real_counts: Real samples per class (index = label).
         total: Number of synthetic samples to share out.
+        error: ``feedback`` only: the smoothed per-class error (``None`` before any
+            feedback, when the policy is ``balance``).
 
     Example:
         >>> synthetic_counts("balance", [8, 2, 0], 6).tolist()
@@ -90,9 +105,14 @@ def synthetic_counts(
     if total and not present.any():
         raise ValueError("the real data has no labelled sample to base the class policy on")
     if policy == "match":
-        return _largest_remainder(real.astype(np.float64), total)
+        return largest_remainder(real.astype(np.float64), total)
     if policy == "uniform":
-        return _largest_remainder(present, total)
+        return largest_remainder(present, total)
+    if policy == "feedback":
+        balance = synthetic_counts("balance", real, total)
+        if error is None or total == 0:
+            return balance
+        return largest_remainder(feedback_shares(real, error, balance), total)
     # balance: raise the water level over the smallest classes until `total` is used up.
     classes = np.flatnonzero(real > 0)
     level_counts = real[classes].astype(np.float64)
@@ -116,9 +136,10 @@ def plan_labels(
     real_counts: Sequence[int] | np.ndarray,
     total: int,
     rng: np.random.Generator,
+    error: Sequence[float] | None = None,
 ) -> np.ndarray:
     """Labels of ``total`` synthetic samples with exact per-class counts, in random order."""
-    counts = synthetic_counts(policy, real_counts, total)
+    counts = synthetic_counts(policy, real_counts, total, error)
     labels = np.repeat(np.arange(len(counts)), counts)
     rng.shuffle(labels)
     return labels

@@ -8,7 +8,8 @@ continue from the wrapped loader's restored state, or, for a loader without stat
 the same order with the consumed batches skipped.
 
 States are versioned. Version 1 (``{"epoch", "seed"}``, written before positions were
-saved) still loads, as the start of its epoch.
+saved) still loads, as the start of its epoch; version 2 (before the ``feedback`` class
+policy's history was saved) loads with no feedback history.
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ __all__ = [
     "skip_batches",
 ]
 
-#: Version of the state the wrappers write; :func:`check_state` reads 1 and 2.
-STATE_VERSION = 2
+#: Version of the state the wrappers write; :func:`check_state` reads 1, 2 and 3.
+STATE_VERSION = 3
 
 _V1_KEYS = {"epoch", "seed"}
 
@@ -113,10 +114,12 @@ def check_state(state: Any, kind: str, settings: Mapping[str, Any]) -> dict[str,
     version = state.get("version", 1 if set(state) == _V1_KEYS else None)
     if version == 1 and set(state) <= _V1_KEYS | {"version"}:
         return {**state, "version": STATE_VERSION, "kind": kind}
-    if version != STATE_VERSION:
+    if version == 2:
+        state = {**state, "version": STATE_VERSION, "feedback": []}
+    elif version != STATE_VERSION:
         raise ValueError(
             f"cannot read a {kind} state of version {version!r} (keys {sorted(state)}); this "
-            f"gdaload reads versions 1 and {STATE_VERSION}. Save it again with this version, "
+            f"gdaload reads versions 1 to {STATE_VERSION}. Save it again with this version, "
             "or load it with the gdaload version that wrote it"
         )
     if state.get("kind") != kind:

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from gdaload.cache.store import SampleStore
+from gdaload.data.feedback import FeedbackHistory, check_feedback, history_from_state
 from gdaload.data.plan import SyntheticPlan
 from gdaload.data.policies import CLASS_POLICIES, as_int_labels, check_ratio, real_class_counts
 from gdaload.generators.base import Generator, refuse_multiview
@@ -139,7 +140,7 @@ class SyntheticSpec:
         >>> spec = SyntheticSpec("GenerativeLoader", generator, ratio=0.5,
         ...                      labels=[0, 1, 1, 2])  # doctest: +SKIP
         >>> spec.synthetic_count(4), spec.state_dict()  # doctest: +SKIP
-        (2, {'epoch': 0, 'seed': 0})
+        (2, {'epoch': 0, 'seed': 0, 'feedback': []})
         >>> spec.synthetic_plan().seeds(spec.epoch, [0, 1])  # doctest: +SKIP
         [4317..., 1290...]
     """
@@ -180,6 +181,13 @@ class SyntheticSpec:
                 "SampleStore). Without one every carried-over sample would be generated "
                 "again, costing as much as refresh=1"
             )
+        if self.refresh < 1.0 and class_policy == "feedback":
+            raise ValueError(
+                "class_policy='feedback' changes the class counts every epoch, but "
+                f"refresh={refresh!r} keeps carried-over samples' labels for good; use "
+                "refresh=1 with the feedback policy, or another class policy"
+            )
+        self.feedback: FeedbackHistory = ()
         # Shared with the copies DataLoader workers hold, persistent ones included.
         self._epoch = SharedEpoch()
 
@@ -221,7 +229,29 @@ class SyntheticSpec:
             rank,
             world,
             self.refresh,
+            self.feedback,
         )
+
+    def add_feedback(self, values: object, epoch: int, kind: str = "recall") -> None:
+        """Record per-class feedback for ``epoch`` (see :mod:`gdaload.data.feedback`).
+
+        Raises:
+            ValueError: If the class policy is not ``feedback``, on bad values, or if
+                ``epoch`` already has feedback or comes before the last one given.
+        """
+        if self.class_policy != "feedback":
+            raise ValueError(
+                f"feedback() steers class_policy='feedback', but this wrapper has "
+                f"class_policy={self.class_policy!r}; build it with class_policy='feedback'"
+            )
+        errors = check_feedback(values, self.generator.num_classes, kind)
+        if self.feedback and epoch <= self.feedback[-1][0]:
+            raise ValueError(
+                f"epoch {epoch} is already planned: feedback was given for epoch "
+                f"{self.feedback[-1][0]}. Hand feedback over once per epoch, after the "
+                "epoch's training and before the next one starts"
+            )
+        self.feedback = (*self.feedback, (int(epoch), errors))
 
     # ------------------------------------------------------------------ epoch state
     def synthetic_class_counts(
@@ -259,13 +289,18 @@ class SyntheticSpec:
         self.epoch = int(epoch)
 
     def state_dict(self) -> dict[str, Any]:
-        """``{"epoch": ..., "seed": ...}``: what a resumed run needs to continue."""
-        return {"epoch": self.epoch, "seed": self.plan.seed}
+        """``{"epoch": ..., "seed": ..., "feedback": ...}``: what a resumed run needs to
+        continue (``feedback``: ``[[epoch, [error per class]], ...]``, empty unless the
+        class policy is ``feedback``)."""
+        history = [[epoch, list(errors)] for epoch, errors in self.feedback]
+        return {"epoch": self.epoch, "seed": self.plan.seed, "feedback": history}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Continue from a :meth:`state_dict` (the seed plan and the epoch)."""
+        """Continue from a :meth:`state_dict` (the seed plan, the epoch and the feedback;
+        a state without feedback, as written before it existed, has none)."""
         self.plan = SeedPlan(state["seed"])
         self.set_epoch(state["epoch"])
+        self.feedback = history_from_state(state.get("feedback", []), self.generator.num_classes)
 
     def __repr__(self) -> str:
         return (

@@ -64,7 +64,9 @@ def test_a_huge_finite_ratio_names_the_ratio(ratio) -> None:
 
 @pytest.mark.reliability
 def test_unknown_policy_lists_valid_ones() -> None:
-    with pytest.raises(ValueError, match="valid ones are \\['match', 'uniform', 'balance'\\]"):
+    with pytest.raises(
+        ValueError, match="valid ones are \\['match', 'uniform', 'balance', 'feedback'\\]"
+    ):
         synthetic_counts("rare-first", [1, 1], 2)
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["check_batch", "check_mask", "soft_targets"]
+__all__ = ["check_batch", "check_mask", "check_quality", "soft_targets"]
 
 
 def check_batch(x: Any) -> None:
@@ -48,6 +48,34 @@ def check_mask(mask: torch.Tensor | Sequence[bool] | None, n: int) -> np.ndarray
             f"{tuple(mask.shape)}"
         )
     return mask.cpu().numpy()
+
+
+def check_quality(quality: torch.Tensor | Sequence[float], n: int) -> np.ndarray:
+    """Per-row quality scores as an ``(n,)`` float64 array of values in [0, 1].
+
+    Raises:
+        ValueError: On another shape, or a value that is not finite or outside [0, 1].
+
+    Example:
+        >>> check_quality([0.0, 0.5, 1.0], 3).tolist()
+        [0.0, 0.5, 1.0]
+    """
+    values = quality.detach().cpu() if torch.is_tensor(quality) else quality
+    q = np.asarray(values, dtype=np.float64)
+    if q.shape != (n,):
+        raise ValueError(
+            f"quality needs one score per row of the batch: shape ({n},), got {q.shape}; "
+            "pass e.g. a realism score or a classifier's confidence in the intended class, "
+            "scaled to [0, 1] (any value for real rows)"
+        )
+    bad = np.flatnonzero(~np.isfinite(q) | (q < 0) | (q > 1))
+    if bad.size:
+        i = int(bad[0])
+        raise ValueError(
+            f"quality of row {i} is {float(q[i])!r}; scores must be finite and in [0, 1] "
+            "(1: keep the synthetic sample nearly pure, 0: mix it as the paper does)"
+        )
+    return q
 
 
 def soft_targets(

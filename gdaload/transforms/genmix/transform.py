@@ -16,7 +16,7 @@ import torch.utils.data
 
 from gdaload.provenance import synthetic_rows
 from gdaload.seeding import Stream, derive_rng
-from gdaload.transforms.genmix.inputs import check_batch, check_mask, soft_targets
+from gdaload.transforms.genmix.inputs import check_batch, check_mask, check_quality, soft_targets
 from gdaload.transforms.genmix.record import MixRecord
 from gdaload.transforms.genmix.sampling import cutmix_boxes, deal
 
@@ -74,6 +74,12 @@ class GenMix:
     paper. With ``"keep"`` synthetic rows pass through unmixed with their own
     (smoothed) one-hot targets, for when the raw synthetic images should be trained on
     too. Either way ``synthetic_mask`` still describes the output rows.
+
+    **Quality-aware mixing** (``quality=`` in a call, ``synthetic_rows="mix"``). With a
+    per-row score ``q`` in [0, 1], a synthetic row's own weight becomes
+    ``q + (1 - q) * lam``: a sample scored 1 stays pure, one scored 0 is mixed as the
+    paper mixes every sample. Real rows and their synthetic partners keep ``lam``.
+    Without ``quality`` the paper's rule holds unchanged.
 
     **Fallback** (``fallback``). A synthetic pairing needs at least one real and one
     synthetic row. When a batch has none of one kind (mask ``None``, all ``False`` or
@@ -252,6 +258,8 @@ class GenMix:
         x: torch.Tensor,
         target: torch.Tensor | Sequence[Any],
         synthetic_mask: torch.Tensor | Sequence[bool] | None = None,
+        *,
+        quality: torch.Tensor | Sequence[float] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Mix a batch.
 
@@ -263,6 +271,8 @@ class GenMix:
                 the mask a :class:`~gdaload.GenerativeLoader` marked ``x`` (or
                 ``target``) with, and means all real for a batch it did not yield
                 (a synthetic pairing warns once, then).
+            quality: Optional ``(B,)`` scores in [0, 1]; a synthetic row's own weight
+                becomes ``q + (1 - q) * lam`` (see *Quality-aware mixing*).
 
         Returns:
             ``(x_mixed, soft_target)``: ``x_mixed`` has the shape, dtype and device of
@@ -270,10 +280,12 @@ class GenMix:
             ``(B, num_classes)``.
 
         Raises:
-            ValueError: For a malformed ``x``, ``target`` or ``synthetic_mask``.
+            ValueError: For a malformed ``x``, ``target``, ``synthetic_mask`` or
+                ``quality``.
         """
         check_batch(x)
         n = x.shape[0]
+        q = None if quality is None else check_quality(quality, n)
         target_dtype = torch.promote_types(x.dtype, torch.float32)
         y = soft_targets(target, n, self.num_classes, self.label_smoothing, x.device, target_dtype)
         if synthetic_mask is None:
@@ -289,6 +301,9 @@ class GenMix:
             return x, y
 
         anchor, partner, lam = self._pair(mask, pairing)
+        if q is not None and pairing != "real-real" and self.synthetic_rows == "mix":
+            # A synthetic row is its own partner: lam is its own weight.
+            lam[mask] = q[mask] + (1 - q[mask]) * lam[mask]
         anchor_dev = torch.from_numpy(anchor).to(x.device)
         partner_dev = torch.from_numpy(partner).to(x.device)
         box = None
