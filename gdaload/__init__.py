@@ -37,9 +37,16 @@ _EXPORTS: dict[str, str] = {
     "MultiViewDiffusion": "gdaload.generators",
     "MultiViewGenerator": "gdaload.generators",
     "StoredSamples": "gdaload.generators",
+    "BankedPairs": "gdaload.generators",
+    "JointDiffusion": "gdaload.generators",
+    "MaskBank": "gdaload.generators",
+    "MaskConditionedGenerator": "gdaload.generators",
+    "MaskDiffusion": "gdaload.generators",
+    "PairGenerator": "gdaload.generators",
     "SeedPlan": "gdaload.seeding",
     "adapt": "gdaload.train",
     "train_multiview": "gdaload.train",
+    "train_segmentation_generator": "gdaload.train",
     "GenerativeAugment": "gdaload.transforms",
     "GenMix": "gdaload.transforms",
     "GenerativeTTA": "gdaload.tta",
@@ -48,6 +55,13 @@ _EXPORTS: dict[str, str] = {
 }
 
 __all__ = [
+    "BankedPairs",
+    "JointDiffusion",
+    "MaskBank",
+    "MaskConditionedGenerator",
+    "MaskDiffusion",
+    "PairGenerator",
+    "train_segmentation_generator",
     "BulkReport",
     "CLASS_POLICIES",
     "ClassConditionalPipeline",
@@ -93,18 +107,24 @@ if TYPE_CHECKING:
     )
     from gdaload.generators import (
         SAMPLERS,
+        BankedPairs,
         ClassConditionalPipeline,
         DiffusionGenerator,
         GeneratedOutputError,
         Generator,
         GeneratorKindError,
         ImageConditionedGenerator,
+        JointDiffusion,
+        MaskBank,
+        MaskConditionedGenerator,
+        MaskDiffusion,
         ModelNotAvailableError,
         MultiViewDiffusion,
         MultiViewGenerator,
+        PairGenerator,
         StoredSamples,
     )
     from gdaload.seeding import SeedPlan
-    from gdaload.train import adapt, train_multiview
+    from gdaload.train import adapt, train_multiview, train_segmentation_generator
     from gdaload.transforms import GenerativeAugment, GenMix
     from gdaload.tta import GenerativeTTA

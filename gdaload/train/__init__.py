@@ -7,11 +7,17 @@ one training loop of :mod:`gdaload.train.loop`, which checkpoints with ``acceler
 
 from gdaload.train.adapt import AdaptResult, adapt
 from gdaload.train.checkpoints import Checkpoints
-from gdaload.train.config import AdaptConfig, GeneratorTrainingConfig, MultiViewTrainingConfig
+from gdaload.train.config import (
+    AdaptConfig,
+    GeneratorTrainingConfig,
+    MultiViewTrainingConfig,
+    SegmentationGeneratorTrainingConfig,
+)
 from gdaload.train.generator import image_folder_dataset, train_generator
 from gdaload.train.loop import train_loop
 from gdaload.train.masking import condition_weight, masked_diffusion_loss, sample_condition_masks
 from gdaload.train.multiview import train_multiview
+from gdaload.train.segmentation import train_segmentation_generator
 
 __all__ = [
     "AdaptConfig",
@@ -19,6 +25,7 @@ __all__ = [
     "Checkpoints",
     "GeneratorTrainingConfig",
     "MultiViewTrainingConfig",
+    "SegmentationGeneratorTrainingConfig",
     "adapt",
     "condition_weight",
     "image_folder_dataset",
@@ -27,4 +34,5 @@ __all__ = [
     "train_generator",
     "train_loop",
     "train_multiview",
+    "train_segmentation_generator",
 ]
