@@ -207,7 +207,7 @@ class MaskDiffusion(_MaskAwareDiffusion, MaskConditionedGenerator):
 
     Example:
         >>> from gdaload import MaskDiffusion
-        >>> gen = MaskDiffusion.from_pretrained("gdaload/assets/digits-mask-generator")  # doctest: +SKIP
+        >>> gen = MaskDiffusion.from_pretrained("digits-mask-generator")  # doctest: +SKIP
         >>> mask = torch.zeros(1, 8, 8, dtype=torch.long); mask[0, 2:6, 3:5] = 2
         >>> gen.generate([1], [0], mask=mask).shape  # doctest: +SKIP
         torch.Size([1, 1, 8, 8])
@@ -289,7 +289,7 @@ class JointDiffusion(_MaskAwareDiffusion, PairGenerator):
 
     Example:
         >>> from gdaload import JointDiffusion
-        >>> gen = JointDiffusion.from_pretrained("gdaload/assets/digits-joint-generator")  # doctest: +SKIP
+        >>> gen = JointDiffusion.from_pretrained("digits-joint-generator")  # doctest: +SKIP
         >>> images, masks = gen.generate_pairs([3], [0])  # doctest: +SKIP
         >>> images.shape, masks.shape, set(masks.unique().tolist()) <= {0, 4}  # doctest: +SKIP
         (torch.Size([1, 1, 8, 8]), torch.Size([1, 8, 8]), True)
