@@ -37,7 +37,6 @@ _EXPORTS = {
     "BankedPairs": "gdaload.generators.masks",
     "MaskBank": "gdaload.generators.masks",
     "MaskConditionedGenerator": "gdaload.generators.masks",
-    "PackedPairs": "gdaload.generators.masks",
     "PairGenerator": "gdaload.generators.masks",
     "check_mask": "gdaload.generators.masks",
     "JointDiffusion": "gdaload.generators.mask_diffusion",
@@ -55,7 +54,6 @@ if TYPE_CHECKING:
         BankedPairs,
         MaskBank,
         MaskConditionedGenerator,
-        PackedPairs,
         PairGenerator,
         check_mask,
     )
@@ -80,7 +78,6 @@ __all__ = [
     "MaskBank",
     "MaskConditionedGenerator",
     "MaskDiffusion",
-    "PackedPairs",
     "PairGenerator",
     "check_mask",
     "ClassConditionalPipeline",

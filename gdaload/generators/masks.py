@@ -2,9 +2,7 @@
 
 * :class:`MaskConditionedGenerator` makes an image from a mask (and a label), and can
   vary a source image under its mask (SDEdit), so the mask keeps describing the image.
-* :class:`PairGenerator` makes (image, mask) pairs from ``(label, seed)`` alone; it is
-  the kind the wrappers (:class:`~gdaload.GenerativeDataset`,
-  :class:`~gdaload.GenerativeLoader`, :func:`~gdaload.fill_store`) serve pairs from.
+* :class:`PairGenerator` makes (image, mask) pairs from ``(label, seed)`` alone.
 * :class:`MaskBank` holds the masks a mask-conditioned generator draws from, and
   :class:`BankedPairs` turns such a generator plus a bank into a :class:`PairGenerator`.
 
@@ -21,13 +19,11 @@ from typing import Any
 import torch
 
 from gdaload.generators.base import (
-    GeneratedOutputError,
     Generator,
     ImageConditionedGenerator,
     StrengthLike,
     as_labels,
     as_seeds,
-    check_generated,
     config_digest,
 )
 
@@ -35,9 +31,7 @@ __all__ = [
     "BankedPairs",
     "MaskBank",
     "MaskConditionedGenerator",
-    "PackedPairs",
     "PairGenerator",
-    "check_generated_pair",
     "check_mask",
 ]
 
@@ -96,35 +90,6 @@ def check_mask(
             f"0..{num_mask_classes - 1}; remap them or use a generator trained on those labels"
         )
     return mask
-
-
-def check_generated_pair(
-    images: Any,
-    masks: Any,
-    n: int,
-    image_shape: Sequence[int],
-    num_mask_classes: int,
-    *,
-    source: str = "generator",
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Check a generated (image, mask) batch: the images against
-    :func:`~gdaload.generators.base.check_generated`, the masks against :func:`check_mask`.
-
-    Raises:
-        GeneratedOutputError: With what was wrong and how to fix it.
-
-    Example:
-        >>> mask = torch.zeros(1, 2, 2, dtype=torch.long)
-        >>> imgs, masks = check_generated_pair(torch.zeros(1, 1, 2, 2), mask, 1, (1, 2, 2), 2)
-        >>> masks.shape
-        torch.Size([1, 2, 2])
-    """
-    check_generated(images, n, image_shape, source=source)
-    try:
-        masks = check_mask(masks, n, image_shape[1:], num_mask_classes, what=f"{source} masks")
-    except ValueError as err:
-        raise GeneratedOutputError(str(err)) from None
-    return images, masks
 
 
 class MaskConditionedGenerator(ImageConditionedGenerator):
@@ -263,9 +228,14 @@ class BankedPairs(PairGenerator):
 
     Example:
         >>> from gdaload import MaskDiffusion
-        >>> gen = MaskDiffusion.from_pretrained("digits-mask-generator")  # doctest: +SKIP
-        >>> pairs = BankedPairs(gen, MaskBank(masks, labels))  # doctest: +SKIP
-        >>> images, masks = pairs.generate_pairs([3, 7], [0, 1])  # doctest: +SKIP
+        >>> from gdaload.bench.assets import DIGITS_MASK_GENERATOR
+        >>> from gdaload.datasets.segmentation import digit_segmentation_splits
+        >>> gen = MaskDiffusion.from_pretrained(DIGITS_MASK_GENERATOR, steps=10, device="cpu")
+        >>> _, masks, labels = digit_segmentation_splits(shots=2).train.tensors
+        >>> pairs = BankedPairs(gen, MaskBank(masks, labels, num_mask_classes=11))
+        >>> images, drawn = pairs.generate_pairs([3, 7], [0, 1])
+        >>> images.shape, set(drawn[1].unique().tolist()) <= {0, 8}
+        (torch.Size([2, 1, 8, 8]), True)
     """
 
     def __init__(self, generator: MaskConditionedGenerator, bank: MaskBank) -> None:
@@ -302,69 +272,3 @@ class BankedPairs(PairGenerator):
     @property
     def config(self) -> dict[str, Any]:
         return {"kind": "banked-pairs", "generator": self.generator.config, "bank": self._bank_key}
-
-
-class PackedPairs(Generator):
-    """A :class:`PairGenerator` seen as a plain :class:`Generator` of packed images: the
-    image channels plus one channel holding the mask as ``label / (K - 1)``.
-
-    The packed form goes through everything built for images unchanged (the thread
-    engine, :class:`~gdaload.cache.SampleStore` shards with their checksums, bulk
-    filling): a float32 channel holds each of up to 2**24 labels exactly, and
-    :meth:`unpack` rounds it back and rejects a channel that is not on the label grid.
-    :class:`~gdaload.GenerativeDataset` and :class:`~gdaload.GenerativeLoader` pack a
-    pair generator themselves; its store is keyed by this config (kind ``packed-pairs``).
-
-    Example:
-        >>> packed = PackedPairs(Squares())  # doctest: +SKIP
-        >>> images, masks = packed.unpack(packed.generate([1], [0]))  # doctest: +SKIP
-    """
-
-    def __init__(self, pairs: PairGenerator) -> None:
-        if not isinstance(pairs, PairGenerator):
-            raise TypeError(f"PackedPairs needs a PairGenerator, got {type(pairs).__name__}")
-        if pairs.num_mask_classes < 2:
-            raise ValueError("a pair generator needs at least 2 mask labels (background + one)")
-        self.pairs = pairs
-        self.num_classes = pairs.num_classes
-        self.num_mask_classes = pairs.num_mask_classes
-        c, h, w = pairs.image_shape
-        self.image_shape = (c + 1, h, w)
-
-    @property
-    def device(self) -> torch.device:
-        return self.pairs.device
-
-    def generate(self, labels: torch.Tensor | Sequence[int], seeds: Sequence[int]) -> torch.Tensor:
-        labels = as_labels(labels, self.num_classes)
-        images, masks = self.pairs.generate_pairs(labels, seeds)
-        images, masks = check_generated_pair(
-            images,
-            masks,
-            len(labels),
-            self.pairs.image_shape,
-            self.num_mask_classes,
-            source=type(self.pairs).__name__,
-        )
-        scaled = masks.to(images.device, images.dtype).unsqueeze(1) / (self.num_mask_classes - 1)
-        return torch.cat([images, scaled], 1)
-
-    def unpack(self, packed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(images (B, C, H, W), masks (B, H, W) int64)`` of a packed batch.
-
-        Raises:
-            GeneratedOutputError: If the mask channel is off the label grid (a damaged
-                or foreign row).
-        """
-        values = packed[:, -1].float() * (self.num_mask_classes - 1)
-        masks = values.round()
-        if packed.numel() and float((values - masks).abs().max()) > 1e-3:
-            raise GeneratedOutputError(
-                "a stored or served (image, mask) row holds a mask channel that is not on the "
-                "label grid; the store is damaged or belongs to another generator: delete it"
-            )
-        return packed[:, :-1], masks.long().cpu()
-
-    @property
-    def config(self) -> dict[str, Any]:
-        return {"kind": "packed-pairs", "pairs": self.pairs.config}

@@ -147,7 +147,7 @@ def train_segmentation_generator(
         if joint:
             allowed = [sorted(masks[labels == y].unique().tolist()) for y in range(num_classes)]
             generator = JointDiffusion(
-                final.to("cpu"),
+                final.cpu(),
                 scheduler,
                 num_mask_classes=k,
                 image_channels=c,
@@ -157,7 +157,7 @@ def train_segmentation_generator(
             )
         else:
             generator = MaskDiffusion(
-                final.to("cpu"), scheduler, num_mask_classes=k, class_names=names, device="cpu"
+                final.cpu(), scheduler, num_mask_classes=k, class_names=names, device="cpu"
             )
         generator.save_pretrained(out, training=training)
     accelerator.wait_for_everyone()
