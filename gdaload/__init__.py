@@ -38,10 +38,17 @@ _EXPORTS: dict[str, str] = {
     "MultiViewDiffusion": "gdaload.generators",
     "MultiViewGenerator": "gdaload.generators",
     "StoredSamples": "gdaload.generators",
+    "BankedPairs": "gdaload.generators",
+    "JointDiffusion": "gdaload.generators",
+    "MaskBank": "gdaload.generators",
+    "MaskConditionedGenerator": "gdaload.generators",
+    "MaskDiffusion": "gdaload.generators",
+    "PairGenerator": "gdaload.generators",
     "SeedPlan": "gdaload.seeding",
     "adapt": "gdaload.train",
     "distill": "gdaload.train",
     "train_multiview": "gdaload.train",
+    "train_segmentation_generator": "gdaload.train",
     "GenerativeAugment": "gdaload.transforms",
     "GenMix": "gdaload.transforms",
     "GenerativeTTA": "gdaload.tta",
@@ -51,6 +58,7 @@ _EXPORTS: dict[str, str] = {
 
 __all__ = [
     "AdaptiveRatio",
+    "BankedPairs",
     "BulkReport",
     "CLASS_POLICIES",
     "ClassConditionalPipeline",
@@ -64,10 +72,15 @@ __all__ = [
     "Generator",
     "GeneratorKindError",
     "ImageConditionedGenerator",
+    "JointDiffusion",
     "LatentCache",
+    "MaskBank",
+    "MaskConditionedGenerator",
+    "MaskDiffusion",
     "ModelNotAvailableError",
     "MultiViewDiffusion",
     "MultiViewGenerator",
+    "PairGenerator",
     "PoolReport",
     "SAMPLERS",
     "SampleStore",
@@ -78,6 +91,7 @@ __all__ = [
     "fill_store",
     "fill_store_ray",
     "train_multiview",
+    "train_segmentation_generator",
 ]
 
 
@@ -98,18 +112,24 @@ if TYPE_CHECKING:
     )
     from gdaload.generators import (
         SAMPLERS,
+        BankedPairs,
         ClassConditionalPipeline,
         DiffusionGenerator,
         GeneratedOutputError,
         Generator,
         GeneratorKindError,
         ImageConditionedGenerator,
+        JointDiffusion,
+        MaskBank,
+        MaskConditionedGenerator,
+        MaskDiffusion,
         ModelNotAvailableError,
         MultiViewDiffusion,
         MultiViewGenerator,
+        PairGenerator,
         StoredSamples,
     )
     from gdaload.seeding import SeedPlan
-    from gdaload.train import adapt, distill, train_multiview
+    from gdaload.train import adapt, distill, train_multiview, train_segmentation_generator
     from gdaload.transforms import GenerativeAugment, GenMix
     from gdaload.tta import GenerativeTTA

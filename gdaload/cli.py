@@ -1,5 +1,6 @@
 """The ``gdaload`` command: ``quickstart``, ``train-generator``, ``distill``,
-``train-multiview``, ``adapt``, ``generate`` and ``evaluate``."""
+``train-segmentation-generator``, ``train-multiview``, ``adapt``, ``generate`` and
+``evaluate``."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from gdaload.train.config import (
     DistillConfig,
     GeneratorTrainingConfig,
     MultiViewTrainingConfig,
+    SegmentationGeneratorTrainingConfig,
 )
 
 __all__ = ["add_config_options", "build_parser", "config_from_args", "main"]
@@ -150,6 +152,20 @@ def _train_multiview(args: argparse.Namespace) -> None:
     dataset = MultiViewShapes(args.instances_per_class, seed=args.data_seed, size=args.image_size)
     out = train_multiview(dataset, args.output, config_from_args(MultiViewTrainingConfig, args))
     print(f"saved to {out}; load it with MultiViewDiffusion.from_pretrained({str(out)!r})")
+
+
+def _train_segmentation_generator(args: argparse.Namespace) -> None:
+    from gdaload.datasets.digits import DIGIT_CLASSES
+    from gdaload.datasets.segmentation import digit_segmentation_splits
+    from gdaload.train.segmentation import train_segmentation_generator
+
+    config = config_from_args(
+        SegmentationGeneratorTrainingConfig, args, class_names=tuple(DIGIT_CLASSES)
+    )
+    pool = digit_segmentation_splits().generator_pool
+    out = train_segmentation_generator(pool, args.output, config)
+    loader = "MaskDiffusion" if config.kind == "mask" else "JointDiffusion"
+    print(f"saved to {out}; load it with {loader}.from_pretrained({str(out)!r})")
 
 
 def _epoch_range(text: str) -> range:
@@ -312,6 +328,15 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--output", required=True, help="folder to save the distilled model in")
     add_config_options(d, DistillConfig)
     d.set_defaults(func=_distill)
+
+    s = sub.add_parser(
+        "train-segmentation-generator",
+        help="train a mask-conditioned (--kind mask) or joint image-and-mask (--kind joint) "
+        "diffusion model on the digits' stroke masks",
+    )
+    s.add_argument("--output", required=True, help="folder to save the model in")
+    add_config_options(s, SegmentationGeneratorTrainingConfig)
+    s.set_defaults(func=_train_segmentation_generator)
 
     m = sub.add_parser(
         "train-multiview", help="train a multi-view diffusion model (DiMViDA) on MultiViewShapes"

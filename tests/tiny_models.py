@@ -179,3 +179,62 @@ def tiny_class_images(
             array = (pixels * 255).to(torch.uint8).numpy()
             Image.fromarray(array).save(folder / name / f"{i}.png")
     return folder
+
+
+def tiny_mask_diffusion(num_classes: int = 3, num_mask_classes: int = 4, steps: int = 2):
+    """A randomly initialised ``MaskDiffusion`` on 8x8 grayscale images."""
+    from gdaload.generators.mask_diffusion import MaskDiffusion
+
+    torch.manual_seed(0)
+    unet = UNet2DModel(
+        sample_size=8,
+        in_channels=1 + num_mask_classes,
+        out_channels=1,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        norm_num_groups=8,
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+        num_class_embeds=num_classes,
+    )
+    return MaskDiffusion(
+        unet, DDPMScheduler(), num_mask_classes=num_mask_classes, steps=steps, device="cpu"
+    )
+
+
+def tiny_joint_diffusion(num_classes: int = 3, num_mask_classes: int = 4, steps: int = 2):
+    """A randomly initialised ``JointDiffusion``; class ``c`` may hold labels 0 and c + 1."""
+    from gdaload.generators.mask_diffusion import JointDiffusion
+
+    torch.manual_seed(0)
+    unet = UNet2DModel(
+        sample_size=8,
+        in_channels=1 + num_mask_classes,
+        out_channels=1 + num_mask_classes,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        norm_num_groups=8,
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+        num_class_embeds=num_classes,
+    )
+    allowed = [[0, c + 1] for c in range(num_classes)]
+    return JointDiffusion(
+        unet,
+        DDPMScheduler(),
+        num_mask_classes=num_mask_classes,
+        image_channels=1,
+        allowed_labels=allowed,
+        steps=steps,
+        device="cpu",
+    )
+
+
+def seeded_masks(labels: list[int], seeds: list[int], size: int = 8) -> torch.Tensor:
+    """One mask per sample, a pure function of its seed: background, or label + 1."""
+    masks = [
+        (torch.rand(size, size, generator=torch.Generator().manual_seed(20_000 + s)) > 0.5).long()
+        * (y + 1)
+        for y, s in zip(labels, seeds, strict=True)
+    ]
+    return torch.stack(masks) if masks else torch.empty(0, size, size, dtype=torch.long)

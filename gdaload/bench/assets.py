@@ -5,7 +5,13 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-__all__ = ["DIGITS_GENERATOR", "DIGITS_LCM", "MULTIVIEW_GENERATOR"]
+__all__ = [
+    "DIGITS_GENERATOR",
+    "DIGITS_JOINT_GENERATOR",
+    "DIGITS_LCM",
+    "DIGITS_MASK_GENERATOR",
+    "MULTIVIEW_GENERATOR",
+]
 
 
 def _asset(name: str) -> Path:
@@ -20,3 +26,9 @@ DIGITS_GENERATOR: Path = _asset("digits-generator")
 DIGITS_LCM: Path = _asset("digits-lcm")
 #: The shipped MultiViewShapes generator (``gdaload train-multiview``, see its ``gdaload.json``).
 MULTIVIEW_GENERATOR: Path = _asset("multiview-generator")
+#: The shipped digits generator of images from stroke masks
+#: (``gdaload train-segmentation-generator --kind mask``, see its ``gdaload.json``).
+DIGITS_MASK_GENERATOR: Path = _asset("digits-mask-generator")
+#: The shipped joint (image, stroke mask) digits generator
+#: (``gdaload train-segmentation-generator --kind joint``, see its ``gdaload.json``).
+DIGITS_JOINT_GENERATOR: Path = _asset("digits-joint-generator")

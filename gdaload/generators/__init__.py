@@ -34,6 +34,13 @@ _EXPORTS = {
     "SAMPLERS": "gdaload.generators.samplers",
     "make_scheduler": "gdaload.generators.samplers",
     "StoredSamples": "gdaload.generators.stored",
+    "BankedPairs": "gdaload.generators.masks",
+    "MaskBank": "gdaload.generators.masks",
+    "MaskConditionedGenerator": "gdaload.generators.masks",
+    "PairGenerator": "gdaload.generators.masks",
+    "check_mask": "gdaload.generators.masks",
+    "JointDiffusion": "gdaload.generators.mask_diffusion",
+    "MaskDiffusion": "gdaload.generators.mask_diffusion",
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
@@ -42,6 +49,14 @@ if TYPE_CHECKING:
     from gdaload.generators.diffusers_base import DiffusersGenerator
     from gdaload.generators.diffusion import DiffusionGenerator
     from gdaload.generators.hub import ModelNotAvailableError
+    from gdaload.generators.mask_diffusion import JointDiffusion, MaskDiffusion
+    from gdaload.generators.masks import (
+        BankedPairs,
+        MaskBank,
+        MaskConditionedGenerator,
+        PairGenerator,
+        check_mask,
+    )
     from gdaload.generators.metadata import GDALOAD_META, read_metadata, write_metadata
     from gdaload.generators.multiview import (
         MultiViewDiffusion,
@@ -58,6 +73,13 @@ __all__ = [
     "SAMPLERS",
     "Adapter",
     "AdapterMismatchError",
+    "BankedPairs",
+    "JointDiffusion",
+    "MaskBank",
+    "MaskConditionedGenerator",
+    "MaskDiffusion",
+    "PairGenerator",
+    "check_mask",
     "ClassConditionalPipeline",
     "DiffusersGenerator",
     "DiffusionGenerator",

@@ -13,12 +13,14 @@ from gdaload.train.config import (
     DistillConfig,
     GeneratorTrainingConfig,
     MultiViewTrainingConfig,
+    SegmentationGeneratorTrainingConfig,
 )
 from gdaload.train.distill import distill
 from gdaload.train.generator import image_folder_dataset, train_generator
 from gdaload.train.loop import train_loop
 from gdaload.train.masking import condition_weight, masked_diffusion_loss, sample_condition_masks
 from gdaload.train.multiview import train_multiview
+from gdaload.train.segmentation import train_segmentation_generator
 
 __all__ = [
     "AdaptConfig",
@@ -27,6 +29,7 @@ __all__ = [
     "DistillConfig",
     "GeneratorTrainingConfig",
     "MultiViewTrainingConfig",
+    "SegmentationGeneratorTrainingConfig",
     "adapt",
     "condition_weight",
     "distill",
@@ -36,4 +39,5 @@ __all__ = [
     "train_generator",
     "train_loop",
     "train_multiview",
+    "train_segmentation_generator",
 ]

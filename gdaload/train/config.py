@@ -17,6 +17,7 @@ __all__ = [
     "DistillConfig",
     "GeneratorTrainingConfig",
     "MultiViewTrainingConfig",
+    "SegmentationGeneratorTrainingConfig",
     "setting",
 ]
 
@@ -391,3 +392,49 @@ class DistillConfig(_TrainingConfig):
     def top_timestep(self) -> int:
         """The highest timestep of the schedule, where sampling starts."""
         return self.solver_steps * self.stride - 1
+
+
+@dataclass(frozen=True)
+class SegmentationGeneratorTrainingConfig(_TrainingConfig):
+    """Settings of :func:`~gdaload.train.segmentation.train_segmentation_generator`.
+
+    Attributes:
+        kind: ``"mask"`` (:class:`~gdaload.MaskDiffusion`: image from mask) or ``"joint"``
+            (:class:`~gdaload.JointDiffusion`: image and mask together).
+        class_names: Names saved with the model.
+        widths: UNet level widths.
+        steps: Optimiser steps.
+        batch_size: Pairs per step.
+        lr: AdamW learning rate (constant).
+        ema_decay: Decay of the moving average saved as the final weights.
+        seed: Seeds the weights, the data order and the noise.
+        checkpoint_every: Steps between checkpoints.
+        resume: Continue from the newest checkpoint in ``output_dir/checkpoints``.
+        cpu: Train on the CPU even when a GPU is present.
+        progress: Show a progress bar.
+
+    Example:
+        >>> SegmentationGeneratorTrainingConfig(kind="joint", steps=100).widths
+        (32, 64)
+    """
+
+    kind: str = setting(
+        "mask", "what to train: mask-conditioned or joint", choices=("mask", "joint")
+    )
+    class_names: tuple[str, ...] | None = setting(None, cli=False)
+    widths: tuple[int, ...] = setting((32, 64), "UNet level widths")
+    steps: int = setting(2000)
+    batch_size: int = setting(64)
+    lr: float = setting(1e-3)
+    ema_decay: float = setting(0.999, cli=False)
+    seed: int = setting(0)
+    checkpoint_every: int = setting(500)
+    resume: bool = setting(True, "ignore existing checkpoints")
+    cpu: bool = setting(False, "train on the CPU even with a GPU")
+    progress: bool = setting(True, cli=False)
+
+    def __post_init__(self) -> None:
+        self._as_tuples("class_names", "widths")
+        self._require_positive("steps", "batch_size", "checkpoint_every")
+        if self.kind not in ("mask", "joint"):
+            raise ValueError(f"kind must be 'mask' or 'joint', got {self.kind!r}")

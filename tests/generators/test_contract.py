@@ -3,7 +3,8 @@
 Each case is a tiny model called the way its consumers call it: class-conditional
 (``DiffusionGenerator`` over a class pipeline), text-to-image (prompts), image-conditioned
 (``source=`` of a ``DiffusionGenerator``), a ``SelectedGenerator`` and the multi-view
-``MultiViewDiffusion``.
+``MultiViewDiffusion``, the mask-conditioned ``MaskDiffusion`` (with masks, and SDEdit
+under a mask), and the pair generators ``JointDiffusion`` and ``BankedPairs`` (their images).
 """
 
 from __future__ import annotations
@@ -21,7 +22,14 @@ from checkers import (
     assert_same_per_sample,
     seeded_sources,
 )
-from tiny_models import tiny_class_pipeline, tiny_multiview, tiny_text_pipeline
+from tiny_models import (
+    seeded_masks,
+    tiny_class_pipeline,
+    tiny_joint_diffusion,
+    tiny_mask_diffusion,
+    tiny_multiview,
+    tiny_text_pipeline,
+)
 from torch.utils.data import TensorDataset
 
 from gdaload import (
@@ -33,12 +41,27 @@ from gdaload import (
     Generator,
     GeneratorKindError,
     ImageConditionedGenerator,
+    MaskBank,
+    MaskConditionedGenerator,
     MultiViewGenerator,
+    PairGenerator,
 )
 from gdaload.bench.assets import DIGITS_LCM
+from gdaload.generators.masks import BankedPairs
 from gdaload.select import SelectedGenerator, TopK
 
-CASES = ["class", "text", "image-conditioned", "selected", "multiview", "distilled"]
+CASES = [
+    "class",
+    "text",
+    "image-conditioned",
+    "selected",
+    "multiview",
+    "distilled",
+    "mask",
+    "mask-sdedit",
+    "joint",
+    "banked",
+]
 
 
 def _plain(gen: Generator, labels: list[int], seeds: list[int]) -> torch.Tensor:
@@ -54,6 +77,18 @@ def _varied(gen: Generator, labels: list[int], seeds: list[int]) -> torch.Tensor
 def _novel(gen: Generator, labels: list[int], seeds: list[int]) -> torch.Tensor:
     assert isinstance(gen, MultiViewGenerator)
     return gen.generate(labels, seeds, source=seeded_sources(seeds, gen.image_shape))
+
+
+def _masked(gen: Generator, labels: list[int], seeds: list[int]) -> torch.Tensor:
+    assert isinstance(gen, MaskConditionedGenerator)
+    return gen.generate(labels, seeds, mask=seeded_masks(labels, seeds))
+
+
+def _masked_varied(gen: Generator, labels: list[int], seeds: list[int]) -> torch.Tensor:
+    assert isinstance(gen, MaskConditionedGenerator)
+    source = seeded_sources(seeds, gen.image_shape)
+    mask = seeded_masks(labels, seeds)
+    return gen.generate(labels, seeds, mask=mask, source=source, strength=(0.3, 0.8))
 
 
 def _class_generator() -> DiffusionGenerator:
@@ -84,6 +119,15 @@ def _build(name: str, tmp: Path) -> GeneratorCase:
         # The shipped few-step model: the lcm sampler injects noise between its steps.
         lcm = DiffusionGenerator.from_pretrained(DIGITS_LCM, steps=2, device="cpu")
         return GeneratorCase(name, lcm, _plain, [0, 7, 3, 7])
+    if name == "mask":
+        return GeneratorCase(name, tiny_mask_diffusion(), _masked, [0, 1, 2, 1])
+    if name == "mask-sdedit":
+        return GeneratorCase(name, tiny_mask_diffusion(), _masked_varied, [0, 1, 2, 1])
+    if name == "joint":
+        return GeneratorCase(name, tiny_joint_diffusion(), _plain, [0, 1, 2, 1])
+    if name == "banked":
+        bank = MaskBank(seeded_masks([0, 1, 2], [0, 1, 2]), [0, 1, 2], num_mask_classes=4)
+        return GeneratorCase(name, BankedPairs(tiny_mask_diffusion(), bank), _plain, [0, 1, 2, 1])
     assert name == "multiview"
     return GeneratorCase(name, tiny_multiview(steps=2), _novel, [0, 0, 0, 0])
 
@@ -136,6 +180,13 @@ def test_bad_requests_fail_clearly(case: GeneratorCase) -> None:
 def test_wrong_kind_of_call_fails_clearly(case: GeneratorCase) -> None:
     gen = case.generator
     channels, height, width = gen.image_shape
+    if isinstance(gen, MaskConditionedGenerator):
+        with pytest.raises(ValueError, match="mask is missing"):
+            gen.generate([0], [0])
+        mask = seeded_masks([0], [0])
+        with pytest.raises(ValueError, match=rf"v2.Resize\(\({height}, {width}\)\)"):
+            gen.generate([0], [0], mask=mask, source=torch.rand(1, channels, 16, 16))
+        return
     if isinstance(gen, MultiViewGenerator):
         with pytest.raises(ValueError, match="pass source="):
             gen.generate([0], [0])
@@ -163,6 +214,8 @@ def test_wrong_kind_of_call_fails_clearly(case: GeneratorCase) -> None:
 def test_class_conditional_consumers_refuse_multiview_generators(case: GeneratorCase) -> None:
     gen = case.generator
     real = TensorDataset(torch.rand(4, *gen.image_shape), torch.zeros(4, dtype=torch.long))
+    if isinstance(gen, (PairGenerator, MaskConditionedGenerator)):
+        return  # the wrappers do not serve (image, mask) pairs yet
     if isinstance(gen, MultiViewGenerator):
         for consumer in (GenerativeLoader, GenerativeDataset):
             with pytest.raises(GeneratorKindError, match="multi-view generator"):
