@@ -16,7 +16,11 @@ the same order. Arms (m_G/m_S = ``--ratio`` wherever there are synthetic samples
 * GDA fixed set: ``refresh=0``, epoch 0's samples every epoch;
 * GDA replace: fresh every epoch, synthetic samples in place of real rows
   (``mode="replace"``), so batches stay at 20 and an epoch serves 67 synthetic and 33
-  real rows instead of 200 synthetic and 100 real.
+  real rows instead of 200 synthetic and 100 real;
+* distilled (2 steps) fresh and refresh=0.25: the shipped distilled model
+  (``gdaload/assets/digits-lcm``, ``gdaload distill``) with the ``lcm`` sampler at 2 steps,
+  the best FID per second of ``benchmarks/distill.py`` (fewer steps and better FID than
+  4 steps), in place of the teacher at DPM-Solver++ 10 steps.
 
 For every arm and seed the run records test accuracy, generation seconds (seconds inside
 ``generator.generate``, from ``loader.stats()``), samples generated and wall seconds.
@@ -31,6 +35,13 @@ seed; fraction of the generation seconds); the JSON also says whether the lower 
 the gain fraction's 95% interval clears 90%, and whether the goal holds with samples
 generated in place of seconds. ``--from-json`` recomputes the summary, table and plot
 from a report's per-seed records.
+
+``--arms`` runs only the named arms (real only always runs) and ``--merge REPORT`` takes
+every other arm's per-seed records from an earlier report of the same settings. Test
+accuracy and samples generated are a pure function of the settings and the seed, so the
+merge checks that the real only accuracies of both runs agree and refuses otherwise;
+generation seconds are not (they move with the machine's load), so the report keeps both
+runs' machine records, and the arms run here are listed under ``settings.merged``.
 
 Run: OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/cost_frontier.py --seeds 5
 (``--quick``: 1 seed, 2 epochs, a smoke run).
@@ -54,6 +65,7 @@ import numpy as np
 import torch
 
 from gdaload.bench.arms import BASELINE, ArmResults, SeedRun
+from gdaload.bench.assets import DIGITS_LCM
 from gdaload.bench.stats import mean_ci, paired_gain
 from gdaload.bench.tasks import digits_task
 from gdaload.data.loader import GenerativeLoader
@@ -65,11 +77,13 @@ GAIN_GOAL, COST_GOAL = 0.9, 0.3
 
 @dataclass(frozen=True)
 class GdaArm:
-    """A GenerativeLoader setting: ``refresh`` (with a store below 1) and ``mode``."""
+    """A GenerativeLoader setting: ``refresh`` (with a store below 1), ``mode`` and
+    whether the generator is the distilled one."""
 
     name: str
     refresh: float = 1.0
     mode: str = "add"
+    distilled: bool = False
 
 
 GDA_ARMS = (
@@ -78,7 +92,11 @@ GDA_ARMS = (
     GdaArm("GDA refresh=0.25", refresh=0.25),
     GdaArm("GDA fixed set (refresh=0)", refresh=0.0),
     GdaArm("GDA replace (refresh=1)", mode="replace"),
+    GdaArm("distilled (2 steps) fresh", distilled=True),
+    GdaArm("distilled (2 steps) refresh=0.25", refresh=0.25, distilled=True),
 )
+#: Sampler and steps of the distilled arms (fixed from benchmarks/distill.py's results).
+DISTILLED_SAMPLER, DISTILLED_STEPS = "lcm", 2
 ARMS = (BASELINE, CLASSIC, *(arm.name for arm in GDA_ARMS))
 
 
@@ -150,7 +168,7 @@ def goal(summary: Mapping[str, Any]) -> dict[str, Any]:
     not candidates: they are the floor the frontier is drawn against.
     """
     arms = {}
-    for arm in (a.name for a in GDA_ARMS if a.name != FRESH):
+    for arm in (a.name for a in GDA_ARMS if a.name != FRESH and a.name in summary):
         s = summary[arm]
         frac, half = s["gain_fraction"]
         cost = s["generation_seconds_fraction"][0]
@@ -204,12 +222,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         epochs=args.epochs,
         batch_size=args.batch_size,
     )
+    from gdaload.generators.diffusion import DiffusionGenerator
+
+    distilled = DiffusionGenerator.from_pretrained(
+        DIGITS_LCM, sampler=DISTILLED_SAMPLER, steps=DISTILLED_STEPS, device="cpu"
+    )
+    selected = set(args.arms or ARMS) | {BASELINE}
+    run_arms = [arm for arm in ARMS if arm in selected]
+    gda_arms = [arm for arm in GDA_ARMS if arm.name in selected]
     conditions = machine()
     results = ArmResults()
-    generation_seconds: dict[str, list[float]] = {arm: [] for arm in ARMS}
-    generated: dict[str, list[float]] = {arm: [] for arm in ARMS}
-    wall: dict[str, list[float]] = {arm: [] for arm in ARMS}
-    loader_stats: dict[str, list[dict[str, float]]] = {arm: [] for arm in ARMS}
+    generation_seconds: dict[str, list[float]] = {arm: [] for arm in run_arms}
+    generated: dict[str, list[float]] = {arm: [] for arm in run_arms}
+    wall: dict[str, list[float]] = {arm: [] for arm in run_arms}
+    loader_stats: dict[str, list[dict[str, float]]] = {arm: [] for arm in run_arms}
 
     for seed in range(args.seeds):
         # SeedRun gives the seed's split, real batches in a fixed order, classic
@@ -222,15 +248,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             seed_run.record(name, batches)
             wall[name].append(time.perf_counter() - start)
 
-        for name, batches in ((BASELINE, seed_run.real_batches()), (CLASSIC, None)):
+        for name in (a for a in (BASELINE, CLASSIC) if a in selected):
+            batches = seed_run.real_batches() if name == BASELINE else None
             record(name, batches if batches is not None else seed_run.augmented_batches())
             generation_seconds[name].append(0.0)
             generated[name].append(0.0)
-        for arm in GDA_ARMS:
+        for arm in gda_arms:
             with tempfile.TemporaryDirectory(prefix="cost-frontier-") as folder:
                 loader = GenerativeLoader(
                     seed_run.real_batches(),
-                    task.generator,
+                    distilled if arm.distilled else task.generator,
                     ratio=args.ratio,
                     seed=seed,
                     store=folder if arm.refresh < 1 else None,
@@ -262,7 +289,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         line = ", ".join(
             f"{arm} {results.accuracy[arm][-1]:.4f} ({generation_seconds[arm][-1]:.0f} s, "
             f"{generated[arm][-1]:.0f} gen)"
-            for arm in ARMS
+            for arm in run_arms
         )
         print(f"seed {seed}: {line}", flush=True)
 
@@ -274,13 +301,55 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "wall_seconds": wall,
         "loader_stats": loader_stats,
     }
-    summary, verdict = analyse(per_seed)
-    return {
+    report: dict[str, Any] = {
         "settings": {**vars(args), "seeds": list(range(args.seeds))},
         "machine": conditions,
         "per_seed": per_seed,
-        "summary": summary,
-        "goal": verdict,
+    }
+    if not args.merge:
+        report["summary"], report["goal"] = analyse(report["per_seed"])
+    return report
+
+
+#: Settings that must agree for two reports' per-seed records to be merged.
+_SAME = ("epochs", "shots", "ratio", "batch_size", "sampler", "steps", "seeds")
+
+
+def merge(earlier: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """``earlier`` with the per-seed records of the arms ``new`` ran replaced by ``new``'s.
+
+    Raises:
+        ValueError: If the settings differ, or the real only accuracies (a pure function
+            of the settings and the seed) disagree: the runs are not comparable.
+    """
+    for key in _SAME:
+        if earlier["settings"][key] != new["settings"][key]:
+            raise ValueError(
+                f"cannot merge: {key} is {earlier['settings'][key]!r} in the earlier report "
+                f"and {new['settings'][key]!r} here; rerun every arm with the same settings"
+            )
+    old_base = earlier["per_seed"]["accuracy"][BASELINE]
+    new_base = new["per_seed"]["accuracy"][BASELINE]
+    if old_base != new_base:
+        raise ValueError(
+            f"cannot merge: real only accuracies differ ({old_base} before, {new_base} now), "
+            "so training is not reproducing; rerun every arm"
+        )
+    arms = list(new["per_seed"]["accuracy"])
+    per_seed = earlier["per_seed"]
+    for key, records in new["per_seed"].items():
+        per_seed.setdefault(key, {}).update({arm: records[arm] for arm in arms})
+    # Every table and plot iterates ARMS: keep the records in that order.
+    for key in per_seed:
+        per_seed[key] = {arm: per_seed[key][arm] for arm in ARMS if arm in per_seed[key]}
+    missing = [arm for arm in ARMS if arm not in per_seed["accuracy"]]
+    if missing:
+        raise ValueError(f"cannot merge: no records of {missing}; run them with --arms")
+    return {
+        "settings": {**earlier["settings"], "merged": {"arms": arms, **new["settings"]}},
+        "machine": {"earlier_run": earlier["machine"], "merged_run": new["machine"]},
+        "per_seed": per_seed,
+        "total_wall_seconds_earlier_run": earlier.get("total_wall_seconds"),
     }
 
 
@@ -306,7 +375,7 @@ def markdown(report: Mapping[str, Any]) -> str:
         "| generation s | fraction of fresh generation s | samples generated | wall s |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for arm in ARMS:
+    for arm in (a for a in ARMS if a in summary):
         a = summary[arm]
         has_gen = arm not in (BASELINE, CLASSIC)
         gen_s = _fmt(a["generation_seconds"], scale=1.0, digits=1) if has_gen else "0"
@@ -343,12 +412,12 @@ def plot(report: Mapping[str, Any], path: Path) -> None:
         (axes[0], "generation_seconds", "generation seconds per run (mean, log scale)"),
         (axes[1], "generated", "samples generated per run (mean, log scale)"),
     ):
-        for arm, style in ((BASELINE, ":"), (CLASSIC, "--")):
+        for arm, style in ((a, st) for a, st in ((BASELINE, ":"), (CLASSIC, "--")) if a in summary):
             mean, half = summary[arm]["accuracy"]
             ax.axhline(100 * mean, linestyle=style, color="grey", label=f"{arm} (no generation)")
             if half is not None:
                 ax.axhspan(100 * (mean - half), 100 * (mean + half), color="grey", alpha=0.08)
-        for arm in (a.name for a in GDA_ARMS):
+        for arm in (a.name for a in GDA_ARMS if a.name in summary):
             x = summary[arm][key][0]
             mean, half = summary[arm]["accuracy"]
             ax.errorbar(
@@ -399,6 +468,10 @@ def main() -> None:
     parser.add_argument(
         "--from-json", help="redraw the table and the plot from a report written by a run"
     )
+    parser.add_argument("--arms", nargs="+", choices=ARMS, help="run only these arms")
+    parser.add_argument(
+        "--merge", help="take the other arms' per-seed records from this earlier report"
+    )
     args = parser.parse_args()
     if args.from_json:
         out = Path(args.from_json)
@@ -409,15 +482,23 @@ def main() -> None:
         plot(report, out.with_suffix(".png"))
         print(markdown(report))
         return
+    if args.arms and FRESH not in args.arms and not args.merge:
+        parser.error(f"--arms needs {FRESH!r} (every fraction is of it) or --merge")
     if args.quick:
         args.seeds, args.epochs = 1, 2
+    earlier = json.loads(Path(args.merge).read_text()) if args.merge else None
     start = time.perf_counter()
     report = run(args)
     report["total_wall_seconds"] = time.perf_counter() - start
-    table = markdown(report)
-    print("\n" + table)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    if earlier is not None:
+        # This run's own records first, so a refused merge loses no measurement.
+        out.with_name(out.name + "-merged-run.json").write_text(json.dumps(report, indent=2))
+        report = {**merge(earlier, report), "merged_run_wall_seconds": report["total_wall_seconds"]}
+        report["summary"], report["goal"] = analyse(report["per_seed"])
+    table = markdown(report)
+    print("\n" + table)
     out.with_suffix(".json").write_text(json.dumps(report, indent=2))
     out.with_suffix(".md").write_text(table + "\n")
     plot(report, out.with_suffix(".png"))
