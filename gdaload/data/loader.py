@@ -22,6 +22,7 @@ import torch
 from gdaload.data.forwarding import LoaderAttributes
 from gdaload.data.plan import SyntheticPlan
 from gdaload.data.policies import check_ratio, dataset_labels
+from gdaload.data.prefetch import Prefetcher
 from gdaload.data.ranges import check_same_scale
 from gdaload.data.resume import (
     STATE_VERSION,
@@ -154,6 +155,14 @@ class GenerativeLoader(SpecAttributes, LoaderAttributes):
             real rows for that epoch. With small batches and a large ratio a batch may be
             wholly synthetic; the per-epoch counts still hold.
         progress: Show progress bars (warm-up).
+        prefetch: Merge this many next batches in a background thread while the loop
+            runs its step (0: in the loop's thread). Batches keep their order and
+            content; an error raised while merging one is raised in the loop when that
+            batch is due; ``break`` or an error in the loop stops the thread.
+            :meth:`state_dict` stays exact: each batch carries the position after it
+            (and the wrapped loader's own state read right after fetching it), and the
+            loop's batch sets them, so batches merged ahead are merged again on resume.
+            :meth:`stats` counts batches when merged.
 
     Raises:
         ValueError: On a wrapped loader over an empty dataset, a bad ratio, seed, class
@@ -194,6 +203,7 @@ class GenerativeLoader(SpecAttributes, LoaderAttributes):
         refresh: float = 1.0,
         mode: str = "add",
         progress: bool = True,
+        prefetch: int = 0,
     ) -> None:
         # A DataLoader's dataset, or a sequence of batches itself.
         check_not_empty(getattr(loader, "dataset", loader), "GenerativeLoader")
@@ -227,6 +237,14 @@ class GenerativeLoader(SpecAttributes, LoaderAttributes):
         self._position: LoaderPosition | None = None
         self._resume: LoaderPosition | None = None
         self._resume_loader_restored = False
+        if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 0:
+            raise ValueError(
+                f"prefetch must be a whole number of batches >= 0 (0: merge in the loop's "
+                f"thread), got {prefetch!r}"
+            )
+        self.prefetch = prefetch
+        # The wrapped loader's state as of the batch the loop holds (prefetch runs ahead).
+        self._held_loader_state: Any = None
 
     def _configure_engine(
         self,
@@ -372,7 +390,9 @@ class GenerativeLoader(SpecAttributes, LoaderAttributes):
             "epoch": position.epoch,
             "position": position.as_dict(),
         }
-        if is_stateful(self.loader):
+        if self._held_loader_state is not None:
+            state["loader"] = self._held_loader_state
+        elif is_stateful(self.loader):
             state["loader"] = self.loader.state_dict()  # type: ignore[attr-defined]
         return state
 
@@ -556,39 +576,62 @@ class GenerativeLoader(SpecAttributes, LoaderAttributes):
         if engine is not None:
             total = self._expected_synthetic()
             engine.begin_epoch(source, epoch, total, total, start=start.synthetic)
-        real_seen, synthetic_made, served = start.real, start.synthetic, start.batches
-        schedule = self._schedule()
         self._position = start
+        real_seen = start.real
         began = time.perf_counter()
+        ahead: Prefetcher[tuple[Batch, LoaderPosition, Any]] | None = None
         try:
             if engine is not None and self.warmup and not self._warmed:
                 engine.warm_up(self.warmup, progress=self.progress)
                 self._warmed = True
-            for batch in batches:
-                x, y = self._unpack(batch)
-                real_seen += len(y)
-                n = schedule(real_seen) - synthetic_made
-                positions = range(synthetic_made, synthetic_made + n)
-                synthetic_made += n
-                if self.refresh < 1.0 and n:
-                    carried = source.source_epochs(epoch, positions) < epoch
-                    self._stats["carried_over"] += int(carried.sum())
-                served += 1
-                merged = self._merge(x, y, epoch, served - 1, positions, engine)
+            merged_batches = self._merged(batches, start, source, engine)
+            if self.prefetch:
+                ahead = Prefetcher(merged_batches, self.prefetch)
+            for merged, position, loader_state in ahead or merged_batches:
                 # Before the yield: a state_dict() taken while the loop holds this batch
-                # counts it as consumed.
-                self._position = LoaderPosition(epoch, served, real_seen, synthetic_made)
+                # counts it as consumed, however far the prefetch thread has run ahead.
+                self._position, self._held_loader_state = position, loader_state
+                real_seen = position.real
                 yield merged
         except BaseException:
             # An error, Ctrl-C or a loop left early: stop the generation thread now. The
             # position stays readable by state_dict() until the next iteration.
+            if ahead is not None:
+                ahead.close()
             self.close()
             raise
         finally:
             self._iteration_seconds += time.perf_counter() - began
-        self._position = None
+        self._position, self._held_loader_state = None, None
         self._real_seen_last = real_seen
         self.spec.epoch = epoch + 1
+
+    def _merged(
+        self,
+        batches: Iterator[Any],
+        start: LoaderPosition,
+        source: SyntheticPlan,
+        engine: Engine | None,
+    ) -> Iterator[tuple[Batch, LoaderPosition, Any]]:
+        """The epoch's merged batches from ``start``, each with the position after it and,
+        under ``prefetch``, the wrapped loader's state read right after its batch."""
+        epoch = start.epoch
+        real_seen, synthetic_made, served = start.real, start.synthetic, start.batches
+        schedule = self._schedule()
+        keep_state = self.prefetch > 0 and is_stateful(self.loader)
+        for batch in batches:
+            loader_state = self.loader.state_dict() if keep_state else None  # type: ignore[attr-defined]
+            x, y = self._unpack(batch)
+            real_seen += len(y)
+            n = schedule(real_seen) - synthetic_made
+            positions = range(synthetic_made, synthetic_made + n)
+            synthetic_made += n
+            if self.refresh < 1.0 and n:
+                carried = source.source_epochs(epoch, positions) < epoch
+                self._stats["carried_over"] += int(carried.sum())
+            served += 1
+            merged = self._merge(x, y, epoch, served - 1, positions, engine)
+            yield merged, LoaderPosition(epoch, served, real_seen, synthetic_made), loader_state
 
     def _real_batches(self, start: LoaderPosition) -> Iterator[Any]:
         """The wrapped loader's batches from ``start`` on (restored, or skipped to)."""

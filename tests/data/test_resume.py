@@ -5,33 +5,12 @@ import json
 import pytest
 import torch
 from checkers import SeedImageGenerator
-from torch.utils.data import DataLoader, TensorDataset
+from resume_checkers import assert_same, dataset, plain, stateful, take_epoch
+from torch.utils.data import DataLoader
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 from gdaload import GenerativeDataset, GenerativeLoader
 from gdaload.data.resume import STATE_VERSION, LoaderPosition
-
-Batches = list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
-
-
-def dataset(n: int = 23) -> TensorDataset:
-    # Each real image holds its index (scaled into [0, 1]), so the real order is visible.
-    images = (torch.arange(n, dtype=torch.float32) / n).view(n, 1, 1, 1).expand(n, 1, 4, 4)
-    return TensorDataset(images.clone(), torch.tensor([i % 3 for i in range(n)]))
-
-
-def plain(shuffle: bool = False) -> DataLoader:
-    return DataLoader(dataset(), batch_size=5, shuffle=shuffle)
-
-
-def stateful(seed: int, num_workers: int = 0) -> StatefulDataLoader:
-    return StatefulDataLoader(
-        dataset(),
-        batch_size=5,
-        shuffle=True,
-        generator=torch.Generator().manual_seed(seed),
-        num_workers=num_workers,
-    )
 
 
 def wrap(loader, engine: str = "sync", ratio: float = 1.3) -> GenerativeLoader:
@@ -47,25 +26,6 @@ def wrap(loader, engine: str = "sync", ratio: float = 1.3) -> GenerativeLoader:
         pool_size=8,
         generation_batch_size=4,
     )
-
-
-def take_epoch(loader: GenerativeLoader, stop: int | None = None) -> tuple[Batches, dict]:
-    """Batches of one epoch, and the state saved after ``stop`` of them (loop left there)."""
-    out: Batches = []
-    state: dict = {}
-    for batch in loader:
-        out.append(batch)
-        if stop is not None and len(out) == stop:
-            state = loader.state_dict()
-            break
-    return out, state
-
-
-def assert_same(got: Batches, expected: Batches) -> None:
-    assert len(got) == len(expected)
-    for (x, y, m), (ex, ey, em) in zip(got, expected, strict=True):
-        torch.testing.assert_close(x, ex, rtol=0, atol=0)
-        assert torch.equal(y, ey) and torch.equal(m, em)
 
 
 @pytest.mark.parametrize("engine", ["sync", "thread"])
