@@ -6,12 +6,14 @@ store=folder)`` (real batches plus synthetic samples read back from disk, the ge
 never called) are timed against a plain ``DataLoader`` over an in-memory dataset
 delivering the same number of samples in batches of the same size. After ``--warmup``
 untimed epochs of each, the loaders take turns epoch by epoch (plain, sync, thread), so
-drift in the machine's speed hits all three alike; the ratio of each round's epoch times
-is reported as median and interquartile range over ``--epochs`` rounds. Goal: at most
-1.05 x the plain loader. ``--step-ms`` adds a simulated training step (a sleep, as a GPU
-step would leave the CPU) to all three.
+drift in the machine's speed hits all of them alike; the ratio of each round's epoch
+times is reported as median and interquartile range over ``--epochs`` rounds. Goal: at
+most 1.05 x the plain loader. ``--step-ms`` adds a simulated training step (a sleep, as a
+GPU step would leave the CPU) to every loader. ``--prefetch K`` (default 2; 0 leaves
+them out) adds the sync and thread engines with ``prefetch=K``: the next K batches are
+merged in a background thread while the step runs.
 
-    python benchmarks/engine_warm_store.py [--step-ms 5]
+    python benchmarks/engine_warm_store.py [--step-ms 5] [--prefetch 2]
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=8, help="timed rounds")
     p.add_argument("--warmup", type=int, default=2, help="untimed epochs of each loader first")
     p.add_argument("--dir", type=Path, default=None, help="store folder (default: a temp dir)")
+    p.add_argument("--prefetch", type=int, default=2, help="batches merged ahead (0: no arm)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     generator = NoiseGenerator()
@@ -61,10 +64,16 @@ def main() -> None:
             consume(fill)
         fill_seconds = time.perf_counter() - start
         loaders = {"plain": plain}
-        for engine in ("sync", "thread"):
+        arms = {"sync": ("sync", 0), "thread": ("thread", 0)}
+        if args.prefetch:
+            arms |= {
+                f"sync_prefetch{args.prefetch}": ("sync", args.prefetch),
+                f"thread_prefetch{args.prefetch}": ("thread", args.prefetch),
+            }
+        for name, (engine, prefetch) in arms.items():
             store = SampleStore.for_generator(folder, generator)
-            loaders[engine] = GenerativeLoader(
-                real, generator, ratio=args.ratio, store=store, engine=engine
+            loaders[name] = GenerativeLoader(
+                real, generator, ratio=args.ratio, store=store, engine=engine, prefetch=prefetch
             )
         times: dict[str, list[float]] = {name: [] for name in loaders}
         for round_ in range(args.warmup + args.epochs):
@@ -72,13 +81,13 @@ def main() -> None:
                 seconds = timed(functools.partial(consume, loader))
                 if round_ >= args.warmup:
                     times[name].append(seconds)
-        for engine in ("sync", "thread"):
+        for engine in arms:
             loaders[engine].close()
             stats = loaders[engine].stats()
             assert stats["generated"] == 0 and stats["cache_misses"] == 0, stats
         shard_bytes = sum(p.stat().st_size for p in folder.rglob("*.safetensors"))
     results = {"plain_seconds": statistics.median(times["plain"])}
-    for engine in ("sync", "thread"):
+    for engine in arms:
         ratios = [t / p for t, p in zip(times[engine], times["plain"], strict=True)]
         quartiles = statistics.quantiles(ratios, n=4)
         results[f"{engine}_seconds"] = statistics.median(times[engine])
@@ -89,6 +98,7 @@ def main() -> None:
         "synthetic": synthetic_total,
         "batch": total_batch,
         "step_ms": args.step_ms,
+        "prefetch": args.prefetch,
         "threads": args.threads,
         "rounds": args.epochs,
         "fill_seconds": fill_seconds,
@@ -105,7 +115,7 @@ def main() -> None:
         )
 
     print(
-        f"plain {results['plain_seconds']:.3f}s  warm store: {ratio('sync')}, {ratio('thread')}; "
+        f"plain {results['plain_seconds']:.3f}s  warm store: {', '.join(map(ratio, arms))}; "
         f"goal <= 1.05 "
         f"[{len(x)} samples/epoch, batch {total_batch}, step {args.step_ms} ms]"
     )
