@@ -20,7 +20,9 @@ noised to ``strength`` and denoised under its own class) then take synthetic pos
   same hand-overs serve the same samples. A variation's seed is its position's seed.
 
 Variations are not written to or read from a sample store: their image depends on the
-source image, which the store's key (label, seed) does not hold.
+source image, which the store's key (label, seed) does not hold. Under the thread
+engine's ``dry_policy="reuse"`` a variation position whose sample is late may be served
+another generated sample of its class, as any position may.
 """
 
 from __future__ import annotations
