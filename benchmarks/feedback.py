@@ -308,6 +308,7 @@ def summarise(
         gda, mix = f"GDA, {gen} generator", f"GenMix, {gen} generator"
         better = max((gda, mix), key=lambda arm: float(np.mean(m[arm]["accuracy"])))
         qa = f"quality-aware GenMix, {gen} generator"
+        pairs[f"{mix} - {gda}"] = {k: paired_gain(m[mix][k], m[gda][k]) for k in m[mix]}
         for other in (gda, mix):
             pairs[f"{qa} - {other}"] = {k: paired_gain(m[qa][k], m[other][k]) for k in m[qa]}
         gain, half = pairs[f"{qa} - {better}"]["accuracy"]
@@ -334,8 +335,9 @@ def summarise(
             "met": bool(worst[0] - worst[1] > 0),
         }
     return {
-        # The weak generator's folder is a local cache, not a setting of the protocol.
-        "settings": {k: v for k, v in vars(args).items() if k != "weak_cache"},
+        # Where the weak generator is cached and the report written are not settings of
+        # the protocol.
+        "settings": {k: v for k, v in vars(args).items() if k not in ("weak_cache", "out")},
         "per_seed": m,
         "mean_ci95": summary,
         "gain_vs_real_only_ci95": gains,
