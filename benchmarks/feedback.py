@@ -14,6 +14,11 @@ Arms:
 * real only; GDA with ``class_policy="match"``; GDA with ``"balance"``;
 * ``feedback``: after each epoch the per-class recall on the validation set is handed
   to ``loader.feedback``;
+* feedback + hard-example variations: the same, and after each epoch the ``--hard-top``
+  training images the classifier is least confident on in their true class (the
+  misclassified ones first, as their confidence is lowest) are handed to
+  ``loader.hard_examples`` (``share`` 0.5, ``strength`` 0.5): half of each class's
+  synthetic positions become SDEdit variations of that class's hard examples;
 * adaptive ratio: ``balance`` with :class:`~gdaload.AdaptiveRatio` (start ``--ratio``,
   halved on a plateau of validation accuracy, off for the last ``--off-last`` epochs);
 * for the shipped (strong) generator and a weak one (``gdaload train-generator`` on the
@@ -51,6 +56,7 @@ from gdaload.bench.classifier import digits_cnn, predict
 from gdaload.bench.memo import MemoGenerator
 from gdaload.bench.stats import mean_ci, paired_gain
 from gdaload.datasets.digits import DIGIT_CLASSES, digits_splits
+from gdaload.generators.base import ImageConditionedGenerator
 from gdaload.metrics import classification_report
 from gdaload.seeding import Stream, derive_seed
 
@@ -124,6 +130,18 @@ def confidence_of(model: nn.Module) -> Callable[[torch.Tensor, torch.Tensor], to
     return quality
 
 
+class MemoVariations(MemoGenerator, ImageConditionedGenerator):
+    """The memo of a generator that also makes (unremembered) image-conditioned samples,
+    so the hard-example arm shares its plain samples with the other arms."""
+
+    def generate(  # type: ignore[override]
+        self, labels: Any, seeds: Any, *, source: torch.Tensor | None = None, strength: Any = 0.5
+    ) -> torch.Tensor:
+        if source is None:
+            return super().generate(labels, seeds)
+        return self.inner.generate(labels, seeds, source=source, strength=strength)  # type: ignore[call-arg]
+
+
 class Results:
     def __init__(self) -> None:
         self.metrics: dict[str, dict[str, list[float]]] = {}
@@ -168,7 +186,7 @@ def run_seed(
     split = imbalanced_split(seed, args.minority_shots)
     test, minority = split["test"], split["minority"]
     val_x, val_y = split["val"]
-    gens = {name: MemoGenerator(g) for name, g in generators.items()}
+    gens = {name: MemoVariations(g) for name, g in generators.items()}
 
     def loader(policy: str, gen: str = "strong") -> GenerativeLoader:
         return GenerativeLoader(
@@ -197,6 +215,17 @@ def run_seed(
         fb.feedback(report.sensitivity.tolist())
 
     arm("feedback policy", fb, after_epoch=hand_recall)
+
+    hard = loader("feedback")
+    train_x, train_y = split["train"].tensors
+
+    def hand_recall_and_hard(model: nn.Module) -> None:
+        report = classification_report(predict(model, val_x), val_y, 10)
+        hard.feedback(report.sensitivity.tolist())
+        confidence = confidence_of(model)(train_x, train_y)
+        hard.hard_examples(scores=1 - confidence, top=args.hard_top)
+
+    arm("feedback + hard-example variations", hard, after_epoch=hand_recall_and_hard)
 
     ad = loader("balance")
     control = AdaptiveRatio(start=args.ratio, epochs=args.epochs, off_last=args.off_last)
@@ -251,6 +280,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 PAIRS = [
     ("feedback policy", "GDA, balance"),
+    ("feedback + hard-example variations", "GDA, balance"),
+    ("feedback + hard-example variations", "feedback policy"),
     ("adaptive ratio (balance)", "GDA, balance"),
     ("GDA, balance", "GDA, match"),
 ]
@@ -277,6 +308,7 @@ def summarise(
         gda, mix = f"GDA, {gen} generator", f"GenMix, {gen} generator"
         better = max((gda, mix), key=lambda arm: float(np.mean(m[arm]["accuracy"])))
         qa = f"quality-aware GenMix, {gen} generator"
+        pairs[f"{mix} - {gda}"] = {k: paired_gain(m[mix][k], m[gda][k]) for k in m[mix]}
         for other in (gda, mix):
             pairs[f"{qa} - {other}"] = {k: paired_gain(m[qa][k], m[other][k]) for k in m[qa]}
         gain, half = pairs[f"{qa} - {better}"]["accuracy"]
@@ -286,20 +318,26 @@ def summarise(
             "half_width": half,
             "met": bool(gain + half >= 0),
         }
-    fb_acc = pairs["feedback policy - GDA, balance"]["accuracy"]
-    fb_worst = pairs["feedback policy - GDA, balance"]["worst_sensitivity"]
-    goals["feedback matches balance on accuracy"] = {
-        "gain": fb_acc[0],
-        "half_width": fb_acc[1],
-        "met": bool(fb_acc[0] + fb_acc[1] >= 0),
-    }
-    goals["feedback beats balance on worst-class sensitivity"] = {
-        "gain": fb_worst[0],
-        "half_width": fb_worst[1],
-        "met": bool(fb_worst[0] - fb_worst[1] > 0),
-    }
+    for arm, name in (
+        ("feedback policy", "feedback"),
+        ("feedback + hard-example variations", "feedback + hard examples"),
+    ):
+        acc = pairs[f"{arm} - GDA, balance"]["accuracy"]
+        worst = pairs[f"{arm} - GDA, balance"]["worst_sensitivity"]
+        goals[f"{name} matches balance on accuracy"] = {
+            "gain": acc[0],
+            "half_width": acc[1],
+            "met": bool(acc[0] + acc[1] >= 0),
+        }
+        goals[f"{name} beats balance on worst-class sensitivity"] = {
+            "gain": worst[0],
+            "half_width": worst[1],
+            "met": bool(worst[0] - worst[1] > 0),
+        }
     return {
-        "settings": vars(args),
+        # Where the weak generator is cached and the report written are not settings of
+        # the protocol.
+        "settings": {k: v for k, v in vars(args).items() if k not in ("weak_cache", "out")},
         "per_seed": m,
         "mean_ci95": summary,
         "gain_vs_real_only_ci95": gains,
@@ -368,6 +406,7 @@ def main() -> None:
     p.add_argument("--sampler", default="dpm-solver++")
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--weak-steps", type=int, default=300)
+    p.add_argument("--hard-top", type=int, default=10)
     p.add_argument(
         "--weak-cache", default=str(Path(tempfile.gettempdir()) / "gdaload-bench-weak-digits")
     )

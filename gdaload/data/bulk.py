@@ -186,6 +186,8 @@ def job_samples(
 
 def _to_make(plan: SyntheticPlan, count: int, epoch: int, epochs: list[int]) -> list[int]:
     """The first ``count`` synthetic indices of ``epoch`` to make, leaving out those
-    partial refresh carries over from another epoch of the job (made there, once)."""
+    partial refresh carries over from another epoch of the job (made there, once) and
+    hard-example variations (never stored: made when read)."""
     source = plan.source_epochs(epoch, range(count))
-    return np.flatnonzero((source == epoch) | ~np.isin(source, epochs)).tolist()
+    plain = plan.variations(epoch, range(count))[0] < 0
+    return np.flatnonzero(((source == epoch) | ~np.isin(source, epochs)) & plain).tolist()

@@ -10,12 +10,19 @@ import torch
 from torch.utils.data import Dataset, get_worker_info
 
 from gdaload.data.bulk import fill_store
+from gdaload.data.hard import HARD_SHARE, HARD_STRENGTH, DatasetImages
 from gdaload.data.plan import SyntheticPlan
 from gdaload.data.policies import as_int_labels, dataset_labels
 from gdaload.data.ranges import check_same_scale
 from gdaload.data.resume import STATE_VERSION, check_state
 from gdaload.data.spec import SpecAttributes, StoreLike, SyntheticSpec, check_not_empty
-from gdaload.engine.base import EngineStats, fetch_stored, make_samples
+from gdaload.engine.base import (
+    EngineStats,
+    SourceImages,
+    fetch_stored,
+    make_samples,
+    plan_variations,
+)
 from gdaload.generators.base import Generator
 
 __all__ = ["GenerativeDataset"]
@@ -59,6 +66,8 @@ class GenerativeDataset(SpecAttributes, Dataset):
         refresh: Fraction of synthetic samples made fresh each epoch (default 1: all);
             the others are the previous epoch's samples, read from ``store`` (required
             below 1). :meth:`fill_store` then only generates the fresh ones.
+        source_images: Hard-example variations: reads real images by index as
+            ``(N, C, H, W)`` floats in [0, 1] (default: ``real[i][0]``).
 
     The synthetic settings (``generator``, ``ratio``, ``plan``, ``class_policy``,
     ``class_counts``, ``store``, ``epoch``) live in :attr:`spec`, a
@@ -91,6 +100,7 @@ class GenerativeDataset(SpecAttributes, Dataset):
         return_mask: bool = False,
         store: StoreLike = None,
         refresh: float = 1.0,
+        source_images: SourceImages | None = None,
     ) -> None:
         def real_labels() -> np.ndarray:
             # Read once the cheap checks have passed; one label per real sample.
@@ -117,6 +127,7 @@ class GenerativeDataset(SpecAttributes, Dataset):
             refresh=refresh,
         )
         self.synthetic_transform = synthetic_transform
+        self.source_images = source_images if source_images is not None else DatasetImages(real)
         self.return_mask = return_mask
         self.num_real = len(cast(Sized, real))
         self.num_synthetic = self.spec.synthetic_count(self.num_real)
@@ -144,6 +155,26 @@ class GenerativeDataset(SpecAttributes, Dataset):
             ValueError: As :meth:`GenerativeLoader.feedback`.
         """
         self.spec.add_feedback(per_class, self.epoch + 1, kind)
+
+    def hard_examples(
+        self,
+        indices: Any = None,
+        *,
+        scores: Any = None,
+        top: int | None = None,
+        share: float = HARD_SHARE,
+        strength: float = HARD_STRENGTH,
+    ) -> None:
+        """Hand over the real samples the model fails on, for the epoch after the current
+        one on (see :meth:`GenerativeLoader.hard_examples`; workers as with
+        :meth:`feedback`). Variations are generated when read (DataLoader workers
+        included: use a CPU generator there); :meth:`fill_store` stores only the plain
+        samples of the plan as it stands.
+
+        Raises:
+            ValueError: As :meth:`GenerativeLoader.hard_examples`.
+        """
+        self.spec.add_hard_examples(indices, scores, top, share, strength, self.epoch + 1)
 
     def state_dict(self) -> dict[str, Any]:
         """The epoch and seed, versioned, for resuming (see :meth:`load_state_dict`).
@@ -207,15 +238,21 @@ class GenerativeDataset(SpecAttributes, Dataset):
         js = [i - self.num_real for i in indices]
         plan = self._synthetic_plan()
         labels, seeds = plan.labels(self.epoch, js), plan.seeds(self.epoch, js)
+        variations = plan_variations(plan, self.epoch, js, self.source_images)
+        plain = list(range(len(js)))
+        if variations is not None:
+            plain = sorted(set(plain) - set(variations.rows))
         fetched = (
-            fetch_stored(self.store, labels, seeds, self.generator.image_shape)
+            fetch_stored(
+                self.store, labels[plain], [seeds[i] for i in plain], self.generator.image_shape
+            )
             if self.store is not None
             else None
         )
         if (
             get_worker_info() is not None
             and self.generator.device.type == "cuda"
-            and (fetched is None or fetched[1])
+            and (fetched is None or fetched[1] or variations is not None)
         ):
             raise RuntimeError(
                 "a CUDA generator cannot run inside DataLoader worker processes (forked "
@@ -233,6 +270,7 @@ class GenerativeDataset(SpecAttributes, Dataset):
             self._engine_stats,
             host=True,
             fetched=fetched,
+            variations=variations,
         )
         real_input, real_label = self._real_example()
         items = []

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from gdaload.data.forwarding import LoaderAttributes
+from gdaload.data.hard import HARD_SHARE, HARD_STRENGTH, DatasetImages
 from gdaload.data.plan import SyntheticPlan
 from gdaload.data.policies import check_ratio, dataset_labels
 from gdaload.data.prefetch import Prefetcher
@@ -33,7 +34,7 @@ from gdaload.data.resume import (
 )
 from gdaload.data.spec import SpecAttributes, StoreLike, SyntheticSpec, check_not_empty
 from gdaload.data.split import rank_split
-from gdaload.engine.base import ENGINES, Engine, EngineStats
+from gdaload.engine.base import ENGINES, Engine, EngineStats, SourceImages
 from gdaload.engine.pool import check_pool_settings
 from gdaload.engine.sync import SyncEngine
 from gdaload.engine.threaded import ThreadEngine
@@ -163,6 +164,9 @@ class GenerativeLoader(SpecAttributes, LoaderAttributes):
             (and the wrapped loader's own state read right after fetching it), and the
             loop's batch sets them, so batches merged ahead are merged again on resume.
             :meth:`stats` counts batches when merged.
+        source_images: Hard-example variations: reads real images by dataset index as
+            ``(N, C, H, W)`` floats in [0, 1] of the generator's shape (default:
+            ``loader.dataset[i][0]``, see :class:`gdaload.data.hard.DatasetImages`).
 
     Raises:
         ValueError: On a wrapped loader over an empty dataset, a bad ratio, seed, class
@@ -204,6 +208,7 @@ class GenerativeLoader(SpecAttributes, LoaderAttributes):
         mode: str = "add",
         progress: bool = True,
         prefetch: int = 0,
+        source_images: SourceImages | None = None,
     ) -> None:
         # A DataLoader's dataset, or a sequence of batches itself.
         check_not_empty(getattr(loader, "dataset", loader), "GenerativeLoader")
@@ -223,6 +228,7 @@ class GenerativeLoader(SpecAttributes, LoaderAttributes):
             mode=mode,
         )
         self.synthetic_transform = synthetic_transform
+        self.source_images = source_images
         self._scale_checked = False  # on the first batch holding synthetic samples
         self.return_mask = return_mask
         self.progress = progress
@@ -334,6 +340,52 @@ class GenerativeLoader(SpecAttributes, LoaderAttributes):
         self._refuse_mid_epoch("Hand feedback over")
         self.spec.add_feedback(per_class, self.epoch, kind)
 
+    def hard_examples(
+        self,
+        indices: Any = None,
+        *,
+        scores: Any = None,
+        top: int | None = None,
+        share: float = HARD_SHARE,
+        strength: float = HARD_STRENGTH,
+    ) -> None:
+        """Hand over the real samples the model fails on: from the next epoch on, part
+        of each class's synthetic positions are variations of them (SDEdit from the
+        source image, same label; the rule is in :mod:`gdaload.data.hard`).
+
+        Call it after an epoch's training, before the next epoch is iterated; the
+        hand-over holds until the next one. Ratio and class counts stay those of the
+        class policy. Under ``torch.distributed`` every rank must hand over the same
+        indices (gather them first). With the thread engine, samples generated ahead for
+        the next epoch under the earlier plan are dropped and generated again, so the
+        served samples equal those of the sync engine.
+
+        Args:
+            indices: Indices into the real dataset (e.g. the misclassified ones).
+            scores: Instead of ``indices``: one difficulty per real sample (higher is
+                harder, e.g. ``1 -`` the confidence in the true class), with ``top``.
+            top: With ``scores``: how many of the hardest to vary.
+            share: Share of a class's synthetic positions given to variations, (0, 1].
+            strength: SDEdit strength, (0, 1]: how far a variation may move.
+
+        Raises:
+            ValueError: On indices that are not integers, out of range or repeated,
+                scores of the wrong length or not finite, a bad ``top``, ``share`` or
+                ``strength``, a generator that cannot vary images, or if the epoch they
+                are for has started or already has hard examples.
+
+        Example:
+            >>> loader.hard_examples(torch.nonzero(preds != labels).flatten())  # doctest: +SKIP
+        """
+        self._refuse_mid_epoch("Hand hard examples over")
+        self.spec.add_hard_examples(indices, scores, top, share, strength, self.epoch)
+
+    def _source_images(self) -> SourceImages:
+        # Lazy: the default reader reads nothing until a variation is planned.
+        if self.source_images is not None:
+            return self.source_images
+        return DatasetImages(getattr(self.loader, "dataset", self.loader))
+
     def set_ratio(self, ratio: float) -> None:
         """Change m_G/m_S from the next epoch on, e.g. to what
         :class:`~gdaload.data.adaptive.AdaptiveRatio` picked from validation feedback.
@@ -377,7 +429,8 @@ class GenerativeLoader(SpecAttributes, LoaderAttributes):
 
         Example:
             >>> loader.state_dict()  # doctest: +SKIP
-            {'version': 3, 'kind': 'GenerativeLoader', 'epoch': 3, 'seed': 0, 'feedback': [],
+            {'version': 4, 'kind': 'GenerativeLoader', 'epoch': 3, 'seed': 0, 'feedback': [],
+             'hard_examples': [],
              'ratio': 0.5, 'class_policy': 'match', 'mode': 'add', 'rank': 0, 'world': 1,
              'position': {'batches': 12, 'real': 768, 'synthetic': 384}}
         """
@@ -485,12 +538,16 @@ class GenerativeLoader(SpecAttributes, LoaderAttributes):
                     generation_batch_size=self.generation_batch_size,
                     dry_policy=self.dry_policy,
                     reuse_limit=self.reuse_limit,
+                    source_images=self._source_images(),
                 )
                 # Stops the thread if the loader is dropped without close().
                 self._finalizer = weakref.finalize(self, self._engine.close)
             else:
                 self._engine = SyncEngine(
-                    self.generator, store=self.store, stats=self._engine_stats
+                    self.generator,
+                    store=self.store,
+                    stats=self._engine_stats,
+                    source_images=self._source_images(),
                 )
         return self._engine
 

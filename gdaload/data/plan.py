@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from gdaload.data.feedback import FeedbackHistory, smoothed_error
+from gdaload.data.hard import HardExamples, active, variation_sources
 from gdaload.data.policies import plan_labels
 from gdaload.seeding import SeedPlan
 from gdaload.seeding.refresh import source_epochs
@@ -39,6 +40,11 @@ def _label_plan(
         return plan_labels("uniform", np.ones_like(bag), len(bag), rng)
     total = math.floor(ratio * sum(class_counts) + 0.5)
     return plan_labels(policy, np.asarray(class_counts), max(total, 1), rng, error)
+
+
+@functools.lru_cache(maxsize=4)
+def _source_plan(labels_key: tuple, entry: HardExamples) -> np.ndarray:
+    return variation_sources(_label_plan(*labels_key), entry)
 
 
 #: Seeds are derived in aligned chunks of this many indices: one vectorised derivation
@@ -81,16 +87,19 @@ class SyntheticPlan:
     refresh: float = 1.0
     #: ``feedback`` policy: the per-class errors handed over, by the epoch they are for.
     feedback: FeedbackHistory = ()
+    #: Hard-example hand-overs, by the first epoch they apply to (see
+    #: :mod:`gdaload.data.hard`).
+    hard: tuple[HardExamples, ...] = ()
 
     def _indices(self, positions: Sequence[int]) -> np.ndarray:
         return np.asarray(positions, dtype=np.int64) * self.world + self.rank
 
-    def labels(self, epoch: int, positions: Sequence[int]) -> torch.Tensor:
+    def _labels_key(self, epoch: int) -> tuple:
         # Under partial refresh a position keeps its label for good, so that a sample
         # carried over from an earlier epoch fits the counts of this one.
         label_epoch = epoch if self.refresh >= 1.0 else 0
         error = smoothed_error(self.feedback, label_epoch) if self.policy == "feedback" else None
-        plan = _label_plan(
+        return (
             self.seed,
             self.policy,
             self.class_counts,
@@ -99,7 +108,19 @@ class SyntheticPlan:
             label_epoch,
             error,
         )
+
+    def labels(self, epoch: int, positions: Sequence[int]) -> torch.Tensor:
+        plan = _label_plan(*self._labels_key(epoch))
         return torch.as_tensor(plan[self._indices(positions) % len(plan)], dtype=torch.long)
+
+    def variations(self, epoch: int, positions: Sequence[int]) -> tuple[np.ndarray, float]:
+        """The real-dataset index each position varies (-1: a plain sample), and the
+        SDEdit strength of the variations (see :mod:`gdaload.data.hard`)."""
+        entry = active(self.hard, epoch)
+        if entry is None:
+            return np.full(len(positions), -1, dtype=np.int64), 0.0
+        sources = _source_plan(self._labels_key(epoch), entry)
+        return sources[self._indices(positions) % len(sources)], entry.strength
 
     def source_epochs(self, epoch: int, positions: Sequence[int]) -> np.ndarray:
         """The epoch whose sample each position holds: ``epoch`` itself unless partial

@@ -9,7 +9,8 @@ the same order with the consumed batches skipped.
 
 States are versioned. Version 1 (``{"epoch", "seed"}``, written before positions were
 saved) still loads, as the start of its epoch; version 2 (before the ``feedback`` class
-policy's history was saved) loads with no feedback history.
+policy's history was saved) loads with no feedback history, and version 3 (before hard
+examples were saved) with no hard examples.
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ __all__ = [
     "skip_batches",
 ]
 
-#: Version of the state the wrappers write; :func:`check_state` reads 1, 2 and 3.
-STATE_VERSION = 3
+#: Version of the state the wrappers write; :func:`check_state` reads 1 to 4.
+STATE_VERSION = 4
 
 _V1_KEYS = {"epoch", "seed"}
 
@@ -114,8 +115,8 @@ def check_state(state: Any, kind: str, settings: Mapping[str, Any]) -> dict[str,
     version = state.get("version", 1 if set(state) == _V1_KEYS else None)
     if version == 1 and set(state) <= _V1_KEYS | {"version"}:
         return {**state, "version": STATE_VERSION, "kind": kind}
-    if version == 2:
-        state = {**state, "version": STATE_VERSION, "feedback": []}
+    if version in (2, 3):
+        state = {"feedback": [], **state, "version": STATE_VERSION, "hard_examples": []}
     elif version != STATE_VERSION:
         raise ValueError(
             f"cannot read a {kind} state of version {version!r} (keys {sorted(state)}); this "

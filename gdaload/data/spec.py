@@ -19,6 +19,7 @@ import torch
 
 from gdaload.cache.store import SampleStore
 from gdaload.data.feedback import FeedbackHistory, check_feedback, history_from_state
+from gdaload.data.hard import HardExamples, hand_over, hard_from_state
 from gdaload.data.plan import SyntheticPlan
 from gdaload.data.policies import CLASS_POLICIES, as_int_labels, check_ratio, real_class_counts
 from gdaload.generators.base import Generator, refuse_multiview
@@ -140,7 +141,7 @@ class SyntheticSpec:
         >>> spec = SyntheticSpec("GenerativeLoader", generator, ratio=0.5,
         ...                      labels=[0, 1, 1, 2])  # doctest: +SKIP
         >>> spec.synthetic_count(4), spec.state_dict()  # doctest: +SKIP
-        (2, {'epoch': 0, 'seed': 0, 'feedback': []})
+        (2, {'epoch': 0, 'seed': 0, 'feedback': [], 'hard_examples': []})
         >>> spec.synthetic_plan().seeds(spec.epoch, [0, 1])  # doctest: +SKIP
         [4317..., 1290...]
     """
@@ -188,10 +189,13 @@ class SyntheticSpec:
                 "refresh=1 with the feedback policy, or another class policy"
             )
         self.feedback: FeedbackHistory = ()
+        self.hard: tuple[HardExamples, ...] = ()
         # Shared with the copies DataLoader workers hold, persistent ones included.
         self._epoch = SharedEpoch()
 
     def _class_counts(self, labels: LabelSource) -> np.ndarray | None:
+        #: One label per real sample (``None``: unknown): the classes of hard examples.
+        self.real_labels: np.ndarray | None = None
         given = not callable(labels)
         if callable(labels):
             labels = labels()
@@ -203,7 +207,9 @@ class SyntheticSpec:
                 )
             return None
         source = "the labels= given" if given else "the dataset's labels"
-        return real_class_counts(as_int_labels(labels, source), self.generator.num_classes)
+        real = as_int_labels(labels, source)
+        self.real_labels = real
+        return real_class_counts(real, self.generator.num_classes)
 
     @property
     def per_row(self) -> float:
@@ -230,6 +236,7 @@ class SyntheticSpec:
             world,
             self.refresh,
             self.feedback,
+            self.hard,
         )
 
     def add_feedback(self, values: object, epoch: int, kind: str = "recall") -> None:
@@ -252,6 +259,16 @@ class SyntheticSpec:
                 "epoch's training and before the next one starts"
             )
         self.feedback = (*self.feedback, (int(epoch), errors))
+
+    def add_hard_examples(
+        self, indices: Any, scores: Any, top: Any, share: Any, strength: Any, epoch: int
+    ) -> None:
+        """Record hard examples for ``epoch`` on (see :mod:`gdaload.data.hard`).
+
+        Raises:
+            ValueError: As :func:`gdaload.data.hard.hand_over`.
+        """
+        self.hard = hand_over(self, indices, scores, top, share, strength, epoch)
 
     # ------------------------------------------------------------------ epoch state
     def synthetic_class_counts(
@@ -289,11 +306,18 @@ class SyntheticSpec:
         self.epoch = int(epoch)
 
     def state_dict(self) -> dict[str, Any]:
-        """``{"epoch": ..., "seed": ..., "feedback": ...}``: what a resumed run needs to
-        continue (``feedback``: ``[[epoch, [error per class]], ...]``, empty unless the
-        class policy is ``feedback``)."""
+        """``{"epoch": ..., "seed": ..., "feedback": ..., "hard_examples": ...}``: what a
+        resumed run needs to continue (``feedback``: ``[[epoch, [error per class]], ...]``,
+        empty unless the class policy is ``feedback``; ``hard_examples``: ``[[epoch,
+        [indices], share, strength], ...]``)."""
         history = [[epoch, list(errors)] for epoch, errors in self.feedback]
-        return {"epoch": self.epoch, "seed": self.plan.seed, "feedback": history}
+        hard = [entry.as_state() for entry in self.hard]
+        return {
+            "epoch": self.epoch,
+            "seed": self.plan.seed,
+            "feedback": history,
+            "hard_examples": hard,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue from a :meth:`state_dict` (the seed plan, the epoch and the feedback;
@@ -301,6 +325,9 @@ class SyntheticSpec:
         self.plan = SeedPlan(state["seed"])
         self.set_epoch(state["epoch"])
         self.feedback = history_from_state(state.get("feedback", []), self.generator.num_classes)
+        labels = self.real_labels
+        num_real = 0 if labels is None else len(labels)
+        self.hard = hard_from_state(state.get("hard_examples", []), labels, num_real)
 
     def __repr__(self) -> str:
         return (

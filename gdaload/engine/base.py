@@ -5,17 +5,21 @@ epoch ``e`` is the ``k``-th synthetic sample the training loop receives in that 
 A :class:`SyntheticSource` maps positions to ``(label, seed)`` pairs, and an image is a
 pure function of its pair, so what a position holds never depends on when or where it
 was generated. :func:`make_samples` is the one place that turns pairs into images:
-stored samples first, the generator for the rest.
+stored samples first, the generator for the rest. A source may also name, per position,
+a real image to vary (hard-example variations): :func:`plan_variations` reads those
+images and :func:`make_samples` generates their rows image-conditioned, never through
+the store (whose key does not hold the source image).
 """
 
 from __future__ import annotations
 
 import abc
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
+import numpy as np
 import torch
 
 from gdaload.cache.store import SampleStore
@@ -26,10 +30,16 @@ __all__ = [
     "Engine",
     "EngineStats",
     "Served",
+    "SourceImages",
     "SyntheticSource",
+    "Variations",
     "fetch_stored",
     "make_samples",
+    "plan_variations",
 ]
+
+#: Reads real images by dataset index: ``(N, C, H, W)`` in [0, 1] of the generator's shape.
+SourceImages = Callable[[list[int]], torch.Tensor]
 
 #: Engine names accepted by :class:`~gdaload.GenerativeLoader`.
 ENGINES = ("sync", "thread")
@@ -120,6 +130,49 @@ class Served:
     reused: int = 0
 
 
+@dataclass
+class Variations:
+    """Rows of a block made as variations of real images (SDEdit) instead of from noise.
+
+    Attributes:
+        rows: Rows of the block, in order.
+        images: Their source images ``(len(rows), C, H, W)``.
+        strength: SDEdit strength.
+    """
+
+    rows: list[int]
+    images: torch.Tensor
+    strength: float
+
+
+def plan_variations(
+    source: SyntheticSource,
+    epoch: int,
+    positions: Sequence[int],
+    read: SourceImages | None,
+) -> Variations | None:
+    """The variations a source plans for ``positions`` (``None``: plain samples only).
+
+    A source without a ``variations(epoch, positions)`` method plans none.
+
+    Raises:
+        RuntimeError: If variations are planned but no reader of real images was given.
+    """
+    planned = getattr(source, "variations", None)
+    if planned is None:
+        return None
+    sources, strength = planned(epoch, positions)
+    rows = np.flatnonzero(np.asarray(sources) >= 0)
+    if not rows.size:
+        return None
+    if read is None:
+        raise RuntimeError(
+            "the plan holds hard-example variations but the engine has no reader of the "
+            "real images; pass source_images= to the engine"
+        )
+    return Variations(rows.tolist(), read(np.asarray(sources)[rows].tolist()), strength)
+
+
 class Engine(abc.ABC):
     """Serves synthetic samples position by position; see :mod:`gdaload.engine`.
 
@@ -145,10 +198,13 @@ class Engine(abc.ABC):
         *,
         store: SampleStore | None = None,
         stats: EngineStats | None = None,
+        source_images: SourceImages | None = None,
     ) -> None:
         self.generator = generator
         self.store = store
         self.stats = stats if stats is not None else EngineStats()
+        #: Reads the real images that planned variations start from.
+        self.source_images = source_images
         self._source: SyntheticSource | None = None
 
     def begin_epoch(
@@ -207,6 +263,7 @@ def make_samples(
     host: bool = False,
     pin: bool = False,
     fetched: tuple[torch.Tensor, list[int]] | None = None,
+    variations: Variations | None = None,
 ) -> torch.Tensor:
     """Images for ``(labels, seeds)``: stored ones read back, the rest generated.
 
@@ -216,8 +273,14 @@ def make_samples(
     Args:
         host: Return a CPU tensor (``pin``: in pinned memory, for asynchronous copies to
             the GPU).
-        fetched: The result of :func:`fetch_stored` when the caller looked already.
+        fetched: The result of :func:`fetch_stored` when the caller looked already
+            (for the plain rows only when there are ``variations``).
+        variations: Rows generated from source images, bypassing the store.
     """
+    if variations is not None:
+        return _with_variations(
+            generator, store, labels, seeds, stats, host, pin, fetched, variations
+        )
     if store is None:
         images, missing = None, list(range(len(seeds)))
     else:
@@ -250,6 +313,47 @@ def make_samples(
     if images is None:
         images = torch.empty(0, *generator.image_shape)
     return to_host(images, pin) if host else images
+
+
+def _with_variations(
+    generator: Generator,
+    store: SampleStore | None,
+    labels: torch.Tensor,
+    seeds: list[int],
+    stats: EngineStats,
+    host: bool,
+    pin: bool,
+    fetched: tuple[torch.Tensor, list[int]] | None,
+    variations: Variations,
+) -> torch.Tensor:
+    """:func:`make_samples` for a block with variation rows: plain rows as usual, the
+    others generated from their source images."""
+    rows = variations.rows
+    plain = sorted(set(range(len(seeds))) - set(rows))
+    out = torch.empty(len(seeds), *generator.image_shape, device=generator.device)
+    if plain:
+        out[plain] = make_samples(
+            generator, store, labels[plain], [seeds[i] for i in plain], stats, fetched=fetched
+        ).to(out.device)
+    start = time.perf_counter()
+    with torch.no_grad():
+        generated = generator.generate(  # type: ignore[call-arg]
+            labels[rows],
+            [seeds[i] for i in rows],
+            source=variations.images.to(generator.device),
+            strength=variations.strength,
+        )
+    check_generated(
+        generated,
+        len(rows),
+        generator.image_shape,
+        source=type(generator).__name__,
+        device=generator.device,
+    )
+    stats.generation_seconds += time.perf_counter() - start
+    stats.generated += len(rows)
+    out[rows] = generated.to(out.dtype)
+    return to_host(out, pin) if host else out
 
 
 def fetch_stored(

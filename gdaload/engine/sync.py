@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 
-from gdaload.engine.base import Engine, Served, make_samples
+from gdaload.engine.base import Engine, Served, make_samples, plan_variations
 
 __all__ = ["SyncEngine"]
 
@@ -30,7 +30,12 @@ class SyncEngine(Engine):
         labels = self._source.labels(epoch, positions)
         start = time.perf_counter()
         images = make_samples(
-            self.generator, self.store, labels, self._source.seeds(epoch, positions), self.stats
+            self.generator,
+            self.store,
+            labels,
+            self._source.seeds(epoch, positions),
+            self.stats,
+            variations=plan_variations(self._source, epoch, positions, self.source_images),
         )
         self.stats.wait_seconds += time.perf_counter() - start
         self.stats.served += len(positions)

@@ -27,7 +27,15 @@ import torch
 from tqdm.auto import tqdm
 
 from gdaload.cache.store import SampleStore
-from gdaload.engine.base import Engine, EngineStats, Served, SyntheticSource, make_samples
+from gdaload.engine.base import (
+    Engine,
+    EngineStats,
+    Served,
+    SourceImages,
+    SyntheticSource,
+    make_samples,
+    plan_variations,
+)
 from gdaload.engine.pool import SamplePool, check_pool_settings
 from gdaload.generators.base import GenerationStoppedError, Generator, stop_waiting_on
 
@@ -70,6 +78,8 @@ class ThreadEngine(Engine):
         pin_memory: Keep ready samples in pinned memory for fast copies to the GPU;
             default: when CUDA is available.
         join_timeout: Seconds :meth:`close` waits for the producer.
+        source_images: Reads the real images of planned hard-example variations (they
+            are read in the producer thread, so the reader must not draw random numbers).
 
     Example:
         >>> engine = ThreadEngine(generator, pool_size=64,
@@ -91,9 +101,10 @@ class ThreadEngine(Engine):
         reuse_limit: int = 1,
         pin_memory: bool | None = None,
         join_timeout: float = 2.0,
+        source_images: SourceImages | None = None,
     ) -> None:
         check_pool_settings(pool_size, generation_batch_size, dry_policy, reuse_limit)
-        super().__init__(generator, store=store, stats=stats)
+        super().__init__(generator, store=store, stats=stats, source_images=source_images)
         self.dry_policy = dry_policy
         self.pool = SamplePool(
             pool_size, generation_batch_size, reuse_limit if dry_policy == "reuse" else None
@@ -148,6 +159,7 @@ class ThreadEngine(Engine):
                     self.stats,
                     host=True,
                     pin=self.pin,
+                    variations=plan_variations(source, epoch, indices, self.source_images),
                 )
             with cond:
                 self.pool.deliver(token, block, images, labels.tolist())

@@ -9,6 +9,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from gdaload import GenerativeDataset, GenerativeLoader
 from gdaload.data.feedback import check_feedback, smoothed_error
 from gdaload.data.policies import synthetic_counts
+from gdaload.data.resume import STATE_VERSION
 
 # Class 2 is the minority: 2 real samples against 10.
 LABELS = [0] * 10 + [1] * 10 + [2] * 2
@@ -94,7 +95,7 @@ def test_resume_restores_the_feedback_history() -> None:
     served(loader)
     loader.feedback([0.0, 1.0, 1.0])
     state = json.loads(json.dumps(loader.state_dict()))
-    assert state["version"] == 3 and state["feedback"][0][0] == 1
+    assert state["version"] == STATE_VERSION and state["feedback"][0][0] == 1
     expected = served(loader)
     again = feedback_loader()
     again.load_state_dict(state)

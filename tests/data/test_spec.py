@@ -119,7 +119,7 @@ def test_open_store_from_a_folder_or_a_matching_store(tmp_path: Path, seed_gener
 def test_state_dict_round_trip_and_the_saved_format(seed_generator) -> None:
     spec = SyntheticSpec("X", seed_generator, seed=2, class_policy="uniform")
     spec.set_epoch(3)
-    assert spec.state_dict() == {"epoch": 3, "seed": 2, "feedback": []}
+    assert spec.state_dict() == {"epoch": 3, "seed": 2, "feedback": [], "hard_examples": []}
     other = SyntheticSpec("X", seed_generator, class_policy="uniform")
     other.load_state_dict({"epoch": 5, "seed": 9})
     assert other.epoch == 5 and other.plan.seed == 9
