@@ -48,6 +48,8 @@ def test_dataset_pairs_do_not_depend_on_batching(joint_gen) -> None:
     one = [ds[i] for i in range(8, 16)]
     _, masks, _ = next(iter(DataLoader(ds, batch_size=16, shuffle=False)))
     assert all(torch.equal(m, item[1]) for m, item in zip(masks[8:], one, strict=True))
+    in_workers = torch.cat([m for _, m, _ in DataLoader(ds, batch_size=4, num_workers=2)])
+    assert torch.equal(in_workers, masks)
     again = GenerativeDataset(real_pairs(8), joint_gen, ratio=1.0, seed=1)
     assert all(torch.equal(again[i][0], one[i - 8][0]) for i in range(8, 16))
 
@@ -172,3 +174,17 @@ def test_samples_with_and_without_masks_are_refused(mask_gen, seed_generator) ->
 def test_pairs_need_the_sync_engine(joint_gen) -> None:
     with pytest.raises(ValueError, match="engine='sync'"):
         GenerativeLoader(DataLoader(real_pairs(3)), joint_gen, engine="thread")
+
+
+def test_loader_reads_stored_pairs_back(tmp_path, joint_gen) -> None:
+    def run() -> tuple[list, GenerativeLoader]:
+        loader = GenerativeLoader(
+            DataLoader(real_pairs(8), batch_size=4), joint_gen, ratio=0.5, store=tmp_path
+        )
+        return list(loader), loader
+
+    first, _ = run()
+    second, loader = run()
+    assert loader.stats()["generated"] == 0 and loader.stats()["cache_hits"] == 4
+    for (x1, m1, y1), (x2, m2, y2) in zip(first, second, strict=True):
+        assert torch.equal(x1, x2) and torch.equal(m1, m2) and torch.equal(y1, y2)
