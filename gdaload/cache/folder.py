@@ -22,12 +22,15 @@ from safetensors import safe_open
 from gdaload.cache.lru import LRU, tensor_bytes
 from gdaload.cache.shards import SHARD_SUFFIX, CorruptShardError, read_shard, write_shard
 
-__all__ = ["Key", "ShardFolder"]
+__all__ = ["CONTENTS", "Key", "ShardFolder"]
 
 logger = logging.getLogger(__name__)
 
 #: ``(label, seed)`` of a sample.
 Key = tuple[int, int]
+
+#: What a folder's shards may hold: generated images, or the masks of generated pairs.
+CONTENTS = ("images", "masks")
 
 
 class ShardFolder:
@@ -39,6 +42,8 @@ class ShardFolder:
         root: Root folder of the store (one subfolder per config).
         config_hash: Names the subfolder; shards of another config are never read.
         cache_bytes: Decoded shards kept in memory (least recently read dropped first).
+        content: What the shards hold: ``"images"`` (float ``(N, C, H, W)`` in [0, 1])
+            or ``"masks"`` (integer segmentation masks ``(N, H, W)``, kept exactly).
 
     Example:
         >>> folder = ShardFolder(Path("runs/samples"), "0123abcd", cache_bytes=1 << 20)
@@ -47,7 +52,12 @@ class ShardFolder:
         ('00000001712345678901-1a2b3c4d.safetensors', 0)
     """
 
-    def __init__(self, root: Path, config_hash: str, cache_bytes: int) -> None:
+    def __init__(
+        self, root: Path, config_hash: str, cache_bytes: int, content: str = "images"
+    ) -> None:
+        if content not in CONTENTS:
+            raise ValueError(f"unknown shard content {content!r}; valid ones are {CONTENTS}")
+        self.content = content
         self.root = root
         self.config_hash = config_hash
         self.path = root / config_hash
@@ -153,10 +163,10 @@ class ShardFolder:
             tensors, meta = read_shard(path)
             if meta.get("config_hash") != self.config_hash:
                 raise CorruptShardError(f"it belongs to config {meta.get('config_hash')}")
-            images = tensors["images"]
+            images = tensors[self.content]
             if len(images) != len(self._shards[name][1]):
-                raise CorruptShardError("its image count does not match its keys")
-            _check_images(images, image_shape)
+                raise CorruptShardError(f"its {self.content} count does not match its keys")
+            (_check_images if self.content == "images" else _check_masks)(images, image_shape)
         except FileNotFoundError:
             self._forget(name)  # evicted by another process
             return None
@@ -198,7 +208,7 @@ class ShardFolder:
         seeds = torch.tensor([k[1] for k in keys], dtype=torch.int64)
         size = write_shard(
             self.path / name,
-            {"images": images, "labels": labels, "seeds": seeds},
+            {self.content: images, "labels": labels, "seeds": seeds},
             {"config_hash": self.config_hash},
         )
         self._root_bytes += size
@@ -264,6 +274,19 @@ def _check_images(images: torch.Tensor, image_shape: tuple[int, ...] | None) -> 
         # The same slack as the generator contract's check (rounding of float kernels).
         if lo < -1e-3 or hi > 1 + 1e-3:
             raise CorruptShardError(f"its images have values in [{lo:.3g}, {hi:.3g}], not [0, 1]")
+
+
+def _check_masks(masks: torch.Tensor, size: tuple[int, ...] | None) -> None:
+    """Raise :class:`CorruptShardError` unless ``masks`` are what a store of masks writes:
+    non-negative ``int64`` ``(N, H, W)``, of ``size`` when the caller knows it."""
+    if masks.dim() != 3 or masks.dtype != torch.int64:
+        raise CorruptShardError(
+            f"its masks are {masks.dtype} of shape {tuple(masks.shape)}, not int64 (N, H, W)"
+        )
+    if size is not None and tuple(masks.shape[1:]) != tuple(size):
+        raise CorruptShardError(_shape_mismatch(masks, size))
+    if masks.numel() and int(masks.min()) < 0:
+        raise CorruptShardError("its masks hold negative labels")
 
 
 def _size(path: Path) -> int:

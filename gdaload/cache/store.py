@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 import torch
 
-from gdaload.cache.folder import Key, ShardFolder
+from gdaload.cache.folder import CONTENTS, Key, ShardFolder
 from gdaload.cache.lru import LRU, tensor_bytes
 
 __all__ = ["ConfiguredGenerator", "SampleStore"]
@@ -59,8 +59,8 @@ class SampleStore:
     again instead of served damaged. When the folder cannot be written (permissions, full
     disk), the store warns once and keeps samples in memory instead: no batch is lost.
 
-    Samples are stored exactly as generated (float32), so a sample read back is
-    bit-identical to the one generated.
+    Samples are stored exactly as generated (float32 images; ``content="masks"``: int64
+    segmentation masks), so a sample read back is bit-identical to the one generated.
 
     Args:
         directory: Root folder of the store; one subfolder per generator config.
@@ -71,6 +71,8 @@ class SampleStore:
             the oldest shards are evicted first. ``None``: no cap.
         memory_bytes: Cap on the samples kept in memory when the folder is not writable.
         cache_bytes: Decoded shards kept in memory, so repeated reads skip the disk.
+        content: ``"images"`` (default), or ``"masks"`` for the masks of generated
+            (image, mask) pairs (see :meth:`masks_for`).
 
     Example:
         >>> store = SampleStore.for_generator("runs/samples", generator)  # doctest: +SKIP
@@ -88,7 +90,11 @@ class SampleStore:
         max_bytes: int | None = None,
         memory_bytes: int = 1 << 30,
         cache_bytes: int = 256 << 20,
+        content: str = "images",
     ) -> None:
+        if content not in CONTENTS:
+            raise ValueError(f"unknown store content {content!r}; valid ones are {CONTENTS}")
+        self.content = content
         if not isinstance(config_hash, str) or not config_hash or not config_hash.isalnum():
             raise ValueError(
                 f"config_hash must be a non-empty alphanumeric string such as "
@@ -117,9 +123,25 @@ class SampleStore:
         """A store for ``generator``'s samples under ``directory``."""
         return cls(directory, generator.config_hash(), config=generator.config, **kwargs)
 
+    def masks_for(self) -> SampleStore:
+        """The store of the masks that go with this store's images (pairs of a
+        :class:`~gdaload.PairGenerator`): a sibling folder named by the same config hash,
+        so the masks of one generator config are never served for another's."""
+        if self.content != "images":
+            raise ValueError("masks_for() is a method of a store of images")
+        return SampleStore(
+            self.root,
+            f"{self.config_hash}masks",
+            config={"masks_of": self.config_hash},
+            max_bytes=self.max_bytes,
+            memory_bytes=self.memory_bytes,
+            cache_bytes=self.cache_bytes,
+            content="masks",
+        )
+
     def _init_state(self) -> None:
         self._lock = threading.RLock()
-        self._disk = ShardFolder(self.root, self.config_hash, self.cache_bytes)
+        self._disk = ShardFolder(self.root, self.config_hash, self.cache_bytes, self.content)
         # The fallback when the folder is not writable. Reads use peek(): the samples
         # written first are dropped first, however often they are read.
         self._memory: LRU[Key, torch.Tensor] = LRU(self.memory_bytes, tensor_bytes)
@@ -243,7 +265,8 @@ class SampleStore:
         keys = _keys(labels, seeds)
         if len(keys) != len(images):
             raise ValueError(f"got {len(images)} images for {len(keys)} (label, seed) pairs")
-        images = images.detach().to("cpu", torch.float32)
+        dtype = torch.float32 if self.content == "images" else torch.int64
+        images = images.detach().to("cpu", dtype)
         with self._lock:
             self._ensure_scanned()
             new = [
@@ -294,6 +317,7 @@ class SampleStore:
             "max_bytes",
             "memory_bytes",
             "cache_bytes",
+            "content",
             "memory_only",
         )
         return {k: self.__dict__[k] for k in keep}

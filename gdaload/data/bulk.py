@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from gdaload.engine.base import EngineStats, make_samples
+from gdaload.engine.base import EngineStats
 
 if TYPE_CHECKING:
     from gdaload.data.dataset import GenerativeDataset
@@ -136,12 +136,8 @@ def fill_store(
         disable=True if not progress or rank != 0 else None,
     ) as bar:
         for block in mine:
-            make_samples(
-                dataset.generator,
-                dataset.store,
-                all_labels[block.start : block.stop],
-                seeds[block.start : block.stop],
-                stats,
+            dataset.make_block(
+                all_labels[block.start : block.stop], seeds[block.start : block.stop], stats
             )
             bar.update(len(block))
     return BulkReport(

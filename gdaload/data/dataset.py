@@ -11,6 +11,7 @@ from torch.utils.data import Dataset, get_worker_info
 
 from gdaload.data.bulk import fill_store
 from gdaload.data.hard import HARD_SHARE, HARD_STRENGTH, DatasetImages
+from gdaload.data.pairs import check_pair_sample, make_pairs, mask_like, needs_pairs, pair_setup
 from gdaload.data.plan import SyntheticPlan
 from gdaload.data.policies import as_int_labels, dataset_labels
 from gdaload.data.ranges import check_same_scale
@@ -24,6 +25,7 @@ from gdaload.engine.base import (
     plan_variations,
 )
 from gdaload.generators.base import Generator
+from gdaload.generators.masks import PairGenerator
 
 __all__ = ["GenerativeDataset"]
 
@@ -47,7 +49,11 @@ class GenerativeDataset(SpecAttributes, Dataset):
     engine, whose in-order pool does not fit a dataset's random access.
 
     Args:
-        real: Map-style dataset of ``(input, label)`` pairs.
+        real: Map-style dataset of ``(input, label)`` pairs; for segmentation
+            generators (:class:`~gdaload.PairGenerator`,
+            :class:`~gdaload.MaskConditionedGenerator`), of ``(image, mask, label)`` or
+            ``(image, mask)`` samples, which synthetic samples then mirror (the rule is
+            in :mod:`gdaload.data.pairs`).
         generator: Any :class:`~gdaload.Generator`. With a CUDA generator, use
             ``num_workers=0`` or :class:`~gdaload.GenerativeLoader`.
         ratio: Synthetic samples per real sample, m_G/m_S (finite, >= 0).
@@ -116,13 +122,18 @@ class GenerativeDataset(SpecAttributes, Dataset):
 
         check_not_empty(real, "GenerativeDataset")
         self.real = real
+        # Segmentation (see gdaload.data.pairs): synthetic (image, mask[, label]) samples.
+        self._pairs: PairGenerator | None = None
+        pair_labels = None
+        if needs_pairs(generator):
+            self._pairs, pair_labels = pair_setup(real, generator, labels, "GenerativeDataset")
         self.spec = SyntheticSpec(
             "GenerativeDataset",
-            generator,
+            self._pairs or generator,
             ratio,
             seed,
             class_policy=class_policy,
-            labels=real_labels,
+            labels=real_labels if self._pairs is None else pair_labels,
             store=store,
             refresh=refresh,
         )
@@ -134,6 +145,14 @@ class GenerativeDataset(SpecAttributes, Dataset):
         self._shape_checked = False
         self._example: tuple[Any, Any] | None = None
         self._engine_stats = EngineStats()
+        self._mask_store = (
+            self.store.masks_for() if self._pairs is not None and self.store is not None else None
+        )
+
+    @property
+    def serves_pairs(self) -> bool:
+        """Whether samples are (image, mask[, label]) pairs (see :mod:`gdaload.data.pairs`)."""
+        return self._pairs is not None
 
     def __len__(self) -> int:
         return self.num_real + self.num_synthetic
@@ -231,13 +250,17 @@ class GenerativeDataset(SpecAttributes, Dataset):
         out = []
         for i in indices:
             item = generated[i] if i in generated else self.real[i]
+            if self._pairs is not None and i not in generated:
+                check_pair_sample(item, i, "GenerativeDataset")
             out.append((*item, i in generated) if self.return_mask else item)
         return out
 
-    def _generate(self, indices: list[int]) -> list[tuple[Any, int]]:
+    def _generate(self, indices: list[int]) -> list[tuple[Any, ...]]:
         js = [i - self.num_real for i in indices]
         plan = self._synthetic_plan()
         labels, seeds = plan.labels(self.epoch, js), plan.seeds(self.epoch, js)
+        if self._pairs is not None:
+            return self._generate_pairs(labels, seeds)
         variations = plan_variations(plan, self.epoch, js, self.source_images)
         plain = list(range(len(js)))
         if variations is not None:
@@ -284,6 +307,36 @@ class GenerativeDataset(SpecAttributes, Dataset):
         if not self._shape_checked:
             self._check_like_real(real_input, items[0][0])
         return items
+
+    def _generate_pairs(self, labels: torch.Tensor, seeds: list[int]) -> list[tuple[Any, ...]]:
+        """Synthetic samples with the fields of the real ones: ``(image, mask, label)``
+        or ``(image, mask)`` (see :mod:`gdaload.data.pairs`)."""
+        assert self._pairs is not None
+        if get_worker_info() is not None and self.generator.device.type == "cuda":
+            raise RuntimeError(
+                "a CUDA generator cannot run inside DataLoader worker processes; use "
+                "num_workers=0, or fill a store first (fill_store())"
+            )
+        images, masks = make_pairs(
+            self._pairs, self.store, self._mask_store, labels, seeds, self._engine_stats
+        )
+        real = self.real[0]
+        items = []
+        for image, mask, label in zip(images, masks, labels.tolist(), strict=True):
+            image = self.synthetic_transform(image) if self.synthetic_transform else image
+            fields = (image, mask_like(mask, real[1]))
+            items.append((*fields, _label_like(label, real[2])) if len(real) == 3 else fields)
+        if not self._shape_checked:
+            self._check_like_real(real[0], items[0][0])
+        return items
+
+    def make_block(self, labels: torch.Tensor, seeds: list[int], stats: EngineStats) -> None:
+        """Make the samples of ``(labels, seeds)`` into the store (pairs: images and
+        masks), skipping stored ones; what :meth:`fill_store` runs block by block."""
+        if self._pairs is not None:
+            make_pairs(self._pairs, self.store, self._mask_store, labels, seeds, stats)
+        else:
+            make_samples(self.generator, self.store, labels, seeds, stats)
 
     def fill_store(
         self, epochs: int | Iterable[int] | None = None, batch_size: int = 64, progress: bool = True

@@ -21,6 +21,7 @@ import torch
 
 from gdaload.data.forwarding import LoaderAttributes
 from gdaload.data.hard import HARD_SHARE, HARD_STRENGTH, DatasetImages
+from gdaload.data.pairs import loader_pair_setup, mask_like, needs_pairs, split_masks, take_pairs
 from gdaload.data.plan import SyntheticPlan
 from gdaload.data.policies import check_ratio, dataset_labels
 from gdaload.data.prefetch import Prefetcher
@@ -39,6 +40,7 @@ from gdaload.engine.pool import check_pool_settings
 from gdaload.engine.sync import SyncEngine
 from gdaload.engine.threaded import ThreadEngine
 from gdaload.generators.base import Generator
+from gdaload.generators.masks import PairGenerator
 from gdaload.provenance import mark_synthetic_rows
 from gdaload.seeding import Stream, derive_rng
 
@@ -118,6 +120,9 @@ class GenerativeLoader(SpecAttributes, LoaderAttributes):
     Args:
         loader: Any iterable of ``(inputs, labels)`` batches with integer labels of shape
             ``(B,)``: a ``DataLoader``, one from ``Accelerator.prepare``, a list...
+            With a segmentation generator, batches ``(inputs, masks, labels)`` get
+            synthetic (image, mask) rows and are yielded as ``(x, masks, y)`` (see
+            :mod:`gdaload.data.pairs`; sync engine only).
         generator: Any :class:`~gdaload.Generator`; it generates on its own device
             (e.g. a second GPU, or the training GPU on a separate CUDA stream).
         ratio: Synthetic samples per real sample, m_G/m_S (finite, >= 0).
@@ -216,13 +221,24 @@ class GenerativeLoader(SpecAttributes, LoaderAttributes):
         self._configure_engine(
             engine, pool_size, generation_batch_size, dry_policy, reuse_limit, warmup
         )
+        # Segmentation (see gdaload.data.pairs): batches (x, masks, y) get synthetic pairs.
+        self._pairs: PairGenerator | None = None
+        pair_labels = None
+        if needs_pairs(generator):
+            self._pairs, pair_labels = loader_pair_setup(
+                loader, generator, labels, self.engine, "GenerativeLoader"
+            )
         self.spec = SyntheticSpec(
             "GenerativeLoader",
-            generator,
+            self._pairs or generator,
             ratio,
             seed,
             class_policy=class_policy,
-            labels=labels if labels is not None else lambda: self._loader_labels(class_policy),
+            labels=pair_labels
+            if self._pairs is not None
+            else labels
+            if labels is not None
+            else lambda: self._loader_labels(class_policy),
             store=store,
             refresh=refresh,
             mode=mode,
@@ -251,6 +267,9 @@ class GenerativeLoader(SpecAttributes, LoaderAttributes):
         self.prefetch = prefetch
         # The wrapped loader's state as of the batch the loop holds (prefetch runs ahead).
         self._held_loader_state: Any = None
+        self._mask_store = (
+            self.store.masks_for() if self._pairs is not None and self.store is not None else None
+        )
 
     def _configure_engine(
         self,
@@ -678,7 +697,8 @@ class GenerativeLoader(SpecAttributes, LoaderAttributes):
         keep_state = self.prefetch > 0 and is_stateful(self.loader)
         for batch in batches:
             loader_state = self.loader.state_dict() if keep_state else None  # type: ignore[attr-defined]
-            x, y = self._unpack(batch)
+            xy, masks = split_masks(batch, self._pairs is not None, "GenerativeLoader")
+            x, y = self._unpack(xy)
             real_seen += len(y)
             n = schedule(real_seen) - synthetic_made
             positions = range(synthetic_made, synthetic_made + n)
@@ -687,7 +707,7 @@ class GenerativeLoader(SpecAttributes, LoaderAttributes):
                 carried = source.source_epochs(epoch, positions) < epoch
                 self._stats["carried_over"] += int(carried.sum())
             served += 1
-            merged = self._merge(x, y, epoch, served - 1, positions, engine)
+            merged = self._merge(x, y, epoch, served - 1, positions, engine, masks)
             yield merged, LoaderPosition(epoch, served, real_seen, synthetic_made), loader_state
 
     def _real_batches(self, start: LoaderPosition) -> Iterator[Any]:
@@ -695,7 +715,12 @@ class GenerativeLoader(SpecAttributes, LoaderAttributes):
         if not start.started or self._resume_loader_restored:
             self._resume_loader_restored = False
             return iter(self.loader)
-        return skip_batches(self.loader, start, lambda batch: len(self._unpack(batch)[1]))
+        pairs = self._pairs is not None
+        return skip_batches(
+            self.loader,
+            start,
+            lambda batch: len(self._unpack(split_masks(batch, pairs, "GenerativeLoader")[0])[1]),
+        )
 
     @staticmethod
     def _unpack(batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
@@ -727,15 +752,25 @@ class GenerativeLoader(SpecAttributes, LoaderAttributes):
         batch: int,
         positions: range,
         engine: Engine | None,
-    ) -> Batch:
+        masks: Any = None,
+    ) -> Any:
         if self.mode == "replace" and len(positions):
-            x, y = self._drop_rows(x, y, epoch, batch, len(positions))
+            x, y, masks = self._drop_rows(x, y, epoch, batch, len(positions), masks)
         real = len(y)
         mask = torch.zeros(real + len(positions), dtype=torch.bool, device=y.device)
         if len(positions):
             assert engine is not None
-            served = engine.take(epoch, positions)
-            images = served.images
+            if self._pairs is not None:
+                stores = (self.store, self._mask_store)
+                images, made_masks, labels = take_pairs(
+                    self._pairs, stores, self._source(), epoch, positions, self._engine_stats
+                )
+                like = masks
+                masks = torch.cat([masks, made_masks.to(device=masks.device, dtype=masks.dtype)])
+                masks = mask_like(masks, like)
+            else:
+                served = engine.take(epoch, positions)
+                images, labels = served.images, served.labels
             if self.synthetic_transform is not None:
                 images = self.synthetic_transform(images)
             if tuple(images.shape[1:]) != tuple(x.shape[1:]):
@@ -750,7 +785,7 @@ class GenerativeLoader(SpecAttributes, LoaderAttributes):
             # Served batches are fresh (pinned, when CUDA is there) tensors: the copy may
             # run asynchronously.
             x = torch.cat([x, images.to(device=x.device, dtype=x.dtype, non_blocking=True)])
-            y = torch.cat([y, served.labels.to(device=y.device, dtype=y.dtype)])
+            y = torch.cat([y, labels.to(device=y.device, dtype=y.dtype)])
             mask[-len(positions) :] = True
         self._stats["real"] += real  # counted on the host: no device sync per batch
         self._stats["synthetic"] += len(positions)
@@ -759,11 +794,12 @@ class GenerativeLoader(SpecAttributes, LoaderAttributes):
         # it mixes these rows as what they are instead of taking all of them for real.
         mark_synthetic_rows(x, mask)
         mark_synthetic_rows(y, mask)
-        return (x, y, mask) if self.return_mask else (x, y)
+        fields = (x, y) if masks is None else (x, masks, y)
+        return (*fields, mask) if self.return_mask else fields
 
     def _drop_rows(
-        self, x: torch.Tensor, y: torch.Tensor, epoch: int, batch: int, n: int
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+        self, x: torch.Tensor, y: torch.Tensor, epoch: int, batch: int, n: int, masks: Any = None
+    ) -> tuple[torch.Tensor, torch.Tensor, Any]:
         """``x`` and ``y`` without ``n`` real rows drawn at random, keyed by (seed, epoch,
         batch) so that a resumed run drops the same ones."""
         rng = derive_rng(self.plan.seed, Stream.REPLACE_ROWS, epoch, batch)
@@ -771,7 +807,8 @@ class GenerativeLoader(SpecAttributes, LoaderAttributes):
         keep = np.setdiff1d(np.arange(len(y)), drop)  # sorted: real rows keep their order
         self._stats["replaced"] += n
         index = torch.from_numpy(keep).to(y.device)
-        return x.index_select(0, index.to(x.device)), y.index_select(0, index)
+        kept = None if masks is None else mask_like(masks[index.to(masks.device)], masks)
+        return x.index_select(0, index.to(x.device)), y.index_select(0, index), kept
 
     def __repr__(self) -> str:
         return (

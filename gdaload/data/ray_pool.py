@@ -167,7 +167,8 @@ def fill_store_ray(
     Raises:
         ImportError: When Ray Data is not installed (names the ``gdaload[ray]`` extra).
         ValueError: Without a store or with one kept in memory, on a negative epoch, a
-            ``batch_size`` or ``num_actors`` below 1, or a negative GPU count.
+            ``batch_size`` or ``num_actors`` below 1, a negative GPU count, or a
+            dataset of (image, mask) pairs.
 
     Example:
         >>> import functools, ray  # doctest: +SKIP
@@ -177,6 +178,11 @@ def fill_store_ray(
         >>> report.generated + report.skipped == report.planned  # doctest: +SKIP
         True
     """
+    if dataset.serves_pairs:
+        raise ValueError(
+            "fill_store_ray fills images only, and this dataset serves (image, mask) pairs; "
+            "use dataset.fill_store(), which stores both"
+        )
     labels, seeds = job_samples(dataset, epochs, who="fill_store_ray")
     store = dataset.store
     assert store is not None  # job_samples refuses a dataset without one

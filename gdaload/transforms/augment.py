@@ -34,7 +34,9 @@ from gdaload.generators.base import (
     require_kind,
     sample_strengths,
 )
+from gdaload.generators.masks import MaskConditionedGenerator
 from gdaload.seeding import SharedEpoch, Stream, derive_rng, derive_seed
+from gdaload.transforms.annotations import mask_rows, sample_mask
 
 __all__ = ["GenerativeAugment"]
 
@@ -90,31 +92,6 @@ def _default_labels(sample: Any, images: list[Any]) -> Any:
     return None
 
 
-# Annotations that describe where things are in the image; a generated variation moves
-# its content, so they would no longer describe it.
-_SPATIAL = tuple(
-    t
-    for t in (
-        tv_tensors.Mask,
-        tv_tensors.BoundingBoxes,
-        getattr(tv_tensors, "KeyPoints", None),
-    )
-    if t is not None
-)
-
-
-def _refuse_spatial_annotations(flat_inputs: list[Any]) -> None:
-    found = sorted({type(x).__name__ for x in flat_inputs if isinstance(x, _SPATIAL)})
-    if found:
-        raise ValueError(
-            f"GenerativeAugment replaces the image by a generated variation, but the sample "
-            f"also holds {', '.join(found)} that would no longer match it; generated "
-            "variations do not keep masks, boxes or keypoints aligned yet. Apply "
-            "GenerativeAugment to image-label samples only (before the annotations are "
-            "attached), or use p=0 for segmentation and detection data"
-        )
-
-
 class GenerativeAugment(Transform):
     """Replace images, with probability ``p``, by generated variations of them.
 
@@ -127,7 +104,11 @@ class GenerativeAugment(Transform):
     **Inputs.** ``tv_tensors.Image``, PIL images (mode ``L`` or ``RGB``) and plain
     tensors ``(C, H, W)`` or ``(B, C, H, W)``, float in [0, 1] or integer (uint8);
     outputs keep the input's type, dtype, range and device. Other entries of a sample
-    (labels, bounding boxes, masks, metadata) pass through untouched. Images must match
+    (labels, metadata) pass through untouched. A ``tv_tensors.Mask`` needs a
+    :class:`~gdaload.MaskConditionedGenerator` (e.g. :class:`~gdaload.MaskDiffusion`): the
+    variation is drawn under the mask (mask-conditioned SDEdit), which then still
+    describes the image and passes through unchanged; with any other generator, and for
+    bounding boxes or keypoints, the transform refuses, naming the type. Images must match
     the generator's ``(C, H, W)``; put ``v2.Resize`` / ``v2.Grayscale`` / ``v2.RGB`` before
     this transform, and ``v2.Normalize`` after it.
 
@@ -244,8 +225,8 @@ class GenerativeAugment(Transform):
         images = [inpt for inpt, needs in zip(flat_inputs, needs_transform, strict=True) if needs]
         if not images:
             return sample
-        _refuse_spatial_annotations(flat_inputs)
-        params = {"labels": self._find_labels(sample, images)}
+        mask = sample_mask(flat_inputs, self.generator, len(images))
+        params = {"labels": self._find_labels(sample, images), "mask": mask}
         flat_outputs = [
             self.transform(inpt, params) if needs else inpt
             for inpt, needs in zip(flat_inputs, needs_transform, strict=True)
@@ -259,9 +240,9 @@ class GenerativeAugment(Transform):
                     f"PIL images of mode {inpt.mode!r} are not supported; convert "
                     "them with v2.RGB() or v2.Grayscale() first"
                 )
-            out = self._augment_tensor(F.pil_to_tensor(inpt), params["labels"])
+            out = self._augment_tensor(F.pil_to_tensor(inpt), params["labels"], params["mask"])
             return F.to_pil_image(out, mode=inpt.mode)
-        out = self._augment_tensor(inpt.as_subclass(torch.Tensor), params["labels"])
+        out = self._augment_tensor(inpt.as_subclass(torch.Tensor), params["labels"], params["mask"])
         return tv_tensors.wrap(out, like=inpt) if isinstance(inpt, tv_tensors.TVTensor) else out
 
     def decisions(self, images: torch.Tensor, labels: Any) -> torch.Tensor:
@@ -345,9 +326,17 @@ class GenerativeAugment(Transform):
             plan.append((replace, derive_seed(key, Stream.AUGMENT_SAMPLE)))
         return plan
 
-    def _augment_tensor(self, image: torch.Tensor, labels: Any) -> torch.Tensor:
+    def _augment_tensor(self, image: torch.Tensor, labels: Any, mask: Any = None) -> torch.Tensor:
         rows = self._as_rows(image)
         labels = self._label_rows(labels, len(rows))
+        # Mask-conditioned SDEdit: the variation is drawn under the sample's mask, which
+        # therefore keeps describing it (see gdaload.transforms.annotations).
+        generator = self.generator
+        masks = (
+            mask_rows(mask, len(rows), generator)
+            if isinstance(generator, MaskConditionedGenerator)
+            else None
+        )
         # Check every image, not just the replaced ones, so a wrong size or range fails
         # at the first sample instead of at a random later one.
         source = F.to_dtype_image(rows, torch.float32, scale=True)
@@ -364,12 +353,20 @@ class GenerativeAugment(Transform):
             return image
         index = torch.tensor(chosen, device=rows.device)
         device = self.generator.device
-        out = self.generator.generate(
-            labels[chosen],
-            [plan[i][1] for i in chosen],
-            source=source[index].to(device),
-            strength=self.strength,
-        )
+        seeds = [plan[i][1] for i in chosen]
+        if isinstance(generator, MaskConditionedGenerator):
+            assert masks is not None  # made above for a mask-conditioned generator
+            out = generator.generate(
+                labels[chosen],
+                seeds,
+                mask=masks[chosen],
+                source=source[index].to(device),
+                strength=self.strength,
+            )
+        else:
+            out = self.generator.generate(
+                labels[chosen], seeds, source=source[index].to(device), strength=self.strength
+            )
         check_generated(
             out,
             len(chosen),

@@ -583,3 +583,20 @@ def test_two_processes_writing_one_store_both_serve_correct_samples(
     assert torch.equal(got, reference)
     if max_bytes == "none":
         assert gen.made == 0  # all 54 samples are stored, by one process or both
+
+
+def test_a_store_of_masks_keeps_integer_labels_exactly(tmp_path) -> None:
+    images = SampleStore(tmp_path, "abc123")
+    masks = images.masks_for()
+    labels = torch.arange(3 * 64).reshape(3, 8, 8) * 1_000_003  # beyond float32's exact range
+    masks.put([0, 1, 2], [5, 6, 7], labels)
+    out = torch.empty(3, 8, 8, dtype=torch.int64)
+    assert SampleStore(tmp_path, "abc123").masks_for().fetch([0, 1, 2], [5, 6, 7], out) == []
+    assert torch.equal(out, labels)
+    assert masks.folder != images.folder and len(images) == 0
+
+
+@pytest.mark.reliability
+def test_unknown_store_content_is_refused(tmp_path) -> None:
+    with pytest.raises(ValueError, match="unknown store content 'labels'"):
+        SampleStore(tmp_path, "abc123", content="labels")

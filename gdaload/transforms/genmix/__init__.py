@@ -12,7 +12,8 @@ that carry a boolean ``synthetic_mask``, with the call shape of ``timm.data.Mixu
 
 :mod:`~gdaload.transforms.genmix.transform` holds the transform,
 :mod:`~gdaload.transforms.genmix.record` the :class:`MixRecord` of a mixed batch,
-:mod:`~gdaload.transforms.genmix.sampling` the partner dealing and cutmix boxes, and
+:mod:`~gdaload.transforms.genmix.sampling` the partner dealing and cutmix boxes,
+:mod:`~gdaload.transforms.genmix.soft_masks` the soft masks of segmentation batches, and
 :mod:`~gdaload.transforms.genmix.inputs` the checks of batches, masks and targets.
 """
 

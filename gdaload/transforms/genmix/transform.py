@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Mapping, Sequence
-from typing import Any, cast
+from typing import Any, cast, overload
 
 import numpy as np
 import torch
@@ -19,6 +19,7 @@ from gdaload.seeding import Stream, derive_rng
 from gdaload.transforms.genmix.inputs import check_batch, check_mask, check_quality, soft_targets
 from gdaload.transforms.genmix.record import MixRecord
 from gdaload.transforms.genmix.sampling import cutmix_boxes, deal
+from gdaload.transforms.genmix.soft_masks import mix_masks
 
 __all__ = ["GenMix", "BETAS", "FALLBACKS", "MODES", "PAIRINGS", "SYNTHETIC_ROWS"]
 
@@ -253,6 +254,7 @@ class GenMix:
         second = 1.0 if self.beta == "paper" else self.alpha
         return torch.from_numpy(self._stream().beta(self.alpha, second, size=n))
 
+    @overload
     def __call__(
         self,
         x: torch.Tensor,
@@ -260,7 +262,32 @@ class GenMix:
         synthetic_mask: torch.Tensor | Sequence[bool] | None = None,
         *,
         quality: torch.Tensor | Sequence[float] | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+        masks: None = None,
+        num_mask_classes: int | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+    @overload
+    def __call__(
+        self,
+        x: torch.Tensor,
+        target: torch.Tensor | Sequence[Any],
+        synthetic_mask: torch.Tensor | Sequence[bool] | None = None,
+        *,
+        quality: torch.Tensor | Sequence[float] | None = None,
+        masks: torch.Tensor,
+        num_mask_classes: int | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]: ...
+
+    def __call__(
+        self,
+        x: torch.Tensor,
+        target: torch.Tensor | Sequence[Any],
+        synthetic_mask: torch.Tensor | Sequence[bool] | None = None,
+        *,
+        quality: torch.Tensor | Sequence[float] | None = None,
+        masks: torch.Tensor | None = None,
+        num_mask_classes: int | None = None,
+    ) -> tuple[torch.Tensor, ...]:
         """Mix a batch.
 
         Args:
@@ -273,11 +300,18 @@ class GenMix:
                 (a synthetic pairing warns once, then).
             quality: Optional ``(B,)`` scores in [0, 1]; a synthetic row's own weight
                 becomes ``q + (1 - q) * lam`` (see *Quality-aware mixing*).
+            masks: Optional ``(B, H, W)`` integer segmentation masks of the rows; they
+                are mixed as soft masks with the images' weights (one-hot masks mixed
+                like mixup's images, pasted like cutmix's boxes; see
+                :func:`~gdaload.transforms.genmix.soft_masks.mix_masks`).
+            num_mask_classes: The labels ``0..K-1`` masks may hold (needed with
+                ``masks``): the soft masks' channels.
 
         Returns:
             ``(x_mixed, soft_target)``: ``x_mixed`` has the shape, dtype and device of
             ``x`` (it is ``x`` itself when the batch is not mixed); ``soft_target`` is
-            ``(B, num_classes)``.
+            ``(B, num_classes)``. With ``masks``: ``(x_mixed, soft_target,
+            soft_masks)``, ``soft_masks`` ``(B, K, H, W)`` summing to 1 over ``K``.
 
         Raises:
             ValueError: For a malformed ``x``, ``target``, ``synthetic_mask`` or
@@ -298,7 +332,7 @@ class GenMix:
             self.last_mix = MixRecord(
                 identity, identity.clone(), torch.zeros(n, dtype=torch.float64), None, "identity"
             )
-            return x, y
+            return self._with_masks(x, y, masks, num_mask_classes)
 
         anchor, partner, lam = self._pair(mask, pairing)
         if q is not None and pairing != "real-real" and self.synthetic_rows == "mix":
@@ -324,7 +358,15 @@ class GenMix:
         self.last_mix = MixRecord(
             torch.from_numpy(anchor), torch.from_numpy(partner), applied, box, pairing
         )
-        return x_mixed, y_mixed
+        return self._with_masks(x_mixed, y_mixed, masks, num_mask_classes)
+
+    def _with_masks(
+        self, x: torch.Tensor, y: torch.Tensor, masks: torch.Tensor | None, k: int | None
+    ) -> tuple[torch.Tensor, ...]:
+        if masks is None:
+            return x, y
+        assert self.last_mix is not None  # recorded by the call just made
+        return x, y, mix_masks(self.last_mix, masks, k, x)
 
     def _marked_mask(
         self, x: torch.Tensor, target: torch.Tensor | Sequence[Any], n: int
