@@ -292,18 +292,7 @@ def make_samples(
         stats.cache_hits += len(seeds) - len(missing)
         stats.cache_misses += len(missing)
     if missing:
-        start = time.perf_counter()
-        with torch.no_grad():
-            generated = generator.generate(labels[missing], [seeds[i] for i in missing])
-        check_generated(
-            generated,
-            len(missing),
-            generator.image_shape,
-            source=type(generator).__name__,
-            device=generator.device,
-        )
-        stats.generation_seconds += time.perf_counter() - start
-        stats.generated += len(missing)
+        generated = _timed_generate(generator, labels[missing], [seeds[i] for i in missing], stats)
         if images is None or store is None:  # no store: images is None too
             images = generated
         else:
@@ -313,6 +302,30 @@ def make_samples(
     if images is None:
         images = torch.empty(0, *generator.image_shape)
     return to_host(images, pin) if host else images
+
+
+def _timed_generate(
+    generator: Generator,
+    labels: torch.Tensor,
+    seeds: list[int],
+    stats: EngineStats,
+    **conditions: Any,
+) -> torch.Tensor:
+    """``generator.generate`` without autograd, checked against the generator contract and
+    counted in ``stats`` (seconds and samples); ``conditions`` go to ``generate``."""
+    start = time.perf_counter()
+    with torch.no_grad():
+        generated = generator.generate(labels, seeds, **conditions)
+    check_generated(
+        generated,
+        len(seeds),
+        generator.image_shape,
+        source=type(generator).__name__,
+        device=generator.device,
+    )
+    stats.generation_seconds += time.perf_counter() - start
+    stats.generated += len(seeds)
+    return generated
 
 
 def _with_variations(
@@ -335,23 +348,14 @@ def _with_variations(
         out[plain] = make_samples(
             generator, store, labels[plain], [seeds[i] for i in plain], stats, fetched=fetched
         ).to(out.device)
-    start = time.perf_counter()
-    with torch.no_grad():
-        generated = generator.generate(  # type: ignore[call-arg]
-            labels[rows],
-            [seeds[i] for i in rows],
-            source=variations.images.to(generator.device),
-            strength=variations.strength,
-        )
-    check_generated(
-        generated,
-        len(rows),
-        generator.image_shape,
-        source=type(generator).__name__,
-        device=generator.device,
+    generated = _timed_generate(
+        generator,
+        labels[rows],
+        [seeds[i] for i in rows],
+        stats,
+        source=variations.images.to(generator.device),
+        strength=variations.strength,
     )
-    stats.generation_seconds += time.perf_counter() - start
-    stats.generated += len(rows)
     out[rows] = generated.to(out.dtype)
     return to_host(out, pin) if host else out
 
