@@ -185,3 +185,12 @@ class SourceBlendGenerator(SeedImageGenerator, ImageConditionedGenerator):
 
     def __repr__(self) -> str:
         return f"SourceBlendGenerator(classes={self.num_classes}, image_shape={self.image_shape})"
+
+
+def served(loader: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """The synthetic images and labels one epoch of a ``return_mask=True`` loader serves."""
+    xs, ys = [], []
+    for x, y, mask in loader:
+        xs.append(x[mask])
+        ys.append(y[mask])
+    return torch.cat(xs), torch.cat(ys)

@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from checkers import SeedImageGenerator
+from checkers import SeedImageGenerator, served
 from torch.utils.data import DataLoader, TensorDataset
 
 from gdaload import GenerativeDataset, GenerativeLoader
@@ -18,14 +18,6 @@ LABELS = [0] * 10 + [1] * 10 + [2] * 2
 def real_loader() -> DataLoader:
     ds = TensorDataset(torch.zeros(len(LABELS), 1, 4, 4), torch.tensor(LABELS))
     return DataLoader(ds, batch_size=4)
-
-
-def served(loader: GenerativeLoader) -> tuple[torch.Tensor, torch.Tensor]:
-    xs, ys = [], []
-    for x, y, mask in loader:
-        xs.append(x[mask])
-        ys.append(y[mask])
-    return torch.cat(xs), torch.cat(ys)
 
 
 def feedback_loader(**kwargs) -> GenerativeLoader:

@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from checkers import SeedImageGenerator, SourceBlendGenerator
+from checkers import SeedImageGenerator, SourceBlendGenerator, served
 from torch.utils.data import DataLoader, TensorDataset
 
 from gdaload import DiffusionGenerator, GenerativeDataset, GenerativeLoader
@@ -25,14 +25,6 @@ def make_loader(generator=None, **kwargs) -> GenerativeLoader:
         return_mask=True,
         **kwargs,
     )
-
-
-def served(loader: GenerativeLoader) -> tuple[torch.Tensor, torch.Tensor]:
-    xs, ys = [], []
-    for x, y, mask in loader:
-        xs.append(x[mask])
-        ys.append(y[mask])
-    return torch.cat(xs), torch.cat(ys)
 
 
 def test_variations_take_a_share_of_each_class_positions_and_keep_their_labels() -> None:
