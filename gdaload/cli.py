@@ -1,6 +1,6 @@
 """The ``gdaload`` command: ``quickstart``, ``train-generator``, ``distill``,
-``train-segmentation-generator``, ``train-multiview``, ``adapt``, ``generate`` and
-``evaluate``."""
+``train-segmentation-generator``, ``train-multiview``, ``pretrain-text2image``, ``adapt``,
+``generate`` and ``evaluate``."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from gdaload.train.config import (
     GeneratorTrainingConfig,
     MultiViewTrainingConfig,
     SegmentationGeneratorTrainingConfig,
+    Text2ImageConfig,
 )
 
 __all__ = ["add_config_options", "build_parser", "config_from_args", "main"]
@@ -166,6 +167,39 @@ def _train_segmentation_generator(args: argparse.Namespace) -> None:
     out = train_segmentation_generator(pool, args.output, config)
     loader = "MaskDiffusion" if config.kind == "mask" else "JointDiffusion"
     print(f"saved to {out}; load it with {loader}.from_pretrained({str(out)!r})")
+
+
+def _digit_range(text: str) -> list[int]:
+    """``"0-4"`` or ``"0,2,7"`` as a list of digits."""
+    try:
+        if "-" in text:
+            first, last = (int(part) for part in text.split("-"))
+            digits = list(range(first, last + 1))
+        else:
+            digits = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected digits as FIRST-LAST or a comma-separated list, got {text!r}"
+        ) from None
+    if not digits or any(not 0 <= d <= 9 for d in digits) or len(set(digits)) != len(digits):
+        raise argparse.ArgumentTypeError(f"expected distinct digits 0-9, got {text!r}")
+    return digits
+
+
+def _pretrain_text2image(args: argparse.Namespace) -> None:
+    from gdaload.datasets.digits import digits_splits, digits_subset
+    from gdaload.train.text2image import DIGIT_WORDS, pretrain_text2image
+
+    digits = args.digits
+    pool = digits_subset(digits_splits().generator_pool, digits)
+    names = tuple(DIGIT_WORDS[d] for d in digits)
+    config = config_from_args(Text2ImageConfig, args, class_names=names)
+    out = pretrain_text2image(pool, args.output, config)
+    print(
+        f"saved to {out} (delete {out / 'checkpoints'} before shipping it); adapt it with "
+        f"`gdaload adapt --pipeline {out} ...` or load it with "
+        f"DiffusionGenerator.from_pretrained({str(out)!r})"
+    )
 
 
 def _epoch_range(text: str) -> range:
@@ -352,6 +386,21 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--image-size", type=int, default=32)
     add_config_options(m, MultiViewTrainingConfig)
     m.set_defaults(func=_train_multiview)
+
+    p = sub.add_parser(
+        "pretrain-text2image",
+        help="pretrain a small Stable-Diffusion-architecture text-to-image model on some "
+        "digits (the stand-in for a pretrained model)",
+    )
+    p.add_argument("--output", required=True, help="folder to save the pipeline in")
+    p.add_argument(
+        "--digits",
+        type=_digit_range,
+        default=[0, 1, 2, 3, 4],
+        help="digits of the generator pool to train on, e.g. 0-4 (default) or 0,3,8",
+    )
+    add_config_options(p, Text2ImageConfig)
+    p.set_defaults(func=_pretrain_text2image)
 
     a = sub.add_parser(
         "adapt",

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import string
 from pathlib import Path
 
 import torch
@@ -20,6 +18,7 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 from gdaload.generators.multiview.autoencoder import ViewAutoencoder
 from gdaload.generators.multiview.generator import MultiViewDiffusion, build_multiview_unet
 from gdaload.generators.pipeline import ClassConditionalPipeline
+from gdaload.train.text2image import character_tokenizer
 
 
 def tiny_unet(num_classes: int = 3, channels: int = 1, size: int = 8, seed: int = 0) -> UNet2DModel:
@@ -45,14 +44,7 @@ def tiny_class_pipeline(
 
 def tiny_tokenizer(folder: Path) -> CLIPTokenizer:
     """A character-level CLIP BPE tokenizer (no merges) written to ``folder``."""
-    folder.mkdir(parents=True, exist_ok=True)
-    chars = string.ascii_lowercase + string.digits + string.punctuation
-    tokens = ["<|startoftext|>", "<|endoftext|>"] + list(chars) + [c + "</w>" for c in chars]
-    (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}))
-    (folder / "merges.txt").write_text("#version: 0.2\n")
-    return CLIPTokenizer(
-        str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=77
-    )
+    return character_tokenizer(folder)
 
 
 def tiny_text_pipeline(tmp: Path) -> StableDiffusionPipeline:

@@ -10,6 +10,7 @@ __all__ = [
     "DIGITS_JOINT_GENERATOR",
     "DIGITS_LCM",
     "DIGITS_MASK_GENERATOR",
+    "DIGITS_TEXT2IMAGE",
     "MULTIVIEW_GENERATOR",
 ]
 
@@ -32,3 +33,7 @@ DIGITS_MASK_GENERATOR: Path = _asset("digits-mask-generator")
 #: The shipped joint (image, stroke mask) digits generator
 #: (``gdaload train-segmentation-generator --kind joint``, see its ``gdaload.json``).
 DIGITS_JOINT_GENERATOR: Path = _asset("digits-joint-generator")
+#: The shipped stand-in pretrained text-to-image model: a small Stable Diffusion pipeline
+#: trained on the digits 0-4 only (``gdaload pretrain-text2image --digits 0-4``, see its
+#: ``gdaload.json``), which ``benchmarks/adapt.py`` adapts to the digits 5-9.
+DIGITS_TEXT2IMAGE: Path = _asset("digits-text2image")

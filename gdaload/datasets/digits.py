@@ -17,7 +17,7 @@ from torch.utils.data import TensorDataset
 
 from gdaload.seeding import Stream, derive_rng
 
-__all__ = ["DIGIT_CLASSES", "DigitsSplits", "digits_splits"]
+__all__ = ["DIGIT_CLASSES", "DigitsSplits", "digits_splits", "digits_subset"]
 
 DIGIT_CLASSES = [str(d) for d in range(10)]
 #: Seed of the fixed partition; the shipped generator was trained on its pool.
@@ -97,3 +97,31 @@ def digits_splits(
             for i in (np.array(train_idx), np.array(pool_idx), np.array(test_idx))
         )
     )
+
+
+def digits_subset(data: TensorDataset, digits: list[int] | tuple[int, ...]) -> TensorDataset:
+    """The items of ``data`` whose digit is in ``digits``, relabelled ``0..len(digits) - 1``
+    in the order given (``digits_subset(test, [5, 6])`` makes 5 label 0).
+
+    Adapting a model pretrained on some digits to the others needs both sides as tasks
+    of their own.
+
+    Raises:
+        ValueError: If ``digits`` is empty, repeats a digit, or names one ``data`` lacks.
+
+    Example:
+        >>> test = digits_splits().test
+        >>> fives_and_sixes = digits_subset(test, [5, 6])
+        >>> sorted(set(fives_and_sixes.tensors[1].tolist()))
+        [0, 1]
+    """
+    images, labels = data.tensors
+    if not digits or len(set(digits)) != len(digits):
+        raise ValueError(f"digits must be distinct and at least one, got {list(digits)}")
+    missing = [d for d in digits if not bool((labels == d).any())]
+    if missing:
+        raise ValueError(f"the data has no image of the digits {missing}")
+    relabel = torch.full((int(labels.max()) + 1,), -1, dtype=torch.long)
+    relabel[torch.as_tensor(list(digits))] = torch.arange(len(digits))
+    keep = relabel[labels] >= 0
+    return TensorDataset(images[keep], relabel[labels[keep]])

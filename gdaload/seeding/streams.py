@@ -74,6 +74,10 @@ class Stream(IntEnum):
     """The view autoencoder's stage of multi-view training."""
     MULTIVIEW_DIFFUSION = 1
     """The denoiser's stage of multi-view training."""
+    TEXT2IMAGE_AUTOENCODER = 8
+    """The VAE's stage of text-to-image pretraining (its weights and batches)."""
+    TEXT2IMAGE_DIFFUSION = 9
+    """The denoiser's stage of text-to-image pretraining (weights, batches, noise, captions)."""
 
     # After a user's seed: components that own a stream of their own ("gmix", "gaug").
     GENMIX = 0x676D6978

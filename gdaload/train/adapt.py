@@ -34,7 +34,7 @@ import time
 from collections.abc import Sized
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -57,6 +57,7 @@ from gdaload.seeding import Stream, derive_seed
 from gdaload.train.batches import permuted_batch
 from gdaload.train.checkpoints import Checkpoints
 from gdaload.train.config import AdaptConfig
+from gdaload.train.latent_diffusion import Latents, TextDenoiser, encode_posteriors, prompt_ids
 from gdaload.train.loop import train_loop
 
 __all__ = ["LOSS_CURVE", "SUMMARY_FILE", "AdaptResult", "adapt"]
@@ -95,24 +96,6 @@ class AdaptResult:
     seconds: float
     resumed_from: int
     loss_curve: Path
-
-
-class _Denoiser(torch.nn.Module):
-    """The text encoder and the UNet as one module, so that ``accelerate`` prepares (and
-    wraps for distributed training) everything the trained weights live in."""
-
-    def __init__(self, text_encoder: torch.nn.Module, unet: torch.nn.Module) -> None:
-        super().__init__()
-        # Any: transformers' and diffusers' methods (get_input_embeddings, peft_config)
-        # are not visible through the Module type.
-        self.text_encoder: Any = text_encoder
-        self.unet: Any = unet
-
-    def forward(
-        self, noisy: torch.Tensor, timesteps: torch.Tensor, input_ids: torch.Tensor
-    ) -> torch.Tensor:
-        states = self.text_encoder(input_ids)[0]
-        return cast(torch.Tensor, self.unet(noisy, timesteps, encoder_hidden_states=states).sample)
 
 
 def _training_data(
@@ -225,7 +208,7 @@ def _add_lora(pipe: Any, config: AdaptConfig) -> None:
 
 
 def _save_weights(
-    folder: Path, model: _Denoiser, tokens: list[str], token_ids: list[int], lora: bool
+    folder: Path, model: TextDenoiser, tokens: list[str], token_ids: list[int], lora: bool
 ) -> None:
     """The adapter's weight files: token embeddings, and LoRA layers through diffusers."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -263,7 +246,7 @@ def _save_weights(
 
 
 def _load_weights(
-    folder: Path, model: _Denoiser, tokens: list[str], token_ids: list[int], lora: bool
+    folder: Path, model: TextDenoiser, tokens: list[str], token_ids: list[int], lora: bool
 ) -> None:
     """Put the weights :func:`_save_weights` wrote back into ``model``."""
     embeds = load_file(folder / EMBEDS_FILE)
@@ -366,7 +349,7 @@ def adapt(
     device = accelerator.device
     for module in (pipe.vae, pipe.unet, pipe.text_encoder):
         module.requires_grad_(False)
-    instances = _encode(pipe.vae, images, labels, device)
+    instances = encode_posteriors(pipe.vae, images, labels, device)
     prior = None
     if config.prior_images:
         kept = out_dir / "checkpoints" / _PRIOR_FILE
@@ -377,13 +360,13 @@ def adapt(
     pipe.vae.to("cpu")
     if lora:
         _add_lora(pipe, config)
-    instance_ids = _prompt_ids(
+    instance_ids = prompt_ids(
         pipe.tokenizer,
         [template.format(token=t, name=n) for t, n in zip(tokens, names, strict=True)],
     )
-    prior_ids = _prompt_ids(pipe.tokenizer, [config.prior_prompt.format(name=n) for n in names])
+    prior_ids = prompt_ids(pipe.tokenizer, [config.prior_prompt.format(name=n) for n in names])
 
-    model = _Denoiser(pipe.text_encoder, pipe.unet)
+    model = TextDenoiser(pipe.text_encoder, pipe.unet)
     groups: list[dict[str, Any]] = []
     if lora:
         trained = [p for p in model.parameters() if p.requires_grad]
@@ -427,7 +410,7 @@ def adapt(
     scaling = pipe.vae.config.scaling_factor
 
     def batch(
-        latents: _Latents, ids: torch.Tensor, tag: int, step: int, draws: torch.Generator
+        latents: Latents, ids: torch.Tensor, tag: int, step: int, draws: torch.Generator
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Noisy latents, timesteps, prompt ids and targets of one step's images."""
         index = permuted_batch(
@@ -439,8 +422,7 @@ def adapt(
             accelerator.process_index,
             accelerator.num_processes,
         )
-        mean = latents.means[index]
-        clean = (mean + latents.stds[index] * torch.randn(mean.shape, generator=draws)) * scaling
+        clean = latents.sample(index, draws) * scaling
         noise = torch.randn(clean.shape, generator=draws)
         t = torch.randint(0, timesteps, (len(clean),), generator=draws)
         target = noise if prediction == "epsilon" else scheduler.get_velocity(clean, noise, t)
@@ -506,50 +488,6 @@ def adapt(
     return AdaptResult(out_dir, adapter, list(losses), seconds, resumed_from, curve)
 
 
-@dataclass
-class _Latents:
-    """The VAE posteriors of a set of images (mean and standard deviation) and their
-    labels, on the CPU."""
-
-    means: torch.Tensor
-    stds: torch.Tensor
-    labels: torch.Tensor
-
-    def named(self) -> dict[str, torch.Tensor]:
-        return {"means": self.means, "stds": self.stds, "labels": self.labels}
-
-
-@torch.inference_mode()
-def _encode(
-    vae: Any, images: list[torch.Tensor], labels: list[int], device: torch.device
-) -> _Latents:
-    """Each image's VAE posterior, computed once: steps sample from it."""
-    vae.to(device)
-    means, stds = [], []
-    for start in range(0, len(images), 8):
-        batch = torch.stack(images[start : start + 8]).to(device, vae.dtype) * 2 - 1
-        posterior = vae.encode(batch).latent_dist
-        # Contiguous, as they read back from a file: a convolution's rounding can
-        # depend on its input's memory layout, and a resumed run must match.
-        means.append(posterior.mean.float().cpu().contiguous())
-        stds.append(posterior.std.float().cpu().contiguous())
-    return _Latents(torch.cat(means), torch.cat(stds), torch.tensor(labels))
-
-
-def _prompt_ids(tokenizer: Any, prompts: list[str]) -> torch.Tensor:
-    """Token ids ``(len(prompts), max_length)`` of the prompts, padded as SD pads them."""
-    return cast(
-        torch.Tensor,
-        tokenizer(
-            prompts,
-            padding="max_length",
-            max_length=tokenizer.model_max_length,
-            truncation=True,
-            return_tensors="pt",
-        ).input_ids,
-    )
-
-
 def _prior(
     pipe: Any,
     names: list[str],
@@ -557,14 +495,14 @@ def _prior(
     resolution: int,
     device: torch.device,
     kept: Path | None,
-) -> _Latents:
+) -> Latents:
     """The latents of the prior-preservation images, made by the base model before any
     LoRA layer exists, or read from ``kept``, where a run saved them before its first
     checkpoint: a resumed run trains on the same images without sampling them again."""
     if kept is not None and kept.is_file():
-        return _Latents(**load_file(kept))
+        return Latents(**load_file(kept))
     images, labels = _prior_images(pipe, names, config, resolution, device)
-    return _encode(pipe.vae, images, labels, device)
+    return encode_posteriors(pipe.vae, images, labels, device)
 
 
 @torch.inference_mode()

@@ -18,6 +18,7 @@ __all__ = [
     "GeneratorTrainingConfig",
     "MultiViewTrainingConfig",
     "SegmentationGeneratorTrainingConfig",
+    "Text2ImageConfig",
     "setting",
 ]
 
@@ -438,3 +439,100 @@ class SegmentationGeneratorTrainingConfig(_TrainingConfig):
         self._require_positive("steps", "batch_size", "checkpoint_every")
         if self.kind not in ("mask", "joint"):
             raise ValueError(f"kind must be 'mask' or 'joint', got {self.kind!r}")
+
+
+@dataclass(frozen=True)
+class Text2ImageConfig(_TrainingConfig):
+    """Settings of :func:`~gdaload.train.text2image.pretrain_text2image`: a small
+    Stable-Diffusion-architecture model trained from scratch (the stand-in for a
+    pretrained one that the adaptation benchmark needs).
+
+    Attributes:
+        class_names: The word of each label, which fills the caption templates.
+        templates: Caption templates with ``{name}``; each training image gets one,
+            drawn per step.
+        caption_dropout: Probability that a training image's caption is empty (what
+            classifier-free guidance needs).
+        max_length: Tokens per prompt (the tokenizer's ``model_max_length``).
+        text_width: Width of the CLIP text encoder.
+        text_layers: Its transformer layers.
+        ae_widths: Widths of the VAE's levels; the latents are ``2 ** (len - 1)`` times
+            smaller than the images.
+        ae_steps: VAE optimiser steps.
+        ae_batch_size: Images per VAE batch.
+        ae_lr: VAE learning rate.
+        kl_weight: Weight of the KL term of the VAE's loss.
+        widths: Widths of the UNet's levels.
+        steps: Diffusion optimiser steps (text encoder and UNet together).
+        batch_size: Images per diffusion batch.
+        lr: Diffusion learning rate.
+        ema_decay: Decay of the moving average of the diffusion weights.
+        seed: Seeds the weights, batches, noise and captions.
+        checkpoint_every: Steps between checkpoints.
+        resume: Continue from the newest checkpoints in ``output_dir/checkpoints``.
+        cpu: Train on the CPU even when a GPU is present.
+        progress: Show progress bars.
+
+    Example:
+        >>> Text2ImageConfig(class_names=("zero", "one")).templates[0]
+        'a photo of a {name}'
+    """
+
+    class_names: tuple[str, ...] | None = setting(None, cli=False)
+    templates: tuple[str, ...] = setting(
+        (
+            "a photo of a {name}",
+            "a handwritten {name}",
+            "the digit {name}",
+            "a picture of the number {name}",
+            "{name}",
+        ),
+        cli=False,
+    )
+    caption_dropout: float = setting(0.1, "probability of an empty caption")
+    max_length: int = setting(32, "tokens per prompt")
+    text_width: int = setting(64, "width of the text encoder")
+    text_layers: int = setting(2, "transformer layers of the text encoder")
+    ae_widths: tuple[int, ...] = setting((32, 64), "VAE level widths")
+    ae_steps: int = setting(1500)
+    ae_batch_size: int = setting(64)
+    ae_lr: float = setting(2e-3)
+    kl_weight: float = setting(1e-4, "weight of the VAE's KL term")
+    widths: tuple[int, ...] = setting((64, 128), "UNet level widths")
+    steps: int = setting(4000, "diffusion training steps")
+    batch_size: int = setting(64)
+    lr: float = setting(1e-3)
+    ema_decay: float = setting(0.999, cli=False)
+    seed: int = setting(0)
+    checkpoint_every: int = setting(500)
+    resume: bool = setting(True, "ignore existing checkpoints")
+    cpu: bool = setting(False, "train on the CPU even with a GPU")
+    progress: bool = setting(True, cli=False)
+
+    def __post_init__(self) -> None:
+        self._as_tuples("class_names", "templates", "ae_widths", "widths")
+        self._require_positive(
+            "max_length",
+            "text_width",
+            "text_layers",
+            "ae_steps",
+            "ae_batch_size",
+            "steps",
+            "batch_size",
+            "checkpoint_every",
+        )
+        self._require_probability_below_one("caption_dropout")
+        self._require_probability_below_one("ema_decay")
+        if not self.templates or any("{name}" not in t for t in self.templates):
+            raise ValueError(f"every caption template needs '{{name}}', got {list(self.templates)}")
+        if not self.ae_widths or not self.widths:
+            raise ValueError("ae_widths and widths need at least one level each")
+        if self.text_width % 4:
+            raise ValueError(f"text_width must be a multiple of 4 (4 heads), got {self.text_width}")
+        if any(w % 8 for w in (*self.ae_widths, *self.widths)):
+            raise ValueError(
+                "every width must be a multiple of 8 (group normalisation of 8 groups), got "
+                f"ae_widths={list(self.ae_widths)}, widths={list(self.widths)}"
+            )
+        if not (self.lr > 0 and self.ae_lr > 0 and self.kl_weight >= 0):
+            raise ValueError("lr and ae_lr must be > 0 and kl_weight >= 0")
