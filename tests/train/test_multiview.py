@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any
 
 import pytest
 import torch
 from safetensors.torch import load_file
+from stage_checkers import cut_at, resumed_stages
 
 import gdaload.train.multiview as multiview_training
 from gdaload.datasets.multiview import MultiViewShapes
@@ -68,10 +68,6 @@ def test_tiny_model_trains_resumes_and_generates(tmp_path: Path, data: MultiView
         train_multiview(data, out, TINY, steps=6, batch_size=2)
 
 
-class Interrupted(Exception):
-    pass
-
-
 @pytest.mark.reliability
 def test_runs_cut_off_in_either_stage_resume_exactly(
     tmp_path: Path,
@@ -81,32 +77,18 @@ def test_runs_cut_off_in_either_stage_resume_exactly(
 ) -> None:
     config = MultiViewTrainingConfig.resolve(TINY, {"ae_steps": 3, "steps": 3})
     straight = train_multiview(data, tmp_path / "straight", config)
-    real = multiview_training.permuted_batch
+    cut = tmp_path / "cut"
 
-    def cut_at(stage: int) -> None:
-        def batch(size: int, batch_size: int, seed: int, tag: int, step: int, *rest: Any):
-            if (tag, step) == (stage, 2):
-                raise Interrupted
-            return real(size, batch_size, seed, tag, step, *rest)
-
-        monkeypatch.setattr(multiview_training, "permuted_batch", batch)
-        with pytest.raises(Interrupted):
-            train_multiview(data, tmp_path / "cut", config)
-        monkeypatch.undo()
-
-    def resumed_from() -> list[str]:
-        # "resumed from .../checkpoints/<stage>/step-2 at step 2"
-        found = [m.split()[2] for m in caplog.messages if m.startswith("resumed")]
-        assert all(path.endswith("step-2") for path in found)
-        return [Path(path).parent.name for path in found]
+    def run() -> Path:
+        return train_multiview(data, cut, config)
 
     caplog.set_level(logging.INFO, logger="gdaload.train.checkpoints")
-    cut_at(Stream.MULTIVIEW_AUTOENCODER)
-    assert not (tmp_path / "cut" / "autoencoder").exists() and resumed_from() == []
-    cut_at(Stream.MULTIVIEW_DIFFUSION)
-    assert resumed_from() == ["autoencoder"]
-    resumed = train_multiview(data, tmp_path / "cut", config)
-    assert resumed_from() == ["autoencoder", "unet"]
+    cut_at(monkeypatch, multiview_training, Stream.MULTIVIEW_AUTOENCODER, 2, run)
+    assert not (cut / "autoencoder").exists() and resumed_stages(caplog, 2) == []
+    cut_at(monkeypatch, multiview_training, Stream.MULTIVIEW_DIFFUSION, 2, run)
+    assert resumed_stages(caplog, 2) == ["autoencoder"]
+    resumed = run()
+    assert resumed_stages(caplog, 2) == ["autoencoder", "unet"]
     a, b = saved_weights(straight), saved_weights(resumed)
     assert a.keys() == b.keys()
     assert all(torch.equal(a[key], b[key]) for key in a)

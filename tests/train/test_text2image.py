@@ -6,12 +6,12 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any
 
 import pytest
 import torch
 from diffusers import StableDiffusionPipeline
 from safetensors.torch import load_file
+from stage_checkers import cut_at, resumed_stages
 from torch.utils.data import TensorDataset
 
 import gdaload.train.text2image as text2image
@@ -94,10 +94,6 @@ def test_adapting_the_trained_model_changes_what_it_makes(
     assert not torch.equal(adapted.generate([0, 1], [0, 1]), unadapted.generate([0, 1], [0, 1]))
 
 
-class Interrupted(Exception):
-    pass
-
-
 @pytest.mark.reliability
 def test_runs_cut_off_in_either_stage_resume_exactly(
     tmp_path: Path,
@@ -107,32 +103,18 @@ def test_runs_cut_off_in_either_stage_resume_exactly(
 ) -> None:
     config = Text2ImageConfig.resolve(TINY, {"ae_steps": 3, "steps": 3})
     straight = pretrain_text2image(data, tmp_path / "straight", config)
-    real = text2image.permuted_batch
+    cut = tmp_path / "cut"
 
-    def cut_at(stage: int) -> None:
-        def batch(size: int, batch_size: int, seed: int, tag: int, step: int, *rest: Any):
-            if (tag, step) == (stage, 2):
-                raise Interrupted
-            return real(size, batch_size, seed, tag, step, *rest)
-
-        monkeypatch.setattr(text2image, "permuted_batch", batch)
-        with pytest.raises(Interrupted):
-            pretrain_text2image(data, tmp_path / "cut", config)
-        monkeypatch.undo()
-
-    def resumed_from() -> list[str]:
-        # "resumed from .../checkpoints/<stage>/step-2 at step 2"
-        found = [m.split()[2] for m in caplog.messages if m.startswith("resumed")]
-        assert all(path.endswith("step-2") for path in found)
-        return [Path(path).parent.name for path in found]
+    def run() -> Path:
+        return pretrain_text2image(data, cut, config)
 
     caplog.set_level(logging.INFO, logger="gdaload.train.checkpoints")
-    cut_at(Stream.TEXT2IMAGE_AUTOENCODER)
-    assert not (tmp_path / "cut" / "vae").exists() and resumed_from() == []
-    cut_at(Stream.TEXT2IMAGE_DIFFUSION)
-    assert resumed_from() == ["vae"]
-    resumed = pretrain_text2image(data, tmp_path / "cut", config)
-    assert resumed_from() == ["vae", "denoiser"]
+    cut_at(monkeypatch, text2image, Stream.TEXT2IMAGE_AUTOENCODER, 2, run)
+    assert not (cut / "vae").exists() and resumed_stages(caplog, 2) == []
+    cut_at(monkeypatch, text2image, Stream.TEXT2IMAGE_DIFFUSION, 2, run)
+    assert resumed_stages(caplog, 2) == ["vae"]
+    resumed = run()
+    assert resumed_stages(caplog, 2) == ["vae", "denoiser"]
     a, b = saved_weights(straight), saved_weights(resumed)
     assert a.keys() == b.keys()
     assert all(torch.equal(a[key], b[key]) for key in a)
