@@ -498,7 +498,7 @@ class Text2ImageConfig(_TrainingConfig):
     ae_batch_size: int = setting(64)
     ae_lr: float = setting(2e-3)
     kl_weight: float = setting(1e-4, "weight of the VAE's KL term")
-    widths: tuple[int, ...] = setting((64, 128), "UNet level widths")
+    widths: tuple[int, ...] = setting((32, 64), "UNet level widths")
     steps: int = setting(4000, "diffusion training steps")
     batch_size: int = setting(64)
     lr: float = setting(1e-3)

@@ -61,6 +61,9 @@ from gdaload.train.loop import train_loop
 
 __all__ = ["DIGIT_WORDS", "character_tokenizer", "pretrain_text2image"]
 
+#: Latent channels of the VAE, Stable Diffusion's.
+_LATENT_CHANNELS = 4
+
 #: The digits' class names as words, what the stand-in's captions say.
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
@@ -115,6 +118,12 @@ def _images(
             )
         images.append(image.float())
     stacked = torch.stack(images)
+    if stacked.min() < 0 or stacked.max() > 1:
+        raise ValueError(
+            f"images must lie in [0, 1], got values in [{float(stacked.min()):g}, "
+            f"{float(stacked.max()):g}]; add v2.ToDtype(torch.float32, scale=True) or divide "
+            "by the maximum"
+        )
     if stacked.shape[1] == 1:
         stacked = stacked.repeat(1, 3, 1, 1)
     labels = torch.as_tensor(dataset_labels(dataset), dtype=torch.long)
@@ -269,7 +278,7 @@ def _build_vae(config: Text2ImageConfig) -> AutoencoderKL:
         return AutoencoderKL(
             in_channels=3,
             out_channels=3,
-            latent_channels=4,
+            latent_channels=_LATENT_CHANNELS,
             block_out_channels=config.ae_widths,
             layers_per_block=1,
             norm_num_groups=8,
@@ -366,7 +375,7 @@ def _train_vae(
         x = images[index]
         factor = 2 ** (len(config.ae_widths) - 1)  # the VAE's downsampling
         noise = torch.randn(
-            (len(x), 4, x.shape[-2] // factor, x.shape[-1] // factor),
+            (len(x), _LATENT_CHANNELS, x.shape[-2] // factor, x.shape[-1] // factor),
             generator=torch.Generator().manual_seed(seed),
         )
         return prepared(x.to(accelerator.device), noise.to(accelerator.device))

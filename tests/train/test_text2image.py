@@ -153,6 +153,8 @@ def test_bad_data_is_explained(tmp_path: Path) -> None:
         pretrain_text2image(TensorDataset(torch.rand(2, 1, 8, 6), labels), tmp_path, TINY)
     with pytest.raises(ValueError, match=r"\(1 or 3, S, S\)"):
         pretrain_text2image(TensorDataset(torch.rand(2, 2, 8, 8), labels), tmp_path, TINY)
+    with pytest.raises(ValueError, match=r"in \[0, 1\], got values in \[255, 255\]"):
+        pretrain_text2image(TensorDataset(torch.full((2, 1, 8, 8), 255.0), labels), tmp_path, TINY)
     with pytest.raises(ValueError, match="empty"):
         pretrain_text2image(TensorDataset(torch.rand(0, 1, 8, 8), labels[:0]), tmp_path, TINY)
 
