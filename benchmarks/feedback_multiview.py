@@ -2,7 +2,8 @@
 
 The same arms, training loop, metrics and summaries as the digits benchmark (its
 ``run_seed``, ``summarise`` and ``tables``), on single views of MultiViewShapes objects
-(16 classes, rendered at ``--size`` 16, the smallest size, to keep the run CPU-cheap).
+(16 classes, rendered at 16x16, ``SIZE``, the smallest the renderer allows, to keep the
+run CPU-cheap).
 
 Generators (built once into ``--generator-cache`` when missing, their settings are in the
 report): ``GenerativeLoader`` takes class-conditional single-image generators, not the
@@ -41,6 +42,10 @@ rewritten after every seed, so a cut-off run leaves the seeds it finished
 (``seeds_completed``).
 
 Run: OMP_NUM_THREADS=1 python benchmarks/feedback_multiview.py --seeds 5
+
+Generator check (``--reference-only``, no arms): a classifier trained on the pool itself
+(20 epochs, batch 64) reads the intended class of 40 samples per class of each generator;
+written to ``benchmarks/results/feedback_multiview-reference.json``.
 """
 
 from __future__ import annotations
@@ -55,11 +60,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from feedback import Results, pct, run_seed, summarise, tables
+from feedback import Results, fit, pct, real_batches, run_seed, summarise, tables
 from torch import nn
 from torch.utils.data import ConcatDataset, TensorDataset
 
 from gdaload import DiffusionGenerator
+from gdaload.bench.classifier import predict
 from gdaload.datasets.multiview import CLASSES, VIEW_NAMES, MultiViewShapes
 from gdaload.seeding import Stream, derive_rng, derive_seed
 
@@ -192,6 +198,52 @@ def generator_settings(folders: dict[str, Path]) -> dict[str, Any]:
     }
 
 
+def reference_coherence(
+    folders: dict[str, Path], args: argparse.Namespace, per_class: int = 40
+) -> dict[str, Any]:
+    """How often a classifier trained on the generators' own training views (the pool)
+    reads the intended class in their samples: a check of the generators that, unlike
+    the arms' coherence column, does not rest on a classifier of a few shots.
+
+    Args:
+        folders: The generators.
+        args: The sampler settings (``sampler``, ``steps``).
+        per_class: Samples of each class and generator.
+
+    Returns:
+        The reference classifier's settings and its accuracy on the fixed test views,
+        and per generator the share of samples it gives their intended class.
+    """
+    pool = generator_pool()
+    x = torch.stack([pool[i][0] for i in range(len(pool))])
+    y = torch.tensor([pool[i][1] for i in range(len(pool))])
+    epochs, batch_size = 20, 64
+    model = fit(
+        real_batches(TensorDataset(x, y), DATA_SEED, batch_size),
+        epochs,
+        DATA_SEED,
+        classifier=small_view_cnn,
+    )
+    test = MultiViewShapes(TEST_PER_CLASS, seed=DATA_SEED, split="test", size=SIZE)
+    test_x, test_y = single_views(test, DATA_SEED)
+    out: dict[str, Any] = {
+        "classifier": {
+            "trained_on": "the generator pool",
+            "epochs": epochs,
+            "batch_size": batch_size,
+        },
+        "test_accuracy": float((predict(model, test_x) == test_y).float().mean()),
+        "samples_per_class": per_class,
+    }
+    labels = torch.arange(per_class * NUM_CLASSES) % NUM_CLASSES
+    seeds = [derive_seed(DATA_SEED, Stream.BENCH_QUALITY, i) for i in range(len(labels))]
+    load: dict[str, Any] = {"sampler": args.sampler, "steps": args.steps, "device": "cpu"}
+    for name, folder in folders.items():
+        images = DiffusionGenerator.from_pretrained(folder, **load).generate(labels, seeds)
+        out[f"coherence_{name}"] = float((predict(model, images) == labels).float().mean())
+    return out
+
+
 def markdown(report: dict[str, Any]) -> str:
     s, g = report["settings"], report["generators"]
     coh = report["generator_coherence_by_real_only_classifier"]
@@ -235,9 +287,22 @@ def main() -> None:
         default=str(Path(tempfile.gettempdir()) / "gdaload-bench-multiview-generators"),
     )
     p.add_argument("--out", default="benchmarks/results/feedback_multiview")
+    p.add_argument(
+        "--reference-only",
+        action="store_true",
+        help="only check the generators with a classifier trained on their pool "
+        "(written to OUT-reference.json); no arms",
+    )
     args = p.parse_args()
     start = time.perf_counter()
     folders = build_generators(Path(args.generator_cache), args.strong_steps, args.weak_steps)
+    if args.reference_only:
+        check = reference_coherence(folders, args)
+        check["seconds"] = time.perf_counter() - start
+        out = Path(f"{args.out}-reference.json")
+        out.write_text(json.dumps(check, indent=2) + "\n")
+        print(json.dumps(check, indent=2))
+        return
     load: dict[str, Any] = {"sampler": args.sampler, "steps": args.steps, "device": "cpu"}
     generators = {
         name: DiffusionGenerator.from_pretrained(folder, **load) for name, folder in folders.items()
