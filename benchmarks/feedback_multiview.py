@@ -42,6 +42,9 @@ rewritten after every seed, so a cut-off run leaves the seeds it finished
 (``seeds_completed``).
 
 Run: OMP_NUM_THREADS=1 python benchmarks/feedback_multiview.py --seeds 5
+(and, for the README's longer-trained strong generator, the same with
+``--strong-steps 2000 --generator-cache DIR``
+``--out benchmarks/results/feedback_multiview-strong2000``)
 
 Generator check (``--reference-only``, no arms): a classifier trained on the pool itself
 (20 epochs, batch 64) reads the intended class of 40 samples per class of each generator;
