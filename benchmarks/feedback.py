@@ -95,11 +95,12 @@ def fit(
     mix: GenMix | None = None,
     quality: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     after_epoch: Callable[[nn.Module], None] | None = None,
+    classifier: Callable[[], nn.Module] = digits_cnn,
 ) -> nn.Module:
     """The training loop of every arm; ``after_epoch`` hands validation feedback over."""
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        model = digits_cnn()
+        model = classifier()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     for epoch in range(epochs):
         set_epoch = getattr(batches, "set_epoch", None)
@@ -143,13 +144,16 @@ class MemoVariations(MemoGenerator, ImageConditionedGenerator):
 
 
 class Results:
-    def __init__(self) -> None:
+    """Per-seed test metrics and seconds of every arm."""
+
+    def __init__(self, num_classes: int = 10) -> None:
+        self.num_classes = num_classes
         self.metrics: dict[str, dict[str, list[float]]] = {}
         self.seconds: dict[str, float] = {}
 
     def add(self, arm: str, model: nn.Module, test: tuple, minority: tuple, start: float) -> None:
         preds = predict(model, test[0])
-        report = classification_report(preds, test[1], 10)
+        report = classification_report(preds, test[1], self.num_classes)
         sens = report.sensitivity.double()
         row = {
             "accuracy": report.accuracy,
@@ -177,13 +181,20 @@ def weak_generator(folder: Path, steps: int) -> Path:
 def run_seed(
     args: argparse.Namespace,
     seed: int,
+    split: dict[str, Any],
     generators: dict[str, DiffusionGenerator],
     results: Results,
     schedules: dict[str, list[float]],
     coherence: dict[str, list[float]],
+    classifier: Callable[[], nn.Module] = digits_cnn,
 ) -> None:
-    """Every arm of one seed."""
-    split = imbalanced_split(seed, args.minority_shots)
+    """Every arm of one seed on ``split`` (the keys of :func:`imbalanced_split`'s result).
+
+    The classes are ``results.num_classes``; ``generators`` maps ``"strong"`` and
+    ``"weak"`` to class-conditional generators of them, and ``classifier`` builds the
+    untrained classifier of every arm.
+    """
+    num_classes = results.num_classes
     test, minority = split["test"], split["minority"]
     val_x, val_y = split["val"]
     gens = {name: MemoVariations(g) for name, g in generators.items()}
@@ -200,7 +211,7 @@ def run_seed(
 
     def arm(name: str, batches: Any, **kw: Any) -> nn.Module:
         start = time.perf_counter()
-        model = fit(batches, args.epochs, seed, **kw)
+        model = fit(batches, args.epochs, seed, classifier=classifier, **kw)
         results.add(name, model, test, minority, start)
         return model
 
@@ -211,7 +222,7 @@ def run_seed(
     fb = loader("feedback")
 
     def hand_recall(model: nn.Module) -> None:
-        report = classification_report(predict(model, val_x), val_y, 10)
+        report = classification_report(predict(model, val_x), val_y, num_classes)
         fb.feedback(report.sensitivity.tolist())
 
     arm("feedback policy", fb, after_epoch=hand_recall)
@@ -220,7 +231,7 @@ def run_seed(
     train_x, train_y = split["train"].tensors
 
     def hand_recall_and_hard(model: nn.Module) -> None:
-        report = classification_report(predict(model, val_x), val_y, 10)
+        report = classification_report(predict(model, val_x), val_y, num_classes)
         hard.feedback(report.sensitivity.tolist())
         confidence = confidence_of(model)(train_x, train_y)
         hard.hard_examples(scores=1 - confidence, top=args.hard_top)
@@ -244,16 +255,17 @@ def run_seed(
         arm(
             f"GenMix, {gen} generator",
             loader("balance", gen),
-            mix=GenMix(10, alpha=args.alpha, beta="paper", seed=seed),
+            mix=GenMix(num_classes, alpha=args.alpha, beta="paper", seed=seed),
         )
         arm(
             f"quality-aware GenMix, {gen} generator",
             loader("balance", gen),
-            mix=GenMix(10, alpha=args.alpha, beta="paper", seed=seed),
+            mix=GenMix(num_classes, alpha=args.alpha, beta="paper", seed=seed),
             quality=quality,
         )
-        labels = torch.arange(100) % 10
-        seeds = [derive_seed(seed, Stream.BENCH_QUALITY, i) for i in range(100)]
+        # Ten samples of each class (100 for the digits).
+        labels = torch.arange(10 * num_classes) % num_classes
+        seeds = [derive_seed(seed, Stream.BENCH_QUALITY, i) for i in range(len(labels))]
         images = generators[gen].generate(labels, seeds)
         coherence[gen].append(float((predict(real_model, images) == labels).float().mean()))
     accs = ", ".join(f"{k} {v['accuracy'][-1]:.3f}" for k, v in results.metrics.items())
@@ -272,11 +284,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     schedules: dict[str, list[float]] = {}
     coherence: dict[str, list[float]] = {"strong": [], "weak": []}
     for seed in range(args.seeds):
-        run_seed(args, seed, generators, results, schedules, coherence)
+        split = imbalanced_split(seed, args.minority_shots)
+        run_seed(args, seed, split, generators, results, schedules, coherence)
     # The strong generator's GDA arm is the balance arm (same loader, same samples).
     results.metrics["GDA, strong generator"] = results.metrics["GDA, balance"]
     return summarise(args, results, schedules, coherence)
 
+
+#: Arguments that are no setting of the protocol (where files go).
+UNRECORDED = ("weak_cache", "generator_cache", "out")
 
 PAIRS = [
     ("feedback policy", "GDA, balance"),
@@ -335,9 +351,9 @@ def summarise(
             "met": bool(worst[0] - worst[1] > 0),
         }
     return {
-        # Where the weak generator is cached and the report written are not settings of
-        # the protocol.
-        "settings": {k: v for k, v in vars(args).items() if k not in ("weak_cache", "out")},
+        # Where generators are cached and the report written are not settings of the
+        # protocol.
+        "settings": {k: v for k, v in vars(args).items() if k not in UNRECORDED},
         "per_seed": m,
         "mean_ci95": summary,
         "gain_vs_real_only_ci95": gains,
@@ -359,12 +375,20 @@ def pct(pair: tuple[float, float], sign: bool = False) -> str:
 def markdown(report: dict[str, Any]) -> str:
     s = report["settings"]
     coh = report["generator_coherence_by_real_only_classifier"]
-    lines = [
+    header = (
         f"Imbalanced digits: {SHOTS} images per class, {s['minority_shots']} for two "
         f"minority classes; {s['seeds']} seeds; m_G/m_S = {s['ratio']}, {s['epochs']} epochs, "
         f"{s['sampler']} {s['steps']} steps; weak generator: {s['weak_steps']} training steps. "
         f"Coherence (real-only classifier agrees with the intended class): strong "
-        f"{pct(coh['strong'])}, weak {pct(coh['weak'])}. Mean ± 95% CI; gains paired by seed.",
+        f"{pct(coh['strong'])}, weak {pct(coh['weak'])}. Mean ± 95% CI; gains paired by seed."
+    )
+    return tables(report, header)
+
+
+def tables(report: dict[str, Any], header: str) -> str:
+    """``header``, the table of arms, the table of paired differences and the goals."""
+    lines = [
+        header,
         "",
         "| arm | accuracy | gain | macro-F1 | worst-class sensitivity | minority sensitivity "
         "| minority gain |",
