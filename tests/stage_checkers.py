@@ -3,6 +3,7 @@ a later run resumed: shared by the multi-view and the text-to-image trainers' te
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -44,3 +45,25 @@ def resumed_stages(caplog: pytest.LogCaptureFixture, step: int) -> list[str]:
     found = [m.split()[2] for m in caplog.messages if m.startswith("resumed")]
     assert all(path.endswith(f"step-{step}") for path in found)
     return [Path(path).parent.name for path in found]
+
+
+def cut_in_each_stage_then_finish(
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    trainer: ModuleType,
+    stages: list[tuple[int, str]],
+    run: Callable[[], Path],
+) -> Path:
+    """Cut ``run()`` off at step 2 of each stage in turn (``(stream tag, checkpoint
+    folder)``, in training order), checking that each run resumes the stages before,
+    then run it to the end; returns its output folder."""
+    caplog.set_level(logging.INFO, logger="gdaload.train.checkpoints")
+    folders = [folder for _, folder in stages]
+    for done, (tag, _) in enumerate(stages):
+        cut_at(monkeypatch, trainer, tag, 2, run)
+        # A finished stage loads from its saved model, not from a checkpoint: each run
+        # resumes only the stage it was cut off in.
+        assert resumed_stages(caplog, 2) == folders[:done]
+    out = run()
+    assert resumed_stages(caplog, 2) == folders
+    return out

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
-from stage_checkers import cut_at, resumed_stages
+from stage_checkers import cut_in_each_stage_then_finish
 
 import gdaload.train.multiview as multiview_training
 from gdaload.datasets.multiview import MultiViewShapes
@@ -82,13 +81,8 @@ def test_runs_cut_off_in_either_stage_resume_exactly(
     def run() -> Path:
         return train_multiview(data, cut, config)
 
-    caplog.set_level(logging.INFO, logger="gdaload.train.checkpoints")
-    cut_at(monkeypatch, multiview_training, Stream.MULTIVIEW_AUTOENCODER, 2, run)
-    assert not (cut / "autoencoder").exists() and resumed_stages(caplog, 2) == []
-    cut_at(monkeypatch, multiview_training, Stream.MULTIVIEW_DIFFUSION, 2, run)
-    assert resumed_stages(caplog, 2) == ["autoencoder"]
-    resumed = run()
-    assert resumed_stages(caplog, 2) == ["autoencoder", "unet"]
+    stages = [(Stream.MULTIVIEW_AUTOENCODER, "autoencoder"), (Stream.MULTIVIEW_DIFFUSION, "unet")]
+    resumed = cut_in_each_stage_then_finish(monkeypatch, caplog, multiview_training, stages, run)
     a, b = saved_weights(straight), saved_weights(resumed)
     assert a.keys() == b.keys()
     assert all(torch.equal(a[key], b[key]) for key in a)

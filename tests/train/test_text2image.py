@@ -4,14 +4,13 @@
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 
 import pytest
 import torch
 from diffusers import StableDiffusionPipeline
 from safetensors.torch import load_file
-from stage_checkers import cut_at, resumed_stages
+from stage_checkers import cut_in_each_stage_then_finish
 from torch.utils.data import TensorDataset
 
 import gdaload.train.text2image as text2image
@@ -108,13 +107,8 @@ def test_runs_cut_off_in_either_stage_resume_exactly(
     def run() -> Path:
         return pretrain_text2image(data, cut, config)
 
-    caplog.set_level(logging.INFO, logger="gdaload.train.checkpoints")
-    cut_at(monkeypatch, text2image, Stream.TEXT2IMAGE_AUTOENCODER, 2, run)
-    assert not (cut / "vae").exists() and resumed_stages(caplog, 2) == []
-    cut_at(monkeypatch, text2image, Stream.TEXT2IMAGE_DIFFUSION, 2, run)
-    assert resumed_stages(caplog, 2) == ["vae"]
-    resumed = run()
-    assert resumed_stages(caplog, 2) == ["vae", "denoiser"]
+    stages = [(Stream.TEXT2IMAGE_AUTOENCODER, "vae"), (Stream.TEXT2IMAGE_DIFFUSION, "denoiser")]
+    resumed = cut_in_each_stage_then_finish(monkeypatch, caplog, text2image, stages, run)
     a, b = saved_weights(straight), saved_weights(resumed)
     assert a.keys() == b.keys()
     assert all(torch.equal(a[key], b[key]) for key in a)
