@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import torch
 
 from gdaload import DiffusionGenerator
@@ -71,3 +73,26 @@ def test_shipped_text_to_image_stand_in_is_a_stable_diffusion_folder() -> None:
     assert images.shape == (50, 3, 8, 8)
     nearest = torch.cdist(images.mean(1).flatten(1), means).argmin(1)
     assert (nearest == labels).float().mean() > 0.9
+
+
+def test_the_stand_in_adapts_to_digits_it_never_saw_from_an_image_folder(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from gdaload.bench.assets import DIGITS_TEXT2IMAGE
+    from gdaload.cli import main
+    from gdaload.datasets.digits import digits_splits, digits_subset
+
+    # Two shots of the digits 5 and 6 as 8-bit PNG files, one folder per class.
+    x, y = digits_subset(digits_splits(shots=2).train, [5, 6]).tensors
+    for i, (image, label) in enumerate(zip(x, y, strict=True)):
+        folder = tmp_path / "images" / ["five", "six"][int(label)]
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray((image[0] * 255).round().byte().numpy()).save(folder / f"{i}.png")
+    out = tmp_path / "tokens"
+    options = ["--steps", "2", "--batch-size", "2", "--lr", "0.05", "--cpu", "--no-progress"]
+    main(["adapt", "--pipeline", str(DIGITS_TEXT2IMAGE), "--images", str(tmp_path / "images"),
+          "--out", str(out), *options])  # fmt: skip
+    gen = DiffusionGenerator.from_pretrained(DIGITS_TEXT2IMAGE, adapter=out, steps=2, device="cpu")
+    assert gen.class_names == ["five", "six"]
+    assert gen.prompts == [["a photo of a <five>"], ["a photo of a <six>"]]
+    assert gen.generate([0, 1], [0, 1]).shape == (2, 3, 8, 8)
