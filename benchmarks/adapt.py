@@ -30,6 +30,7 @@ Means with 95% CIs over seeds (Student t) and gains paired by seed. Settings are
 constants below, fixed before the first run.
 
 Run: OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/adapt.py --seeds 5
+Pictures of seed 0's samples: ... benchmarks/adapt.py --pictures benchmarks/results/adapt
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ from gdaload.bench.stats import mean_ci, paired_gain
 from gdaload.bench.tasks import Task
 from gdaload.datasets.digits import digits_splits, digits_subset
 from gdaload.metrics import coherence
+from gdaload.metrics.plots import sample_grid
 from gdaload.seeding import Stream, derive_seed
 from gdaload.train import adapt
 from gdaload.train.text2image import DIGIT_WORDS
@@ -143,6 +145,53 @@ def sources_for(train: TensorDataset, labels: torch.Tensor) -> torch.Tensor:
     return torch.stack(picked)
 
 
+def adapt_arm(
+    model: Path,
+    train: TensorDataset,
+    out: Path,
+    seed: int,
+    settings: dict[str, Any],
+    args: argparse.Namespace,
+) -> Any:
+    """``adapt`` with an arm's settings on one seed's training images."""
+    if args.adapt_steps is not None:
+        settings = {**settings, "steps": args.adapt_steps}
+    return adapt(
+        model,
+        train,
+        out,
+        class_names=NAMES,
+        batch_size=ADAPT_BATCH,
+        seed=seed,
+        cpu=True,
+        progress=False,
+        **settings,
+    )
+
+
+def pictures(model: Path, folder: Path, args: argparse.Namespace) -> None:
+    """Seed 0's real images beside 8 samples per class of each generative arm, one PNG
+    per arm (the adapters are made again, as the benchmark makes them)."""
+    train, _ = new_digits(0)
+    x, y = train.tensors
+    labels = torch.arange(8 * len(NEW_DIGITS)) % len(NEW_DIGITS)
+    seeds = [derive_seed(0, Stream.BENCH_PICTURE, i) for i in range(len(labels))]
+    gens = {"unadapted": generator(model, prompts=[[f"a photo of a {n}"] for n in NAMES])}
+    work = Path(tempfile.mkdtemp(prefix="gdaload-adapt-"))
+    for arm, settings in ADAPT_SETTINGS.items():
+        result = adapt_arm(model, train, work / arm, 0, settings, args)
+        gens[arm] = generator(model, adapter=result.folder)
+    samples = {arm: gen.generate(labels, seeds) for arm, gen in gens.items()}
+    samples["SDEdit (textual inversion)"] = gens["textual inversion"].generate(
+        labels, seeds, source=sources_for(train, labels), strength=SDEDIT_STRENGTH
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    for arm, images in samples.items():
+        path = folder / f"samples-{arm.replace(' ', '-').replace('(', '').replace(')', '')}.png"
+        sample_grid(x, y, images, labels, path, class_names=NAMES, title=f"real | {arm}")
+        print(f"wrote {path}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, default=5)
@@ -150,8 +199,14 @@ def main() -> None:
     parser.add_argument("--model", default=str(DIGITS_TEXT2IMAGE), help="stand-in pipeline")
     parser.add_argument("--adapt-steps", type=int, default=None, help="smoke runs only")
     parser.add_argument("--epochs", type=int, default=EPOCHS, help="smoke runs only")
+    parser.add_argument(
+        "--pictures", default=None, help="only draw seed 0's samples of each arm into this folder"
+    )
     args = parser.parse_args()
     model = Path(args.model)
+    if args.pictures is not None:
+        pictures(model, Path(args.pictures), args)
+        return
     started = time.perf_counter()
 
     judge = reference_classifier()
@@ -186,19 +241,7 @@ def main() -> None:
         coherences.setdefault("unadapted", []).append(arm_coherence(judge, unadapted, seed))
         adapted: dict[str, DiffusionGenerator] = {}
         for arm, settings in ADAPT_SETTINGS.items():
-            if args.adapt_steps is not None:
-                settings = {**settings, "steps": args.adapt_steps}
-            result = adapt(
-                model,
-                run.train,
-                work / f"{arm}-{seed}",
-                class_names=NAMES,
-                batch_size=ADAPT_BATCH,
-                seed=seed,
-                cpu=True,
-                progress=False,
-                **settings,
-            )
+            result = adapt_arm(model, run.train, work / f"{arm}-{seed}", seed, settings, args)
             adapt_seconds.setdefault(arm, []).append(result.seconds)
             gen = generator(model, adapter=result.folder)
             adapted[arm] = gen
