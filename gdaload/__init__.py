@@ -47,6 +47,7 @@ _EXPORTS: dict[str, str] = {
     "SeedPlan": "gdaload.seeding",
     "adapt": "gdaload.train",
     "distill": "gdaload.train",
+    "pretrain_text2image": "gdaload.train",
     "train_multiview": "gdaload.train",
     "train_segmentation_generator": "gdaload.train",
     "GenerativeAugment": "gdaload.transforms",
@@ -90,6 +91,7 @@ __all__ = [
     "distill",
     "fill_store",
     "fill_store_ray",
+    "pretrain_text2image",
     "train_multiview",
     "train_segmentation_generator",
 ]
@@ -130,6 +132,12 @@ if TYPE_CHECKING:
         StoredSamples,
     )
     from gdaload.seeding import SeedPlan
-    from gdaload.train import adapt, distill, train_multiview, train_segmentation_generator
+    from gdaload.train import (
+        adapt,
+        distill,
+        pretrain_text2image,
+        train_multiview,
+        train_segmentation_generator,
+    )
     from gdaload.transforms import GenerativeAugment, GenMix
     from gdaload.tta import GenerativeTTA
