@@ -119,15 +119,16 @@ def generator(model: Path, **kwargs: Any) -> DiffusionGenerator:
 
 
 def arm_coherence(
-    judge: nn.Module, gen: DiffusionGenerator, seed: int, source: torch.Tensor | None = None
+    judge: nn.Module, gen: DiffusionGenerator, seed: int, train: TensorDataset | None = None
 ) -> float:
     """Coherence of ``COHERENCE_SAMPLES`` samples, classes in turn, seeds from a stream
-    of their own; with ``source`` (one real image per sample), SDEdit variations."""
+    of their own; with ``train``, SDEdit variations of its images (see :func:`sources_for`)."""
     labels = torch.arange(COHERENCE_SAMPLES) % len(NEW_DIGITS)
     seeds = [derive_seed(seed, Stream.BENCH_QUALITY, i) for i in range(COHERENCE_SAMPLES)]
-    if source is None:
+    if train is None:
         images = gen.generate(labels, seeds)
     else:
+        source = sources_for(train, labels)
         images = gen.generate(labels, seeds, source=source, strength=SDEDIT_STRENGTH)
     return coherence(judge, images, labels)
 
@@ -254,9 +255,8 @@ def main() -> None:
         )
         loader.hard_examples(list(range(len(run.train))), share=1.0, strength=SDEDIT_STRENGTH)
         run.record("SDEdit (best)", FixedEpoch(loader), ratio=RATIO)
-        labels = torch.arange(COHERENCE_SAMPLES) % len(NEW_DIGITS)
         coherences.setdefault("SDEdit (best)", []).append(
-            arm_coherence(judge, adapted[best], seed, sources_for(run.train, labels))
+            arm_coherence(judge, adapted[best], seed, run.train)
         )
         accuracy = {arm: f"{100 * v[-1]:.2f}" for arm, v in results.accuracy.items()}
         print(f"seed {seed}: accuracy {accuracy}, best adapter {best}", flush=True)

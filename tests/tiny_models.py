@@ -13,7 +13,7 @@ from diffusers import (
     UNet2DConditionModel,
     UNet2DModel,
 )
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+from transformers import CLIPTextConfig, CLIPTextModel
 
 from gdaload.generators.multiview.autoencoder import ViewAutoencoder
 from gdaload.generators.multiview.generator import MultiViewDiffusion, build_multiview_unet
@@ -42,14 +42,9 @@ def tiny_class_pipeline(
     return ClassConditionalPipeline(tiny_unet(num_classes, channels, size), DDPMScheduler())
 
 
-def tiny_tokenizer(folder: Path) -> CLIPTokenizer:
-    """A character-level CLIP BPE tokenizer (no merges) written to ``folder``."""
-    return character_tokenizer(folder)
-
-
 def tiny_text_pipeline(tmp: Path) -> StableDiffusionPipeline:
     torch.manual_seed(0)
-    tokenizer = tiny_tokenizer(tmp / "tok")
+    tokenizer = character_tokenizer(tmp / "tok")
     text_encoder = CLIPTextModel(
         CLIPTextConfig(
             vocab_size=len(tokenizer),

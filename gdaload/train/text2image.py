@@ -152,7 +152,8 @@ def pretrain_text2image(
 
     Args:
         dataset: ``(image (C, S, S) float in [0, 1], label)`` pairs, C 1 (repeated to RGB)
-            or 3, S divisible by ``2 ** len(ae_widths)``.
+            or 3, S divisible by the VAE's and the UNet's downsampling,
+            ``2 ** (len(ae_widths) - 1) * 2 ** (len(widths) - 1)``.
         output_dir: The pipeline folder; ``output_dir/checkpoints`` holds the checkpoints
             of both stages (delete it before shipping the folder).
         config: The settings; the defaults of :class:`Text2ImageConfig` when None.
